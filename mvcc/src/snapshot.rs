@@ -1,0 +1,223 @@
+//! Persistence support: a full [`Snapshot`] (a prost message, so it encodes to bytes without
+//! serde) and the incremental [`Change`]s each apply reports, shaped like etcd's bolt buckets:
+//! key records by revision (`(main, sub)` → `KeyValue` + tombstone flag) and lease records by
+//! id (`id` → ttl, remaining ttl). Lease key sets are not stored: they are rebuilt from the
+//! live keys' `lease` fields, as etcd does on restore.
+
+use prost::Message;
+use proto::mvccpb::KeyValue;
+
+use crate::index::{Index, Record, Revision};
+use crate::lease::{Lease, LeaseTable};
+use crate::{Config, Store};
+
+/// Everything needed to rebuild a [`Store`].
+#[derive(Clone, PartialEq, Message)]
+pub struct Snapshot {
+    /// Current store revision.
+    #[prost(int64, tag = "1")]
+    pub revision: i64,
+    /// Compacted revision (0 = never).
+    #[prost(int64, tag = "2")]
+    pub compact_revision: i64,
+    /// Every retained key revision, in any order.
+    #[prost(message, repeated, tag = "3")]
+    pub keys: Vec<KeyRecord>,
+    /// Every lease.
+    #[prost(message, repeated, tag = "4")]
+    pub leases: Vec<LeaseRecord>,
+}
+
+/// One revision of one key (etcd's bolt "key" bucket entry).
+#[derive(Clone, PartialEq, Message)]
+pub struct KeyRecord {
+    #[prost(int64, tag = "1")]
+    pub main: i64,
+    #[prost(int64, tag = "2")]
+    pub sub: i64,
+    /// A delete; `kv` then holds only the key and `mod_revision`.
+    #[prost(bool, tag = "3")]
+    pub tombstone: bool,
+    #[prost(message, optional, tag = "4")]
+    pub kv: Option<KeyValue>,
+}
+
+/// One lease (etcd's bolt "lease" bucket entry).
+#[derive(Clone, Copy, PartialEq, Eq, Message)]
+pub struct LeaseRecord {
+    #[prost(int64, tag = "1")]
+    pub id: i64,
+    #[prost(int64, tag = "2")]
+    pub ttl: i64,
+    #[prost(int64, tag = "3")]
+    pub remaining_ttl: i64,
+}
+
+/// One record to write to (or remove from) a persistent copy of the store.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Change {
+    /// Insert the key record stored under [`KeyRecord::storage_key`].
+    PutKey(KeyRecord),
+    /// Remove the key record of this revision (compaction).
+    RemoveKey(Revision),
+    /// Insert or overwrite the lease record stored under [`LeaseRecord::storage_key`].
+    PutLease(LeaseRecord),
+    /// Remove the lease record of this id.
+    RemoveLease(i64),
+}
+
+/// 16 bytes that sort like the revision: big-endian `main` then `sub`.
+pub fn revision_key(rev: Revision) -> [u8; 16] {
+    let mut out = [0u8; 16];
+    out[..8].copy_from_slice(&rev.main.to_be_bytes());
+    out[8..].copy_from_slice(&rev.sub.to_be_bytes());
+    out
+}
+
+impl KeyRecord {
+    pub(crate) fn new(key: &[u8], r: &Record) -> Self {
+        KeyRecord {
+            main: r.rev.main,
+            sub: r.rev.sub,
+            tombstone: r.tombstone,
+            kv: Some(r.to_kv(key, false)),
+        }
+    }
+
+    pub fn revision(&self) -> Revision {
+        Revision {
+            main: self.main,
+            sub: self.sub,
+        }
+    }
+
+    /// The record's key in a revision-ordered persistent tree.
+    pub fn storage_key(&self) -> [u8; 16] {
+        revision_key(self.revision())
+    }
+
+    pub fn to_bytes(&self) -> Vec<u8> {
+        self.encode_to_vec()
+    }
+
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, prost::DecodeError> {
+        Self::decode(bytes)
+    }
+
+    fn into_record(self) -> Option<(Vec<u8>, Record)> {
+        let rev = self.revision();
+        let kv = self.kv?;
+        let record = if self.tombstone {
+            Record::tombstone(rev)
+        } else {
+            Record {
+                rev,
+                create_revision: kv.create_revision,
+                version: kv.version,
+                lease: kv.lease,
+                value: kv.value,
+                tombstone: false,
+            }
+        };
+        Some((kv.key, record))
+    }
+}
+
+impl LeaseRecord {
+    pub(crate) fn new(l: &Lease) -> Self {
+        LeaseRecord {
+            id: l.id,
+            ttl: l.ttl,
+            remaining_ttl: l.remaining_ttl,
+        }
+    }
+
+    /// The record's key in a persistent tree: the id, big-endian.
+    pub fn storage_key(&self) -> [u8; 8] {
+        self.id.to_be_bytes()
+    }
+
+    pub fn to_bytes(&self) -> Vec<u8> {
+        self.encode_to_vec()
+    }
+
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, prost::DecodeError> {
+        Self::decode(bytes)
+    }
+}
+
+impl Store {
+    /// The whole state as a [`Snapshot`].
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            revision: self.revision,
+            compact_revision: self.compact_revision,
+            keys: self
+                .index
+                .records()
+                .map(|(k, r)| KeyRecord::new(k, r))
+                .collect(),
+            leases: self.leases.iter().map(LeaseRecord::new).collect(),
+        }
+    }
+
+    /// Rebuilds a store from a snapshot (or from records gathered from a persistent copy).
+    /// Tolerates inconsistent input without panicking: records without a `kv` are skipped, the
+    /// revision is raised to the highest record/compact revision, keys naming a missing lease
+    /// stay unattached.
+    pub fn from_snapshot(config: Config, snap: Snapshot) -> Self {
+        Store::restore(
+            config,
+            snap.revision,
+            snap.compact_revision,
+            snap.keys,
+            snap.leases,
+        )
+    }
+
+    /// Rebuilds a store from persisted records (what the [`Change`]s of every apply wrote)
+    /// plus the two meta values `revision` and `compact_revision`.
+    pub fn restore(
+        config: Config,
+        revision: i64,
+        compact_revision: i64,
+        keys: impl IntoIterator<Item = KeyRecord>,
+        leases: impl IntoIterator<Item = LeaseRecord>,
+    ) -> Self {
+        let index = Index::from_records(keys.into_iter().filter_map(KeyRecord::into_record));
+        let mut table = LeaseTable::default();
+        for l in leases {
+            table.insert(Lease {
+                id: l.id,
+                ttl: l.ttl,
+                remaining_ttl: l.remaining_ttl,
+                keys: Default::default(),
+            });
+        }
+        let mut max_main = 1;
+        for (key, r) in index.records() {
+            max_main = max_main.max(r.rev.main);
+            if index.latest(key).is_some_and(|l| l.rev == r.rev) && r.lease != 0 {
+                table.attach(r.lease, key);
+            }
+        }
+        let compact_revision = compact_revision.max(0);
+        Store {
+            config,
+            index,
+            leases: table,
+            revision: revision.max(max_main).max(compact_revision),
+            compact_revision,
+        }
+    }
+
+    /// The snapshot encoded as bytes.
+    pub fn encode_snapshot(&self) -> Vec<u8> {
+        self.snapshot().encode_to_vec()
+    }
+
+    /// A store from [`Store::encode_snapshot`]'s bytes.
+    pub fn decode_snapshot(config: Config, bytes: &[u8]) -> Result<Self, prost::DecodeError> {
+        Ok(Store::from_snapshot(config, Snapshot::decode(bytes)?))
+    }
+}

@@ -1,0 +1,19 @@
+//! Generated protocol types of the workspace.
+//!
+//! - [`mvccpb`] and [`etcdserverpb`]: the etcd v3.4 API subset the registry serves, with etcd's
+//!   package names and field numbers so that `etcdctl` and other etcd clients interoperate.
+//! - [`registrypb`]: the registry's cluster-internal messages (Raft log commands, peer service).
+
+#![allow(clippy::all, missing_docs)]
+
+pub mod mvccpb {
+    tonic::include_proto!("mvccpb");
+}
+
+pub mod etcdserverpb {
+    tonic::include_proto!("etcdserverpb");
+}
+
+pub mod registrypb {
+    tonic::include_proto!("registrypb");
+}

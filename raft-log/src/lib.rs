@@ -1,0 +1,31 @@
+//! Durable Raft log and vote store for openraft 0.9 (storage-v2 API).
+//!
+//! Layout of a log directory:
+//!
+//! * `<first_index:020>.wal` — segments: append-only files of `[len u32 LE][crc32 u32 LE]
+//!   [bincode entry]` records, rolled over past [`LogOptions::segment_bytes`] (etcd-WAL style).
+//! * `meta` — vote + last purged log id, replaced atomically and durably.
+//! * `committed` — last committed log id, persisted lazily.
+//!
+//! Writes go through one background writer thread doing group commit: all queued appends
+//! are written and then made durable with a single `fdatasync`, after which their
+//! `LogFlushed` callbacks fire. On open, the segments are scanned and a torn tail of the last
+//! segment is cut off. See [`LogStore`].
+//!
+//! Module map: [`store`](LogStore) (public handle, reads), `raft_impl` (openraft traits),
+//! `state` (in-memory index + cache), `writer` (group commit thread), `segment` (files,
+//! scan, reads), `record` (framing), `meta` (metadata files), `recovery` (startup),
+//! `error`.
+
+mod error;
+mod meta;
+mod raft_impl;
+mod record;
+mod recovery;
+mod segment;
+mod state;
+mod store;
+mod writer;
+
+pub use error::Error;
+pub use store::{LogOptions, LogStats, LogStore};

@@ -1,0 +1,456 @@
+//! [`LogStore`]: the public handle, opening/recovery wiring, reads and write submission.
+//!
+//! Owns the shared state (`RwLock<State>`), the channel to the writer thread and the cache of
+//! read-only file handles. Every mutation takes the state write lock, updates the in-memory
+//! view, and enqueues the matching file operations while still holding the lock, so the
+//! writer applies them in state order. Reads take the read lock and are served from the
+//! entry cache or by `pread` from the segment files.
+
+use std::collections::HashMap;
+use std::fs::{self, File};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, Sender};
+use std::sync::{Arc, Mutex, RwLock};
+use std::thread::JoinHandle;
+
+use openraft::{LogId, LogState, RaftTypeConfig, Vote};
+use tokio::sync::oneshot;
+
+use crate::error::Error;
+use crate::meta::Meta;
+use crate::meta::{encode_committed, encode_meta, read_committed, read_meta, remove_temp_files};
+use crate::record::encode_record;
+use crate::recovery::recover;
+use crate::segment::{read_records, segment_path, Slot};
+use crate::state::State;
+use crate::writer::{self, Counters, Done, Job, Op};
+
+/// Tuning knobs of a [`LogStore`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogOptions {
+    /// Roll to a new segment once the current one reaches this size (default 64 MiB).
+    pub segment_bytes: u64,
+    /// Keep at most this many recent entries in memory (default 8192). Entries not yet
+    /// written are always kept, whatever the budget.
+    pub cache_entries: usize,
+    /// Keep at most this many bytes (encoded size) of recent entries in memory (default 64 MiB).
+    pub cache_bytes: usize,
+}
+
+impl Default for LogOptions {
+    fn default() -> Self {
+        Self {
+            segment_bytes: 64 * 1024 * 1024,
+            cache_entries: 8192,
+            cache_bytes: 64 * 1024 * 1024,
+        }
+    }
+}
+
+/// A snapshot of the store's counters and sizes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LogStats {
+    /// `fdatasync` calls on segment files.
+    pub syncs: u64,
+    /// `fsync` calls on the directory.
+    pub dir_syncs: u64,
+    /// Durable rewrites of the `meta` file (vote / purge).
+    pub meta_writes: u64,
+    /// Writer batches (group commits).
+    pub batches: u64,
+    /// Jobs (append / truncate / purge / vote / sync requests) processed by the writer.
+    pub jobs: u64,
+    /// Bytes written to segment files.
+    pub bytes_written: u64,
+    /// Record-group reads served from disk rather than the cache.
+    pub disk_reads: u64,
+    /// Number of live segment files.
+    pub segments: usize,
+    /// Number of live (non-purged) entries.
+    pub entries: usize,
+    /// Entries currently held in the in-memory cache.
+    pub cached_entries: usize,
+    /// Encoded bytes held in the in-memory cache.
+    pub cached_bytes: usize,
+}
+
+/// Maximum span of one disk read when serving a range.
+const MAX_READ_SPAN: u64 = 4 * 1024 * 1024;
+
+pub(crate) struct Shared<C: RaftTypeConfig> {
+    pub dir: PathBuf,
+    pub opts: LogOptions,
+    pub state: RwLock<State<C>>,
+    readers: Mutex<HashMap<u64, Arc<File>>>,
+    counters: Arc<Counters>,
+    disk_reads: AtomicU64,
+}
+
+struct Inner<C: RaftTypeConfig> {
+    shared: Arc<Shared<C>>,
+    tx: Option<Sender<Job>>,
+    handle: Option<JoinHandle<()>>,
+    /// Holds the exclusive lock on `<dir>/LOCK`; released after the writer exited.
+    _lock: File,
+}
+
+impl<C: RaftTypeConfig> Drop for Inner<C> {
+    fn drop(&mut self) {
+        // Closing the channel makes the writer finish queued work, sync and exit.
+        self.tx = None;
+        if let Some(h) = self.handle.take() {
+            if h.thread().id() != std::thread::current().id() {
+                let _ = h.join();
+            }
+        }
+    }
+}
+
+/// Durable Raft log + vote store (segmented WAL with group commit). Cheap to clone.
+///
+/// Memory: an index entry (24 bytes) per live log entry plus a bounded cache of recent
+/// entries (see [`LogOptions`]); older entries are read from the segment files.
+pub struct LogStore<C: RaftTypeConfig> {
+    inner: Arc<Inner<C>>,
+}
+
+impl<C: RaftTypeConfig> Clone for LogStore<C> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<C: RaftTypeConfig> std::fmt::Debug for LogStore<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogStore")
+            .field("dir", &self.inner.shared.dir)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<C: RaftTypeConfig> LogStore<C>
+where
+    C::Entry: Clone,
+{
+    /// Open (creating if needed) the log in `dir`, recovering from a crash if necessary.
+    ///
+    /// Blocking: scans all segments. Call it before starting Raft (or via `spawn_blocking`).
+    pub fn open(dir: &Path, opts: LogOptions) -> Result<Self, Error> {
+        let mut opts = opts;
+        opts.segment_bytes = opts.segment_bytes.max(1);
+        fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        let lock = lock_dir(dir)?;
+        remove_temp_files(dir);
+        let meta: Meta<C::NodeId> = read_meta(dir)?;
+        let committed = read_committed(dir);
+        let state = recover::<C>(dir, meta, committed)?;
+
+        let counters = Arc::new(Counters::default());
+        let shared = Arc::new(Shared {
+            dir: dir.to_path_buf(),
+            opts,
+            state: RwLock::new(state),
+            readers: Mutex::new(HashMap::new()),
+            counters: counters.clone(),
+            disk_reads: AtomicU64::new(0),
+        });
+        let (tx, rx) = mpsc::channel();
+        let hook_shared = shared.clone();
+        let progress = Box::new(move |seq: u64, failed: Option<String>| {
+            if let Ok(mut st) = hook_shared.state.write() {
+                st.completed_seq = st.completed_seq.max(seq);
+                if st.failed.is_none() {
+                    st.failed = failed;
+                }
+                let o = &hook_shared.opts;
+                st.evict(o.cache_entries, o.cache_bytes);
+            }
+        });
+        let handle = writer::spawn(dir.to_path_buf(), rx, counters, progress)
+            .map_err(|e| Error::io(dir, e))?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                shared,
+                tx: Some(tx),
+                handle: Some(handle),
+                _lock: lock,
+            }),
+        })
+    }
+
+    /// Directory of this log.
+    pub fn dir(&self) -> &Path {
+        &self.inner.shared.dir
+    }
+
+    /// Append `entries` (which must continue the log) and call `on_durable` on the writer
+    /// thread once they are on stable storage (or with the error if writing failed).
+    ///
+    /// Returns as soon as the entries are queued; they are readable immediately.
+    pub fn append_with<I, F>(&self, entries: I, on_durable: F) -> Result<(), Error>
+    where
+        I: IntoIterator<Item = C::Entry>,
+        F: FnOnce(io::Result<()>) + Send + 'static,
+    {
+        let mut items = Vec::new();
+        for e in entries {
+            let rec = encode_record(&e)?;
+            items.push((e, rec));
+        }
+        let shared = &self.inner.shared;
+        let mut st = shared.state.write()?;
+        st.check_writable()?;
+        let seq = st.next_seq;
+        let ops = st.plan_append(items, seq, shared.opts.segment_bytes);
+        for op in &ops {
+            if let Op::Truncate { delete, .. } = op {
+                self.forget_readers(delete)?;
+            }
+        }
+        self.submit(&mut st, ops, Some(Box::new(on_durable)))
+    }
+
+    /// Wait until everything submitted so far is durable.
+    pub async fn sync(&self) -> Result<(), Error> {
+        let rx = {
+            let mut st = self.inner.shared.state.write()?;
+            self.submit_waiting(&mut st, Vec::new())?
+        };
+        wait(self.inner.shared.dir.clone(), rx).await
+    }
+
+    /// Counters and sizes.
+    pub fn stats(&self) -> LogStats {
+        let shared = &self.inner.shared;
+        let c = &shared.counters;
+        let mut s = LogStats {
+            syncs: c.syncs.load(Ordering::Relaxed),
+            dir_syncs: c.dir_syncs.load(Ordering::Relaxed),
+            meta_writes: c.meta_writes.load(Ordering::Relaxed),
+            batches: c.batches.load(Ordering::Relaxed),
+            jobs: c.jobs.load(Ordering::Relaxed),
+            bytes_written: c.bytes_written.load(Ordering::Relaxed),
+            disk_reads: shared.disk_reads.load(Ordering::Relaxed),
+            ..LogStats::default()
+        };
+        if let Ok(st) = shared.state.read() {
+            s.segments = st.segments.len();
+            s.entries = st.slots.len();
+            s.cached_entries = st.cache.len();
+            s.cached_bytes = st.cache_bytes;
+        }
+        s
+    }
+
+    /// Entries with index in `[start, end)` that are present (purged/absent ones are skipped).
+    pub fn read_range(&self, start: u64, end: u64) -> Result<Vec<C::Entry>, Error> {
+        let st = self.inner.shared.state.read()?;
+        self.read_locked(&st, start, end)
+    }
+
+    /// Last purged log id and last log id (= last purged when the log is empty).
+    pub fn log_state(&self) -> Result<LogState<C>, Error> {
+        let st = self.inner.shared.state.read()?;
+        Ok(LogState {
+            last_purged_log_id: st.last_purged.clone(),
+            last_log_id: st.last_log_id.clone(),
+        })
+    }
+
+    /// Durably save the vote (returns after it is on stable storage).
+    pub async fn write_vote(&self, vote: &Vote<C::NodeId>) -> Result<(), Error> {
+        let rx = {
+            let mut st = self.inner.shared.state.write()?;
+            st.check_writable()?;
+            let meta = encode_meta(&Meta {
+                vote: Some(vote.clone()),
+                last_purged: st.last_purged.clone(),
+            })?;
+            st.vote = Some(vote.clone());
+            self.submit_waiting(&mut st, vec![Op::SaveMeta(meta)])?
+        };
+        wait(self.inner.shared.dir.clone(), rx).await
+    }
+
+    /// Last saved vote.
+    pub fn vote(&self) -> Result<Option<Vote<C::NodeId>>, Error> {
+        Ok(self.inner.shared.state.read()?.vote.clone())
+    }
+
+    /// Record the committed log id; persisted lazily (not synced).
+    pub fn set_committed(&self, committed: Option<LogId<C::NodeId>>) -> Result<(), Error> {
+        let mut st = self.inner.shared.state.write()?;
+        st.check_writable()?;
+        let bytes = encode_committed(&committed)?;
+        st.committed = committed;
+        self.submit(&mut st, vec![Op::SaveCommitted(bytes)], None)
+    }
+
+    /// Last recorded committed log id.
+    pub fn committed(&self) -> Result<Option<LogId<C::NodeId>>, Error> {
+        Ok(self.inner.shared.state.read()?.committed.clone())
+    }
+
+    /// Remove entries with index `>= index`; durable when this returns.
+    pub async fn truncate_from(&self, index: u64) -> Result<(), Error> {
+        let rx = {
+            let shared = &self.inner.shared;
+            let mut st = shared.state.write()?;
+            st.check_writable()?;
+            let target = index.max(st.first_index);
+            if target >= st.end_index() {
+                return Ok(());
+            }
+            let new_last = if target > st.first_index {
+                let prev = self.read_locked(&st, target - 1, target)?;
+                match prev.first() {
+                    Some(e) => Some(openraft::RaftLogId::get_log_id(e).clone()),
+                    None => return Err(Error::Corrupt(format!("entry {} missing", target - 1))),
+                }
+            } else {
+                st.last_purged.clone()
+            };
+            let Some(op) = st.plan_truncate(target, new_last) else {
+                return Ok(());
+            };
+            if let Op::Truncate { delete, .. } = &op {
+                self.forget_readers(delete)?;
+            }
+            self.submit_waiting(&mut st, vec![op])?
+        };
+        wait(self.inner.shared.dir.clone(), rx).await
+    }
+
+    /// Purge entries `<= upto.index` and record `upto` durably as the last purged log id.
+    pub async fn purge_upto(&self, upto: LogId<C::NodeId>) -> Result<(), Error> {
+        let rx = {
+            let mut st = self.inner.shared.state.write()?;
+            st.check_writable()?;
+            if st.last_purged.as_ref() >= Some(&upto) {
+                return Ok(());
+            }
+            let meta = encode_meta(&Meta {
+                vote: st.vote.clone(),
+                last_purged: Some(upto.clone()),
+            })?;
+            let delete = st.plan_purge(upto);
+            self.forget_readers(&delete)?;
+            let ops = vec![Op::SaveMeta(meta), Op::DeleteSegments(delete)];
+            self.submit_waiting(&mut st, ops)?
+        };
+        wait(self.inner.shared.dir.clone(), rx).await
+    }
+
+    fn submit(&self, st: &mut State<C>, ops: Vec<Op>, done: Option<Done>) -> Result<(), Error> {
+        let seq = st.take_seq();
+        let tx = self.inner.tx.as_ref().ok_or(Error::WriterGone)?;
+        if tx.send(Job { seq, ops, done }).is_err() {
+            st.failed = Some("writer thread is gone".to_string());
+            return Err(Error::WriterGone);
+        }
+        Ok(())
+    }
+
+    fn submit_waiting(
+        &self,
+        st: &mut State<C>,
+        ops: Vec<Op>,
+    ) -> Result<oneshot::Receiver<io::Result<()>>, Error> {
+        let (tx, rx) = oneshot::channel();
+        let done: Done = Box::new(move |r| {
+            let _ = tx.send(r);
+        });
+        self.submit(st, ops, Some(done))?;
+        Ok(rx)
+    }
+
+    fn forget_readers(&self, segs: &[u64]) -> Result<(), Error> {
+        let mut readers = self.inner.shared.readers.lock()?;
+        for s in segs {
+            readers.remove(s);
+        }
+        Ok(())
+    }
+
+    fn reader(&self, seg: u64) -> Result<(Arc<File>, PathBuf), Error> {
+        let path = segment_path(&self.inner.shared.dir, seg);
+        let mut readers = self.inner.shared.readers.lock()?;
+        if let Some(f) = readers.get(&seg) {
+            return Ok((f.clone(), path));
+        }
+        let f = Arc::new(File::open(&path).map_err(|e| Error::io(&path, e))?);
+        readers.insert(seg, f.clone());
+        Ok((f, path))
+    }
+
+    /// Read `[start, end)` while holding (either side of) the state lock.
+    fn read_locked(&self, st: &State<C>, start: u64, end: u64) -> Result<Vec<C::Entry>, Error> {
+        let lo = start.max(st.first_index);
+        let hi = end.min(st.end_index());
+        if lo >= hi {
+            return Ok(Vec::new());
+        }
+        let cache_start = st.cache_start();
+        let disk_hi = hi.min(cache_start);
+        let mut out = Vec::with_capacity((hi - lo).min(65536) as usize);
+        let mut i = lo;
+        while i < disk_hi {
+            let mut group: Vec<Slot> = Vec::new();
+            let mut span = 0u64;
+            while i < disk_hi {
+                let Some(s) = st.slot(i) else { break };
+                if let Some(prev) = group.last() {
+                    let contiguous =
+                        s.seg == prev.seg && s.offset == prev.offset + u64::from(prev.len);
+                    if !contiguous || span + u64::from(s.len) > MAX_READ_SPAN {
+                        break;
+                    }
+                }
+                span += u64::from(s.len);
+                group.push(s);
+                i += 1;
+            }
+            let Some(first) = group.first() else {
+                return Err(Error::Corrupt(format!("no index entry for {i}")));
+            };
+            let (file, path) = self.reader(first.seg)?;
+            let first_index = i - group.len() as u64;
+            out.extend(read_records::<C>(&file, &path, first_index, &group)?);
+            self.inner.shared.disk_reads.fetch_add(1, Ordering::Relaxed);
+        }
+        for idx in lo.max(cache_start)..hi {
+            if let Some(c) = st.cache.get((idx - cache_start) as usize) {
+                out.push(c.entry.clone());
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Take an exclusive advisory lock on `<dir>/LOCK` so only one store uses the directory.
+fn lock_dir(dir: &Path) -> Result<File, Error> {
+    let path = dir.join("LOCK");
+    let f = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| Error::io(&path, e))?;
+    match f.try_lock() {
+        Ok(()) => Ok(f),
+        Err(fs::TryLockError::WouldBlock) => Err(Error::Locked(dir.to_path_buf())),
+        Err(fs::TryLockError::Error(e)) => Err(Error::io(&path, e)),
+    }
+}
+
+async fn wait(dir: PathBuf, rx: oneshot::Receiver<io::Result<()>>) -> Result<(), Error> {
+    match rx.await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(Error::io(dir, e)),
+        Err(_) => Err(Error::WriterGone),
+    }
+}

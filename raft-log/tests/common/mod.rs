@@ -1,0 +1,86 @@
+//! Shared test helpers: a test `TypeConfig`, entry constructors and an awaited append.
+#![allow(dead_code)]
+
+use std::io::Cursor;
+use std::path::Path;
+
+use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId};
+use raft_log::{LogOptions, LogStore};
+
+openraft::declare_raft_types!(
+    /// Type config used by the tests.
+    pub TestConfig: D = u64, R = ()
+);
+
+/// Keep `Cursor` referenced: the macro above expands to an unqualified `Cursor`.
+pub type Snap = Cursor<Vec<u8>>;
+
+pub type Store = LogStore<TestConfig>;
+
+pub fn log_id(term: u64, index: u64) -> LogId<u64> {
+    LogId::new(CommittedLeaderId::new(term, 0), index)
+}
+
+/// A normal entry whose payload is `index * 1000 + term` (so content is checkable).
+pub fn ent(term: u64, index: u64) -> Entry<TestConfig> {
+    Entry {
+        log_id: log_id(term, index),
+        payload: EntryPayload::Normal(index * 1000 + term),
+    }
+}
+
+pub fn ents(term: u64, range: std::ops::Range<u64>) -> Vec<Entry<TestConfig>> {
+    range.map(|i| ent(term, i)).collect()
+}
+
+pub fn open(dir: &Path, opts: LogOptions) -> Store {
+    LogStore::open(dir, opts).expect("open log store")
+}
+
+pub fn small_segments(bytes: u64) -> LogOptions {
+    LogOptions {
+        segment_bytes: bytes,
+        ..LogOptions::default()
+    }
+}
+
+/// Append and wait for the durability callback.
+pub async fn append(store: &Store, entries: Vec<Entry<TestConfig>>) {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    store
+        .append_with(entries, move |r| {
+            let _ = tx.send(r);
+        })
+        .expect("append");
+    rx.await.expect("callback dropped").expect("append io");
+}
+
+/// `(term, index, payload)` of entries, for compact assertions.
+pub fn summary(entries: &[Entry<TestConfig>]) -> Vec<(u64, u64, Option<u64>)> {
+    entries
+        .iter()
+        .map(|e| {
+            let p = match &e.payload {
+                EntryPayload::Normal(x) => Some(*x),
+                _ => None,
+            };
+            (e.log_id.leader_id.term, e.log_id.index, p)
+        })
+        .collect()
+}
+
+pub fn expected(term: u64, range: std::ops::Range<u64>) -> Vec<(u64, u64, Option<u64>)> {
+    summary(&ents(term, range))
+}
+
+/// Segment file names in `dir`, sorted.
+pub fn segment_files(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .expect("read_dir")
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .filter(|n| n.ends_with(".wal"))
+        .collect();
+    v.sort();
+    v
+}

@@ -1,0 +1,199 @@
+//! `etcdserverpb.KV`: Range, Put, DeleteRange, Txn, Compact.
+
+use std::sync::Arc;
+
+use prost::Message;
+use proto::etcdserverpb::kv_client::KvClient;
+use proto::etcdserverpb::kv_server::{Kv, KvServer};
+use proto::etcdserverpb::*;
+use proto::registrypb::internal_request::Request as Ir;
+use proto::registrypb::InternalRequest;
+use tonic::{Request, Response, Status};
+
+use super::error;
+use super::route::{forwarded_request, CallCtx, Redirect};
+use crate::node::Core;
+
+/// The KV service of one member.
+pub struct KvService {
+    core: Arc<Core>,
+}
+
+impl KvService {
+    pub fn new(core: Arc<Core>) -> KvServer<Self> {
+        KvServer::new(KvService { core }).max_decoding_message_size(crate::node::MAX_CLIENT_MESSAGE)
+    }
+
+    /// Proposes a write and shapes its applied response; followers forward with `remote`.
+    async fn write<T, F, RF>(
+        &self,
+        ctx: CallCtx,
+        req: InternalRequest,
+        pick: fn(mvcc::Response) -> Option<T>,
+        remote: F,
+    ) -> Result<T, Status>
+    where
+        F: Fn(KvClient<tonic::transport::Channel>) -> RF,
+        RF: std::future::Future<Output = Result<Response<T>, Status>>,
+    {
+        if req.encoded_len() > self.core.config.raft.max_request_bytes {
+            return Err(error::too_large());
+        }
+        let core = &self.core;
+        core.route(
+            &ctx,
+            || async {
+                let applied = core.propose(&req).await?;
+                pick(applied.response.clone())
+                    .ok_or_else(|| Redirect::Fail(Status::internal("mismatched apply response")))
+            },
+            |ch| {
+                let fut = remote(KvClient::new(ch));
+                async move { fut.await.map(Response::into_inner) }
+            },
+        )
+        .await
+    }
+}
+
+fn check_key(key: &[u8]) -> Result<(), Status> {
+    if key.is_empty() {
+        return Err(error::empty_key());
+    }
+    Ok(())
+}
+
+#[tonic::async_trait]
+impl Kv for KvService {
+    async fn range(&self, req: Request<RangeRequest>) -> Result<Response<RangeResponse>, Status> {
+        let ctx = CallCtx::of(&req);
+        let r = req.into_inner();
+        check_key(&r.key)?;
+        let core = &self.core;
+        let local_read = || {
+            core.sm
+                .read(|s| s.range(&r))
+                .map_err(|e| error::status_of(&e))
+        };
+        let resp = if r.serializable {
+            local_read()?
+        } else {
+            core.route(
+                &ctx,
+                || async {
+                    core.read_barrier().await?;
+                    local_read().map_err(Redirect::Fail)
+                },
+                |ch| {
+                    let fwd = forwarded_request(r.clone(), &ctx);
+                    async move { KvClient::new(ch).range(fwd).await.map(Response::into_inner) }
+                },
+            )
+            .await?
+        };
+        let mut resp = resp;
+        resp.header = Some(core.restamp(resp.header));
+        Ok(Response::new(resp))
+    }
+
+    async fn put(&self, req: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
+        let ctx = CallCtx::of(&req);
+        let r = req.into_inner();
+        check_key(&r.key)?;
+        if r.ignore_value && !r.value.is_empty() {
+            return Err(Status::invalid_argument("etcdserver: value is provided"));
+        }
+        if r.ignore_lease && r.lease != 0 {
+            return Err(Status::invalid_argument("etcdserver: lease is provided"));
+        }
+        let ir = InternalRequest {
+            request: Some(Ir::Put(r.clone())),
+        };
+        let pick = |resp| match resp {
+            mvcc::Response::Put(p) => Some(p),
+            _ => None,
+        };
+        let mut resp = self
+            .write(ctx_clone(&ctx), ir, pick, |mut c| {
+                let fwd = forwarded_request(r.clone(), &ctx);
+                async move { c.put(fwd).await }
+            })
+            .await?;
+        resp.header = Some(self.core.restamp(resp.header));
+        Ok(Response::new(resp))
+    }
+
+    async fn delete_range(
+        &self,
+        req: Request<DeleteRangeRequest>,
+    ) -> Result<Response<DeleteRangeResponse>, Status> {
+        let ctx = CallCtx::of(&req);
+        let r = req.into_inner();
+        check_key(&r.key)?;
+        let ir = InternalRequest {
+            request: Some(Ir::DeleteRange(r.clone())),
+        };
+        let pick = |resp| match resp {
+            mvcc::Response::DeleteRange(p) => Some(p),
+            _ => None,
+        };
+        let mut resp = self
+            .write(ctx_clone(&ctx), ir, pick, |mut c| {
+                let fwd = forwarded_request(r.clone(), &ctx);
+                async move { c.delete_range(fwd).await }
+            })
+            .await?;
+        resp.header = Some(self.core.restamp(resp.header));
+        Ok(Response::new(resp))
+    }
+
+    async fn txn(&self, req: Request<TxnRequest>) -> Result<Response<TxnResponse>, Status> {
+        let ctx = CallCtx::of(&req);
+        let r = req.into_inner();
+        let ir = InternalRequest {
+            request: Some(Ir::Txn(r.clone())),
+        };
+        let pick = |resp| match resp {
+            mvcc::Response::Txn(p) => Some(p),
+            _ => None,
+        };
+        let mut resp = self
+            .write(ctx_clone(&ctx), ir, pick, |mut c| {
+                let fwd = forwarded_request(r.clone(), &ctx);
+                async move { c.txn(fwd).await }
+            })
+            .await?;
+        resp.header = Some(self.core.restamp(resp.header));
+        Ok(Response::new(resp))
+    }
+
+    async fn compact(
+        &self,
+        req: Request<CompactionRequest>,
+    ) -> Result<Response<CompactionResponse>, Status> {
+        let ctx = CallCtx::of(&req);
+        let r = req.into_inner();
+        let ir = InternalRequest {
+            request: Some(Ir::Compaction(r.clone())),
+        };
+        let pick = |resp| match resp {
+            mvcc::Response::Compaction(p) => Some(p),
+            _ => None,
+        };
+        let mut resp = self
+            .write(ctx_clone(&ctx), ir, pick, |mut c| {
+                let fwd = forwarded_request(r.clone(), &ctx);
+                async move { c.compact(fwd).await }
+            })
+            .await?;
+        resp.header = Some(self.core.restamp(resp.header));
+        Ok(Response::new(resp))
+    }
+}
+
+fn ctx_clone(ctx: &CallCtx) -> CallCtx {
+    CallCtx {
+        forwarded: ctx.forwarded,
+        deadline: ctx.deadline,
+    }
+}

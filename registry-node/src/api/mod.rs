@@ -1,0 +1,8 @@
+//! The etcd v3 gRPC services, one file each, thin: decode, validate, route (through Raft, a
+//! read barrier, or a local read) and map errors. The routing itself lives in [`route`].
+
+pub mod cluster;
+pub mod error;
+pub mod kv;
+pub mod maintenance;
+pub mod route;

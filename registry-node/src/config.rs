@@ -1,0 +1,326 @@
+//! `cluster.toml`: the file form (serde, unknown keys rejected) and its validation into the
+//! [`NodeConfig`] a member runs with. Errors name the file, the key and the reason.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::raft::NodeId;
+
+/// The whole file. Sections other than the registry's are read by other binaries (`micro`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterFile {
+    pub cluster: ClusterSection,
+    #[serde(default)]
+    pub raft: RaftSection,
+    #[serde(rename = "member", default)]
+    pub members: Vec<MemberSection>,
+    /// Registry backend choice and service/gateway layout, used by `micro up`.
+    #[serde(default)]
+    pub registry: Option<toml::Value>,
+    #[serde(rename = "service", default)]
+    pub services: Option<toml::Value>,
+    #[serde(default)]
+    pub gateway: Option<toml::Value>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterSection {
+    /// As etcd's `--initial-cluster-token`: part of every member and cluster id.
+    pub token: String,
+    /// Each member keeps its state in `<data_dir>/<name>`; relative to the file's folder.
+    pub data_dir: PathBuf,
+}
+
+/// Timers and limits; the defaults suit a loaded 2-core machine (etcd: 100 ms heartbeat, 1 s
+/// election timeout).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RaftSection {
+    pub heartbeat_ms: u64,
+    pub election_timeout_ms: u64,
+    /// Take a snapshot (and purge the log behind it) after this many applied entries.
+    pub snapshot_logs: u64,
+    /// Log entries kept behind a snapshot, so a briefly lagging member needs no snapshot.
+    pub logs_to_keep: u64,
+    pub max_txn_ops: usize,
+    pub max_request_bytes: usize,
+}
+
+impl Default for RaftSection {
+    fn default() -> Self {
+        RaftSection {
+            heartbeat_ms: 100,
+            election_timeout_ms: 1000,
+            snapshot_logs: 10_000,
+            logs_to_keep: 1_000,
+            max_txn_ops: 128,
+            max_request_bytes: 3 * 512 * 1024,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemberSection {
+    pub name: String,
+    pub client_url: String,
+    pub peer_url: String,
+}
+
+/// One member as every member knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberSpec {
+    pub id: NodeId,
+    pub name: String,
+    pub client_url: String,
+    pub peer_url: String,
+}
+
+/// What one member runs with: validated, addresses parsed, ids derived.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    pub name: String,
+    pub id: NodeId,
+    pub cluster_id: u64,
+    pub client_addr: SocketAddr,
+    pub peer_addr: SocketAddr,
+    pub data_dir: PathBuf,
+    pub members: Vec<MemberSpec>,
+    pub raft: RaftSection,
+}
+
+impl NodeConfig {
+    pub fn heartbeat(&self) -> Duration {
+        Duration::from_millis(self.raft.heartbeat_ms)
+    }
+
+    /// etcd's minimum lease TTL: 1.5 × election timeout, rounded up to whole seconds.
+    pub fn min_lease_ttl(&self) -> i64 {
+        (self.raft.election_timeout_ms * 3).div_ceil(2000) as i64
+    }
+
+    pub fn member(&self, id: NodeId) -> Option<&MemberSpec> {
+        self.members.iter().find(|m| m.id == id)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: cannot read: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {source}")]
+    Parse {
+        path: PathBuf,
+        source: toml::de::Error,
+    },
+    #[error("{path}: {key}: {reason}")]
+    Invalid {
+        path: PathBuf,
+        key: String,
+        reason: String,
+    },
+}
+
+impl ClusterFile {
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(path, &text)
+    }
+
+    pub fn parse(path: &Path, text: &str) -> Result<Self, ConfigError> {
+        let file: ClusterFile = toml::from_str(text).map_err(|source| ConfigError::Parse {
+            path: path.to_owned(),
+            source,
+        })?;
+        file.validate(path)?;
+        Ok(file)
+    }
+
+    fn validate(&self, path: &Path) -> Result<(), ConfigError> {
+        let invalid = |key: String, reason: String| ConfigError::Invalid {
+            path: path.to_owned(),
+            key,
+            reason,
+        };
+        if self.members.is_empty() {
+            return Err(invalid(
+                "member".into(),
+                "at least one [[member]] is required".into(),
+            ));
+        }
+        if self.raft.heartbeat_ms == 0 || self.raft.election_timeout_ms < 3 * self.raft.heartbeat_ms
+        {
+            return Err(invalid(
+                "raft.election_timeout_ms".into(),
+                "must be at least 3 × raft.heartbeat_ms (and heartbeat > 0)".into(),
+            ));
+        }
+        for (i, m) in self.members.iter().enumerate() {
+            if m.name.is_empty() {
+                return Err(invalid(
+                    format!("member[{i}].name"),
+                    "must not be empty".into(),
+                ));
+            }
+            if self.members[..i].iter().any(|o| o.name == m.name) {
+                return Err(invalid(
+                    format!("member[{i}].name"),
+                    format!("duplicate {:?}", m.name),
+                ));
+            }
+            url_addr(&m.client_url).map_err(|r| invalid(format!("member[{i}].client_url"), r))?;
+            url_addr(&m.peer_url).map_err(|r| invalid(format!("member[{i}].peer_url"), r))?;
+        }
+        Ok(())
+    }
+
+    /// Every member's spec, with ids derived from the token, name and peer URL.
+    pub fn member_specs(&self) -> Vec<MemberSpec> {
+        self.members
+            .iter()
+            .map(|m| MemberSpec {
+                id: member_id(&self.cluster.token, &m.name, &m.peer_url),
+                name: m.name.clone(),
+                client_url: m.client_url.clone(),
+                peer_url: m.peer_url.clone(),
+            })
+            .collect()
+    }
+
+    /// The config of member `name`; `base` is the folder relative data dirs start from.
+    pub fn node_config(&self, path: &Path, name: &str) -> Result<NodeConfig, ConfigError> {
+        let Some(m) = self.members.iter().find(|m| m.name == name) else {
+            let known: Vec<_> = self.members.iter().map(|m| m.name.as_str()).collect();
+            return Err(ConfigError::Invalid {
+                path: path.to_owned(),
+                key: "--name".into(),
+                reason: format!("no member named {name:?} (members: {})", known.join(", ")),
+            });
+        };
+        let members = self.member_specs();
+        let base = path.parent().unwrap_or(Path::new("."));
+        let invalid = |key: &str, reason: String| ConfigError::Invalid {
+            path: path.to_owned(),
+            key: key.into(),
+            reason,
+        };
+        Ok(NodeConfig {
+            name: name.to_owned(),
+            id: member_id(&self.cluster.token, &m.name, &m.peer_url),
+            cluster_id: cluster_id(&self.cluster.token, &members),
+            client_addr: url_addr(&m.client_url).map_err(|r| invalid("client_url", r))?,
+            peer_addr: url_addr(&m.peer_url).map_err(|r| invalid("peer_url", r))?,
+            data_dir: base.join(&self.cluster.data_dir).join(name),
+            members,
+            raft: self.raft.clone(),
+        })
+    }
+}
+
+/// `http://host:port` → a socket address to bind.
+pub fn url_addr(url: &str) -> Result<SocketAddr, String> {
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| format!("{url:?} must start with http://"))?;
+    let hostport = rest.trim_end_matches('/');
+    let hostport = hostport.replace("localhost", "127.0.0.1");
+    hostport
+        .parse()
+        .map_err(|e| format!("{url:?} is not http://<ip>:<port>: {e}"))
+}
+
+/// FNV-1a: stable across builds and platforms (std's hasher is not).
+fn fnv(parts: &[&[u8]]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for p in parts {
+        for b in p.iter().chain(std::iter::once(&0u8)) {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    h.max(1)
+}
+
+/// A member's id, as etcd derives it from its URLs and the cluster token.
+pub fn member_id(token: &str, name: &str, peer_url: &str) -> NodeId {
+    fnv(&[token.as_bytes(), name.as_bytes(), peer_url.as_bytes()])
+}
+
+/// The cluster id: a hash of the sorted member ids and the token.
+pub fn cluster_id(token: &str, members: &[MemberSpec]) -> u64 {
+    let mut ids: Vec<u64> = members.iter().map(|m| m.id).collect();
+    ids.sort_unstable();
+    let bytes: Vec<[u8; 8]> = ids.iter().map(|i| i.to_be_bytes()).collect();
+    let mut parts: Vec<&[u8]> = vec![token.as_bytes()];
+    parts.extend(bytes.iter().map(|b| b.as_slice()));
+    fnv(&parts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[cluster]
+token = "etcd-cluster-1"
+data_dir = "data"
+
+[[member]]
+name = "cd0"
+client_url = "http://127.0.0.1:2379"
+peer_url = "http://127.0.0.1:2380"
+
+[[member]]
+name = "cd1"
+client_url = "http://127.0.0.1:2479"
+peer_url = "http://127.0.0.1:2480"
+"#;
+
+    #[test]
+    fn parses_and_derives_ids() {
+        let p = Path::new("/etc/cluster.toml");
+        let f = ClusterFile::parse(p, GOOD).expect("valid file");
+        let c = f.node_config(p, "cd1").expect("known member");
+        assert_eq!(c.client_addr, "127.0.0.1:2479".parse().expect("addr"));
+        assert_eq!(c.data_dir, PathBuf::from("/etc/data/cd1"));
+        assert_eq!(c.members.len(), 2);
+        assert_ne!(c.members[0].id, c.members[1].id);
+        assert_eq!(c.min_lease_ttl(), 2);
+    }
+
+    #[test]
+    fn unknown_name_names_the_members() {
+        let p = Path::new("c.toml");
+        let f = ClusterFile::parse(p, GOOD).expect("valid file");
+        let e = f.node_config(p, "cd9").expect_err("unknown").to_string();
+        assert!(
+            e.contains("c.toml") && e.contains("cd9") && e.contains("cd0, cd1"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn garbage_and_bad_keys_are_rejected_with_location() {
+        let p = Path::new("c.toml");
+        let e = ClusterFile::parse(p, "this is not toml")
+            .expect_err("garbage")
+            .to_string();
+        assert!(e.starts_with("c.toml:"), "{e}");
+        let e = ClusterFile::parse(p, &GOOD.replace("token", "tokn")).expect_err("typo");
+        assert!(e.to_string().contains("tokn"), "{e}");
+        let e = ClusterFile::parse(p, &GOOD.replace("http://127.0.0.1:2480", "127.0.0.1:2480"))
+            .expect_err("bad url");
+        assert!(e.to_string().contains("member[1].peer_url"), "{e}");
+    }
+}

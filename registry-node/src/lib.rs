@@ -1,0 +1,18 @@
+//! The registry node: one member of a Raft cluster that serves the etcd v3 API.
+//!
+//! ```text
+//!  etcd clients ──gRPC──▶ api (kv, cluster, maintenance) ──▶ route: leader? ─┬─ propose via Raft
+//!                                                                            └─ forward to leader
+//!  peers ◀──gRPC (raft::peer_service / raft::network)──▶ openraft ──▶ raft-log (WAL)
+//!                                                                └──▶ store (mvcc + sled)
+//! ```
+
+pub mod api;
+pub mod config;
+pub mod node;
+pub mod raft;
+pub mod store;
+pub mod testing;
+
+pub use config::{ClusterFile, ConfigError, NodeConfig};
+pub use node::{Node, NodeError, NodeHandle};

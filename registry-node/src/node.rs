@@ -1,0 +1,306 @@
+//! Assembles a member: storage, Raft, the peer service and the etcd client services.
+//! [`Node::serve`] is the one entry (listeners given, so tests bind port 0); [`Node::start`]
+//! binds the configured addresses and calls it.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use proto::etcdserverpb::ResponseHeader;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::{Channel, Endpoint, Server};
+use tonic::Status;
+use tracing::Instrument;
+
+use crate::api::{cluster::ClusterService, kv::KvService, maintenance::MaintenanceService};
+use crate::config::NodeConfig;
+use crate::raft::network::PeerNetwork;
+use crate::raft::peer_service::PeerService;
+use crate::raft::{MemberNode, NodeId, Raft, TypeConfig};
+use crate::store::StateMachine;
+
+/// Largest client request accepted on the wire (etcd: max request bytes + 512 KiB overhead).
+pub const MAX_CLIENT_MESSAGE: usize = 3 * 512 * 1024 + 512 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error("cannot bind {addr}: {source}")]
+    Bind {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot create data dir {path}: {source}")]
+    DataDir {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("raft log: {0}")]
+    Log(#[from] raft_log::Error),
+    #[error("storage: {0}")]
+    Storage(#[from] openraft::StorageError<NodeId>),
+    #[error("raft config: {0}")]
+    RaftConfig(#[from] openraft::ConfigError),
+    #[error("raft: {0}")]
+    Raft(#[from] openraft::error::Fatal<NodeId>),
+}
+
+/// What every request handler of a member shares.
+pub struct Core {
+    pub config: NodeConfig,
+    pub raft: Raft,
+    pub sm: StateMachine,
+    channels: Mutex<HashMap<String, Channel>>,
+}
+
+impl Core {
+    /// etcd's response header for this member at `revision`.
+    pub fn header(&self, revision: i64) -> ResponseHeader {
+        ResponseHeader {
+            cluster_id: self.config.cluster_id,
+            member_id: self.config.id,
+            revision,
+            raft_term: self.raft.metrics().borrow().current_term,
+        }
+    }
+
+    /// Keeps the revision of `h` (set where the request was applied) and stamps this member.
+    pub fn restamp(&self, h: Option<ResponseHeader>) -> ResponseHeader {
+        let revision = h
+            .map(|h| h.revision)
+            .unwrap_or_else(|| self.sm.read(|s| s.revision()));
+        self.header(revision)
+    }
+
+    /// A (cached, lazily connected) channel to another member's client URL.
+    pub fn client_channel(&self, url: &str) -> Result<Channel, Status> {
+        let mut map = self.channels.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(ch) = map.get(url) {
+            return Ok(ch.clone());
+        }
+        let ch = Endpoint::from_shared(url.to_owned())
+            .map_err(|e| Status::internal(format!("bad member url {url}: {e}")))?
+            .connect_timeout(Duration::from_secs(1))
+            .tcp_nodelay(true)
+            .connect_lazy();
+        map.insert(url.to_owned(), ch.clone());
+        Ok(ch)
+    }
+
+    /// Bytes on disk of this member's data directory.
+    pub fn db_size(&self) -> u64 {
+        dir_size(&self.config.data_dir)
+    }
+}
+
+fn dir_size(path: &std::path::Path) -> u64 {
+    let Ok(rd) = std::fs::read_dir(path) else {
+        return 0;
+    };
+    rd.flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => dir_size(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+/// A running member.
+pub struct NodeHandle {
+    pub core: Arc<Core>,
+    pub client_addr: std::net::SocketAddr,
+    pub peer_addr: std::net::SocketAddr,
+    isolated: Arc<AtomicBool>,
+    shutdown: CancellationToken,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+pub struct Node;
+
+impl Node {
+    /// Binds the configured client and peer addresses and serves.
+    pub async fn start(config: NodeConfig) -> Result<NodeHandle, NodeError> {
+        let bind = |addr| async move {
+            TcpListener::bind(addr)
+                .await
+                .map_err(|source| NodeError::Bind { addr, source })
+        };
+        let client = bind(config.client_addr).await?;
+        let peer = bind(config.peer_addr).await?;
+        Self::serve(config, client, peer).await
+    }
+
+    /// Opens storage, starts Raft (forming the cluster on first start) and serves clients and
+    /// peers on the given listeners until [`NodeHandle::shutdown`].
+    pub async fn serve(
+        config: NodeConfig,
+        client: TcpListener,
+        peer: TcpListener,
+    ) -> Result<NodeHandle, NodeError> {
+        let span = tracing::info_span!("member", name = %config.name);
+        async move {
+            let data = &config.data_dir;
+            std::fs::create_dir_all(data).map_err(|source| NodeError::DataDir {
+                path: data.clone(),
+                source,
+            })?;
+            let log_dir = data.join("log");
+            let log = tokio::task::spawn_blocking(move || {
+                raft_log::LogStore::<TypeConfig>::open(&log_dir, Default::default())
+            })
+            .await
+            .map_err(|e| NodeError::DataDir {
+                path: data.join("log"),
+                source: std::io::Error::other(e),
+            })??;
+            let mvcc_config = mvcc::Config {
+                max_txn_ops: config.raft.max_txn_ops,
+                min_lease_ttl: config.min_lease_ttl(),
+            };
+            let sm = StateMachine::open(&data.join("state"), mvcc_config)?;
+            let network = PeerNetwork::default();
+            let isolated = network.isolated.clone();
+            let raft = Raft::new(config.id, Arc::new(raft_config(&config)?), network, log, sm.clone())
+                .await?;
+            let core = Arc::new(Core {
+                config: config.clone(),
+                raft: raft.clone(),
+                sm,
+                channels: Mutex::new(HashMap::new()),
+            });
+            let shutdown = CancellationToken::new();
+            let client_addr = client.local_addr().map_err(|source| NodeError::Bind {
+                addr: config.client_addr,
+                source,
+            })?;
+            let peer_addr = peer.local_addr().map_err(|source| NodeError::Bind {
+                addr: config.peer_addr,
+                source,
+            })?;
+            let peer_server = Server::builder()
+                .add_service(PeerService::new(raft.clone(), isolated.clone()).into_server())
+                .serve_with_incoming_shutdown(
+                    TcpListenerStream::new(peer),
+                    shutdown.clone().cancelled_owned(),
+                );
+            let client_server = Server::builder()
+                .add_service(KvService::new(core.clone()))
+                .add_service(ClusterService::new(core.clone()))
+                .add_service(MaintenanceService::new(core.clone()))
+                .serve_with_incoming_shutdown(
+                    TcpListenerStream::new(client),
+                    shutdown.clone().cancelled_owned(),
+                );
+            let span = tracing::Span::current();
+            let tasks = vec![
+                tokio::spawn(log_exit("peer server", peer_server).instrument(span.clone())),
+                tokio::spawn(log_exit("client server", client_server).instrument(span.clone())),
+            ];
+            form_cluster(&raft, &config).await;
+            tracing::info!(%client_addr, %peer_addr, id = %format!("{:x}", config.id), "member started");
+            Ok(NodeHandle { core, client_addr, peer_addr, isolated, shutdown, tasks })
+        }
+        .instrument(span)
+        .await
+    }
+}
+
+async fn log_exit(
+    what: &'static str,
+    fut: impl std::future::Future<Output = Result<(), tonic::transport::Error>>,
+) {
+    if let Err(e) = fut.await {
+        tracing::error!(error = %e, "{what} stopped");
+    }
+}
+
+/// On a member's first start (empty log) every member of the file is written into the initial
+/// membership; every member doing so with the same list is safe in openraft.
+async fn form_cluster(raft: &Raft, config: &NodeConfig) {
+    match raft.is_initialized().await {
+        Ok(true) | Err(_) => return,
+        Ok(false) => {}
+    }
+    let members: BTreeMap<NodeId, MemberNode> = config
+        .members
+        .iter()
+        .map(|m| {
+            let node = MemberNode {
+                name: m.name.clone(),
+                peer_url: m.peer_url.clone(),
+                client_url: m.client_url.clone(),
+            };
+            (m.id, node)
+        })
+        .collect();
+    if let Err(e) = raft.initialize(members).await {
+        tracing::debug!(error = %e, "cluster already formed");
+    }
+}
+
+fn raft_config(config: &NodeConfig) -> Result<openraft::Config, openraft::ConfigError> {
+    let r = &config.raft;
+    openraft::Config {
+        cluster_name: format!("registry-{:x}", config.cluster_id),
+        heartbeat_interval: r.heartbeat_ms,
+        election_timeout_min: r.election_timeout_ms,
+        election_timeout_max: r.election_timeout_ms * 2,
+        install_snapshot_timeout: 10_000,
+        max_payload_entries: 1_000,
+        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(r.snapshot_logs),
+        max_in_snapshot_log_to_keep: r.logs_to_keep,
+        purge_batch_size: 256,
+        ..Default::default()
+    }
+    .validate()
+}
+
+impl NodeHandle {
+    pub fn id(&self) -> NodeId {
+        self.core.config.id
+    }
+
+    pub fn name(&self) -> &str {
+        &self.core.config.name
+    }
+
+    pub fn raft(&self) -> &Raft {
+        &self.core.raft
+    }
+
+    /// `http://<client addr>`, for clients.
+    pub fn client_url(&self) -> String {
+        format!("http://{}", self.client_addr)
+    }
+
+    /// Cuts (or restores) every Raft link of this member, both ways.
+    pub fn set_isolated(&self, isolated: bool) {
+        self.isolated
+            .store(isolated, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    pub fn is_isolated(&self) -> bool {
+        self.isolated.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Stops serving and stops Raft; the data directory is kept.
+    pub async fn shutdown(self) {
+        self.shutdown.cancel();
+        if let Err(e) = self.core.raft.shutdown().await {
+            tracing::warn!(error = %e, "raft shutdown");
+        }
+        for task in self.tasks {
+            let abort = task.abort_handle();
+            if tokio::time::timeout(Duration::from_secs(2), task)
+                .await
+                .is_err()
+            {
+                abort.abort();
+            }
+        }
+    }
+}

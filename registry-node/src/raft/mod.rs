@@ -1,0 +1,15 @@
+//! Raft plumbing: the openraft type configuration and the peer transport over tonic.
+
+pub mod network;
+pub mod peer_service;
+pub mod types;
+
+pub use types::{Command, CommandResult, MemberNode, NodeId, TypeConfig};
+
+/// The openraft handle of a member.
+pub type Raft = openraft::Raft<TypeConfig>;
+
+/// bincode settings shared by both ends of the peer transport.
+pub(crate) fn codec() -> bincode::config::Configuration {
+    bincode::config::standard()
+}

@@ -1,0 +1,166 @@
+//! Client side of the peer transport: openraft's `RaftNetwork` over tonic, one lazily
+//! connected channel per peer. Payloads are openraft's own types in bincode.
+
+use std::time::Duration;
+
+use openraft::error::{
+    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use proto::registrypb::raft_peer_client::RaftPeerClient;
+use proto::registrypb::RaftMessage;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tonic::transport::{Channel, Endpoint};
+
+use super::{codec, MemberNode, NodeId, TypeConfig};
+
+/// Largest peer message accepted either way (log batches and snapshot chunks).
+pub const MAX_PEER_MESSAGE: usize = 256 * 1024 * 1024;
+
+/// Hands openraft one [`PeerClient`] per target member.
+#[derive(Clone, Default)]
+pub struct PeerNetwork {
+    /// Whether to cut every link (test isolation); shared with the peer server.
+    pub isolated: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
+    type Network = PeerClient;
+
+    async fn new_client(&mut self, target: NodeId, node: &MemberNode) -> PeerClient {
+        let channel = Endpoint::from_shared(node.peer_url.clone())
+            .map(|e| {
+                e.connect_timeout(Duration::from_secs(1))
+                    .tcp_nodelay(true)
+                    .http2_keep_alive_interval(Duration::from_secs(5))
+                    .connect_lazy()
+            })
+            .map_err(|e| e.to_string());
+        PeerClient {
+            target,
+            node: node.clone(),
+            channel,
+            isolated: self.isolated.clone(),
+        }
+    }
+}
+
+/// The link to one peer.
+pub struct PeerClient {
+    target: NodeId,
+    node: MemberNode,
+    channel: Result<Channel, String>,
+    isolated: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+#[derive(Debug, thiserror::Error)]
+enum LinkError {
+    #[error("bad peer url: {0}")]
+    BadUrl(String),
+    #[error("link cut (member isolated)")]
+    Isolated,
+    #[error("encode: {0}")]
+    Encode(#[from] bincode::error::EncodeError),
+    #[error("decode: {0}")]
+    Decode(#[from] bincode::error::DecodeError),
+    #[error("rpc: {0}")]
+    Rpc(#[from] tonic::Status),
+}
+
+impl PeerClient {
+    /// Sends one request and decodes the remote `Result`; transport failures become
+    /// `Unreachable` (openraft backs off) and remote Raft errors `RemoteError`.
+    async fn call<Req, Resp, E>(
+        &mut self,
+        method: Method,
+        req: &Req,
+        option: &RPCOption,
+    ) -> Result<Resp, RPCError<NodeId, MemberNode, RaftError<NodeId, E>>>
+    where
+        Req: Serialize,
+        Resp: DeserializeOwned,
+        E: std::error::Error + DeserializeOwned,
+    {
+        let res: Result<Result<Resp, RaftError<NodeId, E>>, LinkError> =
+            self.roundtrip(method, req, option.hard_ttl()).await;
+        match res {
+            Ok(Ok(resp)) => Ok(resp),
+            Ok(Err(e)) => Err(RPCError::RemoteError(RemoteError::new_with_node(
+                self.target,
+                self.node.clone(),
+                e,
+            ))),
+            Err(e @ (LinkError::Encode(_) | LinkError::Decode(_))) => {
+                Err(RPCError::Network(NetworkError::new(&e)))
+            }
+            Err(e) => Err(RPCError::Unreachable(Unreachable::new(&e))),
+        }
+    }
+
+    async fn roundtrip<Req: Serialize, Out: DeserializeOwned>(
+        &mut self,
+        method: Method,
+        req: &Req,
+        ttl: Duration,
+    ) -> Result<Out, LinkError> {
+        if self.isolated.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(LinkError::Isolated);
+        }
+        let channel = self.channel.clone().map_err(LinkError::BadUrl)?;
+        let mut client = RaftPeerClient::new(channel)
+            .max_decoding_message_size(MAX_PEER_MESSAGE)
+            .max_encoding_message_size(MAX_PEER_MESSAGE);
+        let data = bincode::serde::encode_to_vec(req, codec())?;
+        let mut request = tonic::Request::new(RaftMessage { data });
+        request.set_timeout(ttl);
+        let reply = match method {
+            Method::Append => client.append_entries(request).await?,
+            Method::Vote => client.vote(request).await?,
+            Method::Snapshot => client.install_snapshot(request).await?,
+        };
+        let (out, _) = bincode::serde::decode_from_slice(&reply.into_inner().data, codec())?;
+        Ok(out)
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Method {
+    Append,
+    Vote,
+    Snapshot,
+}
+
+impl RaftNetwork<TypeConfig> for PeerClient {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, MemberNode, RaftError<NodeId>>>
+    {
+        self.call(Method::Append, &rpc, &option).await
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<
+        InstallSnapshotResponse<NodeId>,
+        RPCError<NodeId, MemberNode, RaftError<NodeId, InstallSnapshotError>>,
+    > {
+        self.call(Method::Snapshot, &rpc, &option).await
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<NodeId>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, MemberNode, RaftError<NodeId>>> {
+        self.call(Method::Vote, &rpc, &option).await
+    }
+}

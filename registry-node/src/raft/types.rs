@@ -1,0 +1,101 @@
+//! openraft type configuration: what a log entry carries, what applying it returns, and what a
+//! member looks like in the Raft membership.
+
+use std::fmt;
+use std::io::Cursor;
+
+use prost::Message;
+use proto::registrypb::InternalRequest;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// Raft member id; equal to the etcd member id reported to clients.
+pub type NodeId = u64;
+
+openraft::declare_raft_types!(
+    /// The registry's Raft types.
+    pub TypeConfig:
+        D = Command,
+        R = CommandResult,
+        NodeId = NodeId,
+        Node = MemberNode,
+        SnapshotData = Cursor<Vec<u8>>,
+);
+
+/// A member as the Raft membership records it: enough to reach it and to list it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberNode {
+    pub name: String,
+    pub peer_url: String,
+    pub client_url: String,
+}
+
+impl fmt::Display for MemberNode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}({})", self.name, self.peer_url)
+    }
+}
+
+/// One log entry's command: a protobuf-encoded [`InternalRequest`], as etcd keeps
+/// `InternalRaftRequest` in its log. Kept encoded so the log is compact and the state machine
+/// decodes exactly the bytes that were replicated.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Command(#[serde(with = "bytes_as_seq")] pub Vec<u8>);
+
+impl Command {
+    pub fn new(req: &InternalRequest) -> Self {
+        Command(req.encode_to_vec())
+    }
+
+    pub fn decode(&self) -> Result<InternalRequest, prost::DecodeError> {
+        InternalRequest::decode(self.0.as_slice())
+    }
+}
+
+impl fmt::Debug for Command {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Command({} bytes)", self.0.len())
+    }
+}
+
+mod bytes_as_seq {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(v)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        // bincode (serde mode) encodes bytes as a length-prefixed sequence; Vec's impl reads both.
+        Vec::<u8>::deserialize(d)
+    }
+}
+
+/// What applying one entry produced, handed back to the proposer on the leader.
+///
+/// It never travels between members (writes are proxied to the leader over the client API and
+/// answered there), so its serde form is empty: a deserialized value is `Lost`.
+#[derive(Debug, Default)]
+pub enum CommandResult {
+    /// Entries without a command (blank, membership).
+    #[default]
+    Empty,
+    Applied(std::sync::Arc<mvcc::Applied>),
+    Rejected(mvcc::Error),
+    /// The command bytes could not be decoded (never produced by our own proposers).
+    Undecodable,
+    /// Placeholder for a result that crossed a serde boundary.
+    Lost,
+}
+
+impl Serialize for CommandResult {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_unit()
+    }
+}
+
+impl<'de> Deserialize<'de> for CommandResult {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        <()>::deserialize(d)?;
+        Ok(CommandResult::Lost)
+    }
+}

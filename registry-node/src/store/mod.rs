@@ -1,0 +1,247 @@
+//! The Raft state machine of a member: the pure [`mvcc::Store`] in memory, its snapshots in
+//! sled (really synced, since a snapshot lets the Raft log behind it be purged), and the
+//! applied index published for readers that wait on it.
+//!
+//! ```text
+//!  openraft ──apply(entries)──▶ StateMachine ──▶ mvcc::Store (memory)
+//!                 build/install snapshot ──▶ sled tree "snapshot" + fsync
+//!  api readers ◀── read(|store| ..) / applied index watch
+//! ```
+
+mod snapshot;
+
+use std::io::Cursor;
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+
+use openraft::storage::{RaftStateMachine, Snapshot};
+use openraft::{
+    EntryPayload, LogId, OptionalSend, RaftSnapshotBuilder, SnapshotMeta, StorageError,
+    StorageIOError, StoredMembership,
+};
+use tokio::sync::{broadcast, watch};
+
+use crate::raft::{CommandResult, MemberNode, NodeId, TypeConfig};
+pub use snapshot::SnapshotStore;
+
+type Entry = openraft::Entry<TypeConfig>;
+
+/// What one applied entry tells the watch hub: the events of one revision, in order.
+#[derive(Debug, Clone)]
+pub struct AppliedEvents {
+    pub revision: i64,
+    pub events: Arc<Vec<proto::mvccpb::Event>>,
+}
+
+struct Inner {
+    store: mvcc::Store,
+    last_applied: Option<LogId<NodeId>>,
+    membership: StoredMembership<NodeId, MemberNode>,
+}
+
+/// Shared handle: openraft drives it, API handlers read through it.
+#[derive(Clone)]
+pub struct StateMachine {
+    inner: Arc<RwLock<Inner>>,
+    mvcc_config: mvcc::Config,
+    snapshots: SnapshotStore,
+    applied_tx: Arc<watch::Sender<u64>>,
+    events_tx: broadcast::Sender<AppliedEvents>,
+}
+
+impl StateMachine {
+    /// Opens the sled database under `dir` and restores the latest snapshot, if any; openraft
+    /// then re-applies the committed log entries after it.
+    pub fn open(dir: &Path, mvcc_config: mvcc::Config) -> Result<Self, StorageError<NodeId>> {
+        let snapshots = SnapshotStore::open(dir)?;
+        let mut inner = Inner {
+            store: mvcc::Store::new(mvcc_config.clone()),
+            last_applied: None,
+            membership: StoredMembership::default(),
+        };
+        if let Some((meta, data)) = snapshots.load()? {
+            inner.store = decode_store(&mvcc_config, &meta, &data)?;
+            inner.last_applied = meta.last_log_id;
+            inner.membership = meta.last_membership;
+        }
+        let applied = inner.last_applied.map(|l| l.index).unwrap_or(0);
+        let (events_tx, _) = broadcast::channel(4096);
+        Ok(StateMachine {
+            inner: Arc::new(RwLock::new(inner)),
+            mvcc_config,
+            snapshots,
+            applied_tx: Arc::new(watch::channel(applied).0),
+            events_tx,
+        })
+    }
+
+    /// Runs `f` on the current store (a consistent view: applies wait for it).
+    pub fn read<T>(&self, f: impl FnOnce(&mvcc::Store) -> T) -> T {
+        let inner = self.inner.read().unwrap_or_else(|p| p.into_inner());
+        f(&inner.store)
+    }
+
+    /// The index of the last applied entry, as a watch so callers can wait for it.
+    pub fn applied_index(&self) -> watch::Receiver<u64> {
+        self.applied_tx.subscribe()
+    }
+
+    /// Events of every applied write, for the watch hub.
+    pub fn subscribe_events(&self) -> broadcast::Receiver<AppliedEvents> {
+        self.events_tx.subscribe()
+    }
+
+    /// Bytes used on disk by the state machine's database.
+    pub fn db_size(&self) -> u64 {
+        self.snapshots.size_on_disk()
+    }
+
+    fn apply_one(inner: &mut Inner, entry: Entry) -> (CommandResult, Option<AppliedEvents>) {
+        inner.last_applied = Some(entry.log_id);
+        match entry.payload {
+            EntryPayload::Blank => (CommandResult::Empty, None),
+            EntryPayload::Membership(m) => {
+                inner.membership = StoredMembership::new(Some(entry.log_id), m);
+                (CommandResult::Empty, None)
+            }
+            EntryPayload::Normal(cmd) => {
+                let Ok(req) = cmd.decode() else {
+                    tracing::error!(index = entry.log_id.index, "undecodable command skipped");
+                    return (CommandResult::Undecodable, None);
+                };
+                match inner.store.apply(entry.log_id.index, &req) {
+                    Ok(applied) => {
+                        let events = (!applied.events.is_empty()).then(|| AppliedEvents {
+                            revision: applied.revision,
+                            events: Arc::new(applied.events.clone()),
+                        });
+                        (CommandResult::Applied(Arc::new(applied)), events)
+                    }
+                    Err(e) => (CommandResult::Rejected(e), None),
+                }
+            }
+        }
+    }
+}
+
+fn decode_store(
+    config: &mvcc::Config,
+    meta: &SnapshotMeta<NodeId, MemberNode>,
+    data: &[u8],
+) -> Result<mvcc::Store, StorageError<NodeId>> {
+    mvcc::Store::decode_snapshot(config.clone(), data).map_err(|e| {
+        StorageIOError::read_snapshot(
+            Some(meta.signature()),
+            &std::io::Error::other(e.to_string()),
+        )
+        .into()
+    })
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotBuilder = Self;
+
+    async fn applied_state(
+        &mut self,
+    ) -> Result<(Option<LogId<NodeId>>, StoredMembership<NodeId, MemberNode>), StorageError<NodeId>>
+    {
+        let inner = self.inner.read().unwrap_or_else(|p| p.into_inner());
+        Ok((inner.last_applied, inner.membership.clone()))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<CommandResult>, StorageError<NodeId>>
+    where
+        I: IntoIterator<Item = Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let mut results = Vec::new();
+        let mut batch_events = Vec::new();
+        let applied = {
+            let mut inner = self.inner.write().unwrap_or_else(|p| p.into_inner());
+            for entry in entries {
+                let (res, events) = Self::apply_one(&mut inner, entry);
+                results.push(res);
+                batch_events.extend(events);
+            }
+            inner.last_applied.map(|l| l.index).unwrap_or(0)
+        };
+        for ev in batch_events {
+            // No subscriber is fine: nobody is watching.
+            let _ = self.events_tx.send(ev);
+        }
+        self.applied_tx.send_replace(applied);
+        Ok(results)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self {
+        self.clone()
+    }
+
+    async fn begin_receiving_snapshot(
+        &mut self,
+    ) -> Result<Box<Cursor<Vec<u8>>>, StorageError<NodeId>> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta<NodeId, MemberNode>,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), StorageError<NodeId>> {
+        let data = snapshot.into_inner();
+        let store = decode_store(&self.mvcc_config, meta, &data)?;
+        self.snapshots.save(meta, &data)?;
+        let applied = {
+            let mut inner = self.inner.write().unwrap_or_else(|p| p.into_inner());
+            inner.store = store;
+            inner.last_applied = meta.last_log_id;
+            inner.membership = meta.last_membership.clone();
+            inner.last_applied.map(|l| l.index).unwrap_or(0)
+        };
+        tracing::info!(snapshot = %meta.snapshot_id, "installed snapshot from leader");
+        self.applied_tx.send_replace(applied);
+        Ok(())
+    }
+
+    async fn get_current_snapshot(
+        &mut self,
+    ) -> Result<Option<Snapshot<TypeConfig>>, StorageError<NodeId>> {
+        Ok(self.snapshots.load()?.map(|(meta, data)| Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(data)),
+        }))
+    }
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
+    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<NodeId>> {
+        let (data, last_log_id, membership) = {
+            let inner = self.inner.read().unwrap_or_else(|p| p.into_inner());
+            (
+                inner.store.encode_snapshot(),
+                inner.last_applied,
+                inner.membership.clone(),
+            )
+        };
+        let snapshot_id = match last_log_id {
+            Some(l) => format!("{}-{}-{}", l.leader_id, l.index, data.len()),
+            None => format!("empty-{}", data.len()),
+        };
+        let meta = SnapshotMeta {
+            last_log_id,
+            last_membership: membership,
+            snapshot_id,
+        };
+        // Persisting is slow for a big store: keep it off the async workers.
+        let store = self.snapshots.clone();
+        let (meta, data) =
+            tokio::task::spawn_blocking(move || store.save(&meta, &data).map(|()| (meta, data)))
+                .await
+                .map_err(|e| StorageIOError::write_snapshot(None, &std::io::Error::other(e)))??;
+        tracing::info!(snapshot = %meta.snapshot_id, bytes = data.len(), "built snapshot");
+        Ok(Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(data)),
+        })
+    }
+}

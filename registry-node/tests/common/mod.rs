@@ -1,0 +1,137 @@
+//! Helpers shared by the integration tests: the real `etcdctl`, a real `etcd`, the
+//! `registry-node` binary as a process, and deadline-bound waiting.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::process::{Child, Command};
+use tokio::time::Instant;
+
+/// Output of one etcdctl run.
+#[derive(Debug)]
+pub struct Out {
+    pub ok: bool,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs the real `etcdctl` (API v3) against `endpoints`, with `stdin` piped in if given.
+pub async fn etcdctl(endpoints: &[String], args: &[&str], stdin: Option<&str>) -> Out {
+    let mut cmd = Command::new("etcdctl");
+    cmd.env("ETCDCTL_API", "3")
+        .arg(format!("--endpoints={}", endpoints.join(",")))
+        .arg("--dial-timeout=3s")
+        .arg("--command-timeout=10s")
+        .args(args)
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = cmd
+        .spawn()
+        .expect("etcdctl is installed (apt-get install etcd-client)");
+    if let Some(input) = stdin {
+        use tokio::io::AsyncWriteExt;
+        let mut pipe = child.stdin.take().expect("stdin piped");
+        pipe.write_all(input.as_bytes())
+            .await
+            .expect("write etcdctl stdin");
+        drop(pipe);
+    }
+    let out = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
+        .await
+        .expect("etcdctl finished within 30 s")
+        .expect("etcdctl ran");
+    Out {
+        ok: out.status.success(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// Like [`etcdctl`], but the command must succeed; returns stdout.
+pub async fn etcdctl_ok(endpoints: &[String], args: &[&str]) -> String {
+    let out = etcdctl(endpoints, args, None).await;
+    assert!(out.ok, "etcdctl {args:?} failed: {}", out.stderr);
+    out.stdout
+}
+
+/// Polls `f` until it returns `Some`, or panics with `what` at the deadline.
+pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A free loopback port (bound, then released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// A real single-member etcd on free ports in `dir`; killed on drop.
+pub struct RealEtcd {
+    pub endpoint: String,
+    _child: Child,
+}
+
+impl RealEtcd {
+    pub async fn start(dir: &Path) -> RealEtcd {
+        let (client, peer) = (free_port(), free_port());
+        let endpoint = format!("http://127.0.0.1:{client}");
+        let peer_url = format!("http://127.0.0.1:{peer}");
+        let child = Command::new("etcd")
+            .arg("--name=e0")
+            .arg(format!("--data-dir={}", dir.join("etcd").display()))
+            .arg(format!("--listen-client-urls={endpoint}"))
+            .arg(format!("--advertise-client-urls={endpoint}"))
+            .arg(format!("--listen-peer-urls={peer_url}"))
+            .arg(format!("--initial-advertise-peer-urls={peer_url}"))
+            .arg(format!("--initial-cluster=e0={peer_url}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("etcd is installed (apt-get install etcd-server)");
+        let eps = vec![endpoint.clone()];
+        wait_for("real etcd to answer", Duration::from_secs(20), || {
+            let eps = eps.clone();
+            async move {
+                etcdctl(&eps, &["endpoint", "health"], None)
+                    .await
+                    .ok
+                    .then_some(())
+            }
+        })
+        .await;
+        RealEtcd {
+            endpoint,
+            _child: child,
+        }
+    }
+}
+
+/// The `registry-node` binary built for these tests.
+pub fn registry_node_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_registry-node"))
+}
