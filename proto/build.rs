@@ -5,6 +5,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/etcd/kv.proto",
         "proto/etcd/rpc.proto",
         "proto/registry.proto",
+        "proto/greeter.proto",
+        "proto/go_api.proto",
     ];
     for f in files {
         println!("cargo:rerun-if-changed={f}");

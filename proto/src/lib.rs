@@ -3,6 +3,8 @@
 //! - [`mvccpb`] and [`etcdserverpb`]: the etcd v3.4 API subset the registry serves, with etcd's
 //!   package names and field numbers so that `etcdctl` and other etcd clients interoperate.
 //! - [`registrypb`]: the registry's cluster-internal messages (Raft log commands, peer service).
+//! - [`greeter`]: the demo backend service `go.micro.srv.greeter` (`Say.Hello`).
+//! - [`go_api`]: go-micro's `go.api` Request/Response/Pair, what the API gateway sends.
 
 #![allow(clippy::all, missing_docs)]
 
@@ -16,4 +18,12 @@ pub mod etcdserverpb {
 
 pub mod registrypb {
     tonic::include_proto!("registrypb");
+}
+
+pub mod greeter {
+    tonic::include_proto!("go.micro.srv.greeter");
+}
+
+pub mod go_api {
+    tonic::include_proto!("go.api");
 }

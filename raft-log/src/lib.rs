@@ -13,12 +13,13 @@
 //! segment is cut off. See [`LogStore`].
 //!
 //! Module map: [`store`](LogStore) (public handle, reads), `raft_impl` (openraft traits),
-//! `state` (in-memory index + cache), `writer` (group commit thread), `segment` (files,
+//! `options` (options, stats), `state` (in-memory index + cache), `writer` (group commit thread), `segment` (files,
 //! scan, reads), `record` (framing), `meta` (metadata files), `recovery` (startup),
 //! `error`.
 
 mod error;
 mod meta;
+mod options;
 mod raft_impl;
 mod record;
 mod recovery;
@@ -28,4 +29,5 @@ mod store;
 mod writer;
 
 pub use error::Error;
-pub use store::{LogOptions, LogStats, LogStore};
+pub use options::{LogOptions, LogStats};
+pub use store::LogStore;

@@ -21,60 +21,12 @@ use tokio::sync::oneshot;
 use crate::error::Error;
 use crate::meta::Meta;
 use crate::meta::{encode_committed, encode_meta, read_committed, read_meta, remove_temp_files};
+use crate::options::{LogOptions, LogStats};
 use crate::record::encode_record;
 use crate::recovery::recover;
 use crate::segment::{read_records, segment_path, Slot};
 use crate::state::State;
 use crate::writer::{self, Counters, Done, Job, Op};
-
-/// Tuning knobs of a [`LogStore`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LogOptions {
-    /// Roll to a new segment once the current one reaches this size (default 64 MiB).
-    pub segment_bytes: u64,
-    /// Keep at most this many recent entries in memory (default 8192). Entries not yet
-    /// written are always kept, whatever the budget.
-    pub cache_entries: usize,
-    /// Keep at most this many bytes (encoded size) of recent entries in memory (default 64 MiB).
-    pub cache_bytes: usize,
-}
-
-impl Default for LogOptions {
-    fn default() -> Self {
-        Self {
-            segment_bytes: 64 * 1024 * 1024,
-            cache_entries: 8192,
-            cache_bytes: 64 * 1024 * 1024,
-        }
-    }
-}
-
-/// A snapshot of the store's counters and sizes.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct LogStats {
-    /// `fdatasync` calls on segment files.
-    pub syncs: u64,
-    /// `fsync` calls on the directory.
-    pub dir_syncs: u64,
-    /// Durable rewrites of the `meta` file (vote / purge).
-    pub meta_writes: u64,
-    /// Writer batches (group commits).
-    pub batches: u64,
-    /// Jobs (append / truncate / purge / vote / sync requests) processed by the writer.
-    pub jobs: u64,
-    /// Bytes written to segment files.
-    pub bytes_written: u64,
-    /// Record-group reads served from disk rather than the cache.
-    pub disk_reads: u64,
-    /// Number of live segment files.
-    pub segments: usize,
-    /// Number of live (non-purged) entries.
-    pub entries: usize,
-    /// Entries currently held in the in-memory cache.
-    pub cached_entries: usize,
-    /// Encoded bytes held in the in-memory cache.
-    pub cached_bytes: usize,
-}
 
 /// Maximum span of one disk read when serving a range.
 const MAX_READ_SPAN: u64 = 4 * 1024 * 1024;
@@ -162,8 +114,10 @@ where
         let hook_shared = shared.clone();
         let progress = Box::new(move |seq: u64, failed: Option<String>| {
             if let Ok(mut st) = hook_shared.state.write() {
-                st.completed_seq = st.completed_seq.max(seq);
-                if st.failed.is_none() {
+                if failed.is_none() {
+                    // Only successfully synced jobs may let their entries leave the cache.
+                    st.completed_seq = st.completed_seq.max(seq);
+                } else if st.failed.is_none() {
                     st.failed = failed;
                 }
                 let o = &hook_shared.opts;
@@ -187,10 +141,12 @@ where
         &self.inner.shared.dir
     }
 
-    /// Append `entries` (which must continue the log) and call `on_durable` on the writer
-    /// thread once they are on stable storage (or with the error if writing failed).
+    /// Append `entries` and call `on_durable` on the writer thread once they are on stable
+    /// storage (or with the error if writing failed). Callbacks fire in submission order.
     ///
-    /// Returns as soon as the entries are queued; they are readable immediately.
+    /// Returns as soon as the entries are queued; they are readable immediately. Entries
+    /// should continue the log; a non-consecutive index truncates first (see `plan_append`).
+    /// `on_durable` must not block for long: it runs on the writer thread.
     pub fn append_with<I, F>(&self, entries: I, on_durable: F) -> Result<(), Error>
     where
         I: IntoIterator<Item = C::Entry>,

@@ -49,6 +49,8 @@ pub struct RaftSection {
     pub logs_to_keep: u64,
     pub max_txn_ops: usize,
     pub max_request_bytes: usize,
+    /// How often watches that asked for progress notifications get one when idle.
+    pub progress_notify_ms: u64,
 }
 
 impl Default for RaftSection {
@@ -60,6 +62,7 @@ impl Default for RaftSection {
             logs_to_keep: 1_000,
             max_txn_ops: 128,
             max_request_bytes: 3 * 512 * 1024,
+            progress_notify_ms: 600_000,
         }
     }
 }

@@ -9,10 +9,12 @@
 
 pub mod api;
 pub mod config;
+pub mod lease;
 pub mod node;
 pub mod raft;
 pub mod store;
 pub mod testing;
+pub mod watch;
 
 pub use config::{ClusterFile, ConfigError, NodeConfig};
 pub use node::{Node, NodeError, NodeHandle};

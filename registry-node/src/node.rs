@@ -16,8 +16,12 @@ use tonic::transport::{Channel, Endpoint, Server};
 use tonic::Status;
 use tracing::Instrument;
 
-use crate::api::{cluster::ClusterService, kv::KvService, maintenance::MaintenanceService};
+use crate::api::{
+    cluster::ClusterService, kv::KvService, lease::LeaseService, maintenance::MaintenanceService,
+    watch::WatchService,
+};
 use crate::config::NodeConfig;
+use crate::lease::LeaseManager;
 use crate::raft::network::PeerNetwork;
 use crate::raft::peer_service::PeerService;
 use crate::raft::{MemberNode, NodeId, Raft, TypeConfig};
@@ -53,6 +57,7 @@ pub struct Core {
     pub config: NodeConfig,
     pub raft: Raft,
     pub sm: StateMachine,
+    pub leases: LeaseManager,
     channels: Mutex<HashMap<String, Channel>>,
 }
 
@@ -170,6 +175,7 @@ impl Node {
                 config: config.clone(),
                 raft: raft.clone(),
                 sm,
+                leases: LeaseManager::new(config.raft.election_timeout_ms),
                 channels: Mutex::new(HashMap::new()),
             });
             let shutdown = CancellationToken::new();
@@ -189,6 +195,8 @@ impl Node {
                 );
             let client_server = Server::builder()
                 .add_service(KvService::new(core.clone()))
+                .add_service(LeaseService::new(core.clone()))
+                .add_service(WatchService::new(core.clone()))
                 .add_service(ClusterService::new(core.clone()))
                 .add_service(MaintenanceService::new(core.clone()))
                 .serve_with_incoming_shutdown(
@@ -199,6 +207,9 @@ impl Node {
             let tasks = vec![
                 tokio::spawn(log_exit("peer server", peer_server).instrument(span.clone())),
                 tokio::spawn(log_exit("client server", client_server).instrument(span.clone())),
+                tokio::spawn(
+                    crate::lease::run(core.clone(), shutdown.clone()).instrument(span.clone()),
+                ),
             ];
             form_cluster(&raft, &config).await;
             tracing::info!(%client_addr, %peer_addr, id = %format!("{:x}", config.id), "member started");

@@ -1,0 +1,333 @@
+//! `etcdserverpb.Lease`: grant and revoke go through Raft; keep-alives and time-to-live are
+//! answered by the leader's lessor alone (never written to the log), and a follower carries
+//! them to the leader — keep-alive streams through one upstream stream per client stream.
+
+use std::sync::Arc;
+
+use proto::etcdserverpb::lease_client::LeaseClient;
+use proto::etcdserverpb::lease_server::{Lease, LeaseServer};
+use proto::etcdserverpb::*;
+use proto::registrypb::internal_request::Request as Ir;
+use proto::registrypb::InternalRequest;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use super::error;
+use super::route::{forwarded_request, CallCtx, Redirect};
+use crate::node::Core;
+
+pub struct LeaseService {
+    core: Arc<Core>,
+}
+
+impl LeaseService {
+    pub fn new(core: Arc<Core>) -> LeaseServer<Self> {
+        LeaseServer::new(LeaseService { core })
+    }
+
+    async fn propose<T>(
+        &self,
+        ctx: &CallCtx,
+        ir: InternalRequest,
+        pick: fn(mvcc::Response) -> Option<T>,
+        remote: impl Fn(
+            LeaseClient<tonic::transport::Channel>,
+        ) -> futures::future::BoxFuture<'static, Result<T, Status>>,
+    ) -> Result<T, Status> {
+        let core = &self.core;
+        core.route(
+            ctx,
+            || async {
+                let applied = core.propose(&ir).await?;
+                pick(applied.response.clone())
+                    .ok_or_else(|| Redirect::Fail(Status::internal("mismatched apply response")))
+            },
+            |ch| remote(LeaseClient::new(ch)),
+        )
+        .await
+    }
+}
+
+type KeepAliveStream = ReceiverStream<Result<LeaseKeepAliveResponse, Status>>;
+
+#[tonic::async_trait]
+impl Lease for LeaseService {
+    async fn lease_grant(
+        &self,
+        req: Request<LeaseGrantRequest>,
+    ) -> Result<Response<LeaseGrantResponse>, Status> {
+        let ctx = CallCtx::of(&req);
+        let r = req.into_inner();
+        let ir = InternalRequest {
+            request: Some(Ir::LeaseGrant(r.clone())),
+        };
+        let pick = |resp| match resp {
+            mvcc::Response::LeaseGrant(g) => Some(g),
+            _ => None,
+        };
+        let fwd = |mut c: LeaseClient<_>| -> futures::future::BoxFuture<'static, _> {
+            let req = forwarded_request(r.clone(), &ctx);
+            Box::pin(async move { c.lease_grant(req).await.map(Response::into_inner) })
+        };
+        let mut resp = self.propose(&ctx, ir, pick, fwd).await?;
+        resp.header = Some(self.core.restamp(resp.header));
+        Ok(Response::new(resp))
+    }
+
+    async fn lease_revoke(
+        &self,
+        req: Request<LeaseRevokeRequest>,
+    ) -> Result<Response<LeaseRevokeResponse>, Status> {
+        let ctx = CallCtx::of(&req);
+        let r = req.into_inner();
+        let ir = InternalRequest {
+            request: Some(Ir::LeaseRevoke(r)),
+        };
+        let pick = |resp| match resp {
+            mvcc::Response::LeaseRevoke(g) => Some(g),
+            _ => None,
+        };
+        let fwd = |mut c: LeaseClient<_>| -> futures::future::BoxFuture<'static, _> {
+            let req = forwarded_request(r, &ctx);
+            Box::pin(async move { c.lease_revoke(req).await.map(Response::into_inner) })
+        };
+        let mut resp = self.propose(&ctx, ir, pick, fwd).await?;
+        resp.header = Some(self.core.restamp(resp.header));
+        Ok(Response::new(resp))
+    }
+
+    type LeaseKeepAliveStream = KeepAliveStream;
+
+    async fn lease_keep_alive(
+        &self,
+        req: Request<Streaming<LeaseKeepAliveRequest>>,
+    ) -> Result<Response<KeepAliveStream>, Status> {
+        let ctx = CallCtx::of(&req);
+        if requires_leader(&req)
+            && self
+                .core
+                .leader_redirect()
+                .is_none_or(|r| matches!(r, Redirect::NoLeader))
+        {
+            return Err(error::no_leader());
+        }
+        let (tx, rx) = mpsc::channel(256);
+        let core = self.core.clone();
+        let input = req.into_inner();
+        tokio::spawn(keep_alive_loop(core, ctx.forwarded, input, tx));
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    async fn lease_time_to_live(
+        &self,
+        req: Request<LeaseTimeToLiveRequest>,
+    ) -> Result<Response<LeaseTimeToLiveResponse>, Status> {
+        let ctx = CallCtx::of(&req);
+        let r = req.into_inner();
+        let core = &self.core;
+        let mut resp = core
+            .route(
+                &ctx,
+                || async { core.time_to_live(&r) },
+                |ch| {
+                    let req = forwarded_request(r.clone(), &ctx);
+                    async move {
+                        LeaseClient::new(ch)
+                            .lease_time_to_live(req)
+                            .await
+                            .map(Response::into_inner)
+                    }
+                },
+            )
+            .await?;
+        resp.header = Some(core.restamp(resp.header));
+        Ok(Response::new(resp))
+    }
+
+    async fn lease_leases(
+        &self,
+        req: Request<LeaseLeasesRequest>,
+    ) -> Result<Response<LeaseLeasesResponse>, Status> {
+        let ctx = CallCtx::of(&req);
+        let core = &self.core;
+        let list = || {
+            core.sm
+                .read(|s| s.leases().map(|l| LeaseStatus { id: l.id }).collect())
+        };
+        let leases = core
+            .route(
+                &ctx,
+                || async {
+                    core.read_barrier().await?;
+                    Ok(list())
+                },
+                |ch| {
+                    let req = forwarded_request(LeaseLeasesRequest {}, &ctx);
+                    async move {
+                        let resp = LeaseClient::new(ch).lease_leases(req).await?;
+                        Ok(resp.into_inner().leases)
+                    }
+                },
+            )
+            .await?;
+        let header = Some(core.restamp(None));
+        Ok(Response::new(LeaseLeasesResponse { header, leases }))
+    }
+}
+
+/// Whether a stream asked to fail fast without a leader (etcd's `hasleader` metadata).
+pub fn requires_leader<T>(req: &Request<T>) -> bool {
+    req.metadata()
+        .get("hasleader")
+        .and_then(|v| v.to_str().ok())
+        == Some("true")
+}
+
+impl Core {
+    /// Where the leader is, if it is not this member.
+    pub fn leader_redirect(&self) -> Option<Redirect> {
+        let m = self.raft.metrics().borrow().clone();
+        match m.current_leader {
+            Some(id) if id == self.config.id => None,
+            Some(id) => Some(
+                m.membership_config
+                    .membership()
+                    .get_node(&id)
+                    .cloned()
+                    .map(Redirect::Leader)
+                    .unwrap_or(Redirect::NoLeader),
+            ),
+            None => Some(Redirect::NoLeader),
+        }
+    }
+
+    fn not_primary(&self) -> Redirect {
+        // The leader itself may be between election and its first quorum confirmation.
+        self.leader_redirect().unwrap_or(Redirect::NoLeader)
+    }
+
+    fn time_to_live(
+        &self,
+        r: &LeaseTimeToLiveRequest,
+    ) -> Result<LeaseTimeToLiveResponse, Redirect> {
+        let remaining = self
+            .leases
+            .remaining(r.id)
+            .map_err(|_| self.not_primary())?;
+        let revision = self.sm.read(|s| s.revision());
+        let header = Some(ResponseHeader {
+            revision,
+            ..Default::default()
+        });
+        let Some((granted, keys)) = self.sm.read(|s| {
+            s.lease(r.id).map(|l| {
+                (
+                    l.ttl,
+                    if r.keys {
+                        l.keys.iter().cloned().collect()
+                    } else {
+                        Vec::new()
+                    },
+                )
+            })
+        }) else {
+            return Ok(LeaseTimeToLiveResponse {
+                header,
+                id: r.id,
+                ttl: -1,
+                granted_ttl: 0,
+                keys: Vec::new(),
+            });
+        };
+        Ok(LeaseTimeToLiveResponse {
+            header,
+            id: r.id,
+            ttl: remaining.unwrap_or(granted),
+            granted_ttl: granted,
+            keys,
+        })
+    }
+}
+
+/// Serves one client keep-alive stream: answered here while this member is the primary
+/// lessor, otherwise carried to the leader over one upstream stream (reopened when the
+/// leader changes).
+async fn keep_alive_loop(
+    core: Arc<Core>,
+    forwarded: bool,
+    mut input: Streaming<LeaseKeepAliveRequest>,
+    tx: mpsc::Sender<Result<LeaseKeepAliveResponse, Status>>,
+) {
+    let mut upstream: Option<(String, mpsc::Sender<LeaseKeepAliveRequest>)> = None;
+    while let Ok(Some(msg)) = input.message().await {
+        match core.leases.keep_alive(&core, msg.id) {
+            Ok(ttl) => {
+                let resp = LeaseKeepAliveResponse {
+                    header: Some(core.restamp(None)),
+                    id: msg.id,
+                    ttl,
+                };
+                if tx.send(Ok(resp)).await.is_err() {
+                    return;
+                }
+            }
+            Err(_) if forwarded => {
+                let _ = tx.send(Err(error::leader_changed())).await;
+                return;
+            }
+            Err(_) => {
+                let Some(Redirect::Leader(node)) = core.leader_redirect() else {
+                    let _ = tx.send(Err(error::no_leader())).await;
+                    return;
+                };
+                let stale = upstream
+                    .as_ref()
+                    .is_none_or(|(url, up)| *url != node.client_url || up.is_closed());
+                if stale {
+                    match open_upstream(&core, &node.client_url, tx.clone()).await {
+                        Ok(up) => upstream = Some((node.client_url.clone(), up)),
+                        Err(s) => {
+                            let _ = tx.send(Err(s)).await;
+                            return;
+                        }
+                    }
+                }
+                if let Some((_, up)) = &upstream {
+                    if up.send(msg).await.is_err() {
+                        upstream = None;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Opens a keep-alive stream to the leader whose answers go straight to `tx`.
+async fn open_upstream(
+    core: &Arc<Core>,
+    url: &str,
+    tx: mpsc::Sender<Result<LeaseKeepAliveResponse, Status>>,
+) -> Result<mpsc::Sender<LeaseKeepAliveRequest>, Status> {
+    let ch = core.client_channel(url)?;
+    let (up_tx, up_rx) = mpsc::channel(256);
+    let mut req = Request::new(ReceiverStream::new(up_rx));
+    req.metadata_mut().insert(
+        super::route::FORWARDED,
+        tonic::metadata::MetadataValue::from_static("1"),
+    );
+    let mut answers = LeaseClient::new(ch)
+        .lease_keep_alive(req)
+        .await?
+        .into_inner();
+    let core = core.clone();
+    tokio::spawn(async move {
+        while let Ok(Some(mut resp)) = answers.message().await {
+            resp.header = Some(core.restamp(resp.header));
+            if tx.send(Ok(resp)).await.is_err() {
+                return;
+            }
+        }
+    });
+    Ok(up_tx)
+}

@@ -1,0 +1,262 @@
+//! The lessor's bookkeeping, as etcd's: when each lease expires, on the leader only. Pure: the
+//! clock is passed in (milliseconds on a monotonic clock), nothing here deletes keys or talks
+//! to Raft — expired ids are handed to the caller, which proposes their revoke.
+//!
+//! - [`Lessor::promote`] on gaining leadership gives every lease a fresh TTL (its checkpointed
+//!   remaining TTL, or its full TTL) plus an extension, before any can expire: an election never
+//!   kills a lease that was being kept alive.
+//! - [`Lessor::demote`] on losing it forgets every expiry: a member that is not leader neither
+//!   expires leases nor renews them.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, HashSet};
+
+/// Milliseconds on the caller's monotonic clock.
+pub type Millis = u64;
+
+/// A lease as the replicated store knows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeaseTtl {
+    pub id: i64,
+    pub ttl: i64,
+    /// Checkpointed remaining TTL in seconds (0: none).
+    pub remaining: i64,
+}
+
+#[derive(Debug, Default)]
+pub struct Lessor {
+    primary: bool,
+    expiry: HashMap<i64, (Millis, i64)>,
+    /// Min-heap of (expiry, id); stale entries are skipped when popped.
+    queue: BinaryHeap<Reverse<(Millis, i64)>>,
+    /// Expired ids whose revoke is proposed but not yet applied.
+    revoking: HashSet<i64>,
+}
+
+fn secs(s: i64) -> Millis {
+    (s.max(0) as Millis).saturating_mul(1000)
+}
+
+impl Lessor {
+    pub fn is_primary(&self) -> bool {
+        self.primary
+    }
+
+    /// Becomes primary: every lease gets `now + extend + (remaining or ttl)`.
+    pub fn promote(
+        &mut self,
+        now: Millis,
+        extend: Millis,
+        leases: impl IntoIterator<Item = LeaseTtl>,
+    ) {
+        self.demote();
+        self.primary = true;
+        for l in leases {
+            let left = if l.remaining > 0 { l.remaining } else { l.ttl };
+            self.set(l.id, now + extend + secs(left), l.ttl);
+        }
+    }
+
+    /// Stops being primary: no expiry, no renewal.
+    pub fn demote(&mut self) {
+        self.primary = false;
+        self.expiry.clear();
+        self.queue.clear();
+        self.revoking.clear();
+    }
+
+    fn set(&mut self, id: i64, at: Millis, ttl: i64) {
+        self.expiry.insert(id, (at, ttl));
+        self.queue.push(Reverse((at, id)));
+    }
+
+    /// Brings the expiry table in line with the store's leases: new ones (granted since) start
+    /// their full TTL now, gone ones (revoked) are dropped.
+    pub fn sync(&mut self, now: Millis, leases: impl IntoIterator<Item = LeaseTtl>) {
+        if !self.primary {
+            return;
+        }
+        let mut live = HashSet::new();
+        for l in leases {
+            live.insert(l.id);
+            if !self.expiry.contains_key(&l.id) {
+                self.set(l.id, now + secs(l.ttl), l.ttl);
+            }
+        }
+        self.expiry.retain(|id, _| live.contains(id));
+        self.revoking.retain(|id| live.contains(id));
+    }
+
+    /// A keep-alive: the lease's TTL restarts now. `None` if not primary or the lease is
+    /// unknown or already being revoked. `store_ttl` is the store's TTL for a lease granted so
+    /// recently that [`Lessor::sync`] has not seen it yet.
+    pub fn renew(&mut self, id: i64, now: Millis, store_ttl: Option<i64>) -> Option<i64> {
+        if !self.primary || self.revoking.contains(&id) {
+            return None;
+        }
+        let ttl = match self.expiry.get(&id) {
+            Some((_, ttl)) => *ttl,
+            None => store_ttl?,
+        };
+        self.set(id, now + secs(ttl), ttl);
+        Some(ttl)
+    }
+
+    /// Seconds left for `id` (rounded up), if primary and known.
+    pub fn remaining(&self, id: i64, now: Millis) -> Option<i64> {
+        if !self.primary {
+            return None;
+        }
+        let (at, _) = self.expiry.get(&id)?;
+        Some((at.saturating_sub(now)).div_ceil(1000) as i64)
+    }
+
+    /// Every lease expired at `now` and not yet being revoked, marked as being revoked.
+    pub fn take_expired(&mut self, now: Millis) -> Vec<i64> {
+        let mut out = Vec::new();
+        if !self.primary {
+            return out;
+        }
+        while let Some(Reverse((at, id))) = self.queue.peek().copied() {
+            if at > now {
+                break;
+            }
+            self.queue.pop();
+            // Skip heap entries made stale by a renewal or a revoke.
+            if self.expiry.get(&id).map(|(a, _)| *a) == Some(at) && self.revoking.insert(id) {
+                out.push(id);
+            }
+        }
+        out
+    }
+
+    /// A proposed revoke failed: the ids may be expired again on a later tick.
+    pub fn revoke_failed(&mut self, ids: &[i64], now: Millis) {
+        for id in ids {
+            if self.revoking.remove(id) {
+                if let Some((_, ttl)) = self.expiry.get(id).copied() {
+                    self.set(*id, now, ttl);
+                }
+            }
+        }
+    }
+
+    /// Remaining TTLs of the leases whose TTL is above `min_ttl` seconds, for a checkpoint
+    /// (seconds, at least 1). Short leases are not checkpointed (as in etcd): a new leader
+    /// gives them their full TTL, which is already short.
+    pub fn checkpoints(&self, now: Millis, min_ttl: i64) -> Vec<(i64, i64)> {
+        let mut v: Vec<(i64, i64)> = self
+            .expiry
+            .iter()
+            .filter(|(_, (_, ttl))| *ttl > min_ttl)
+            .map(|(id, (at, _))| (*id, (at.saturating_sub(now).div_ceil(1000) as i64).max(1)))
+            .collect();
+        v.sort_unstable();
+        v
+    }
+
+    /// When the next lease expires, if any (for the ticker).
+    pub fn next_expiry(&self) -> Option<Millis> {
+        self.queue.peek().map(|Reverse((at, _))| *at)
+    }
+
+    pub fn len(&self) -> usize {
+        self.expiry.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.expiry.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn l(id: i64, ttl: i64) -> LeaseTtl {
+        LeaseTtl {
+            id,
+            ttl,
+            remaining: 0,
+        }
+    }
+
+    #[test]
+    fn only_the_primary_expires_and_renews() {
+        let mut s = Lessor::default();
+        s.sync(0, [l(1, 5)]);
+        assert_eq!(s.renew(1, 0, Some(5)), None);
+        assert!(s.take_expired(1_000_000).is_empty());
+        s.promote(0, 1000, [l(1, 5)]);
+        assert_eq!(s.renew(1, 0, None), Some(5));
+        s.demote();
+        assert!(s.take_expired(1_000_000).is_empty());
+        assert_eq!(s.remaining(1, 0), None);
+    }
+
+    #[test]
+    fn promote_extends_and_uses_checkpoints() {
+        let mut s = Lessor::default();
+        s.promote(
+            10_000,
+            1_000,
+            [
+                l(1, 30),
+                LeaseTtl {
+                    id: 2,
+                    ttl: 30,
+                    remaining: 3,
+                },
+            ],
+        );
+        assert_eq!(s.remaining(1, 10_000), Some(31));
+        assert_eq!(s.remaining(2, 10_000), Some(4));
+        assert!(s.take_expired(13_999).is_empty());
+        assert_eq!(s.take_expired(14_000), vec![2]);
+        // Already being revoked: not handed out twice, not renewable.
+        assert!(s.take_expired(50_000).contains(&1));
+        assert_eq!(s.renew(2, 14_000, None), None);
+    }
+
+    #[test]
+    fn renewal_moves_expiry_and_stale_heap_entries_are_skipped() {
+        let mut s = Lessor::default();
+        s.promote(0, 0, [l(1, 2)]);
+        assert_eq!(s.renew(1, 1_500, None), Some(2));
+        assert!(
+            s.take_expired(2_000).is_empty(),
+            "renewed at 1.5 s: lives to 3.5 s"
+        );
+        assert_eq!(s.take_expired(3_500), vec![1]);
+    }
+
+    #[test]
+    fn sync_adds_new_and_drops_revoked() {
+        let mut s = Lessor::default();
+        s.promote(0, 0, [l(1, 2)]);
+        s.sync(1_000, [l(2, 5)]);
+        assert_eq!(s.remaining(1, 1_000), None);
+        assert_eq!(s.remaining(2, 1_000), Some(5));
+        // Granted but not yet synced: renew with the store's TTL.
+        assert_eq!(s.renew(3, 1_000, Some(7)), Some(7));
+        assert_eq!(s.remaining(3, 1_000), Some(7));
+    }
+
+    #[test]
+    fn failed_revoke_is_retried() {
+        let mut s = Lessor::default();
+        s.promote(0, 0, [l(1, 1)]);
+        assert_eq!(s.take_expired(1_000), vec![1]);
+        s.revoke_failed(&[1], 1_000);
+        assert_eq!(s.take_expired(1_000), vec![1]);
+    }
+
+    #[test]
+    fn many_leases_expire_together() {
+        let mut s = Lessor::default();
+        s.promote(0, 0, (0..10_000).map(|i| l(i, 3)));
+        assert_eq!(s.take_expired(3_000).len(), 10_000);
+        assert_eq!(s.checkpoints(0, 0).len(), 10_000);
+        assert!(s.checkpoints(0, 3).is_empty());
+    }
+}

@@ -1,0 +1,184 @@
+//! Lease life on a member: the [`Lessor`] bookkeeping behind a lock, and the task that drives
+//! it — promote on gaining leadership, demote on losing it, confirm leadership with a quorum
+//! before acting, propose the revoke of expired leases (many to one Raft entry) and checkpoint
+//! remaining TTLs so that a full restart neither expires every lease at once nor keeps dead
+//! ones forever.
+
+pub mod lessor;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use openraft::ServerState;
+use proto::etcdserverpb::{LeaseCheckpoint, LeaseCheckpointRequest};
+use proto::registrypb::internal_request::Request as Ir;
+use proto::registrypb::{InternalRequest, LeaseRevokeBatch};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+pub use lessor::{LeaseTtl, Lessor, Millis};
+
+use crate::node::Core;
+
+/// Not the member that may answer for leases now.
+#[derive(Debug, Clone, Copy)]
+pub struct NotPrimary;
+
+/// The lessor of one member and the clock it runs on.
+pub struct LeaseManager {
+    lessor: Mutex<Lessor>,
+    epoch: Instant,
+    /// When a quorum last confirmed this member as leader (ms since `epoch`, 0: never).
+    confirmed_at: AtomicU64,
+    /// How long a confirmation stays good: the election timeout.
+    confirm_window: Millis,
+}
+
+impl LeaseManager {
+    pub fn new(election_timeout_ms: u64) -> Self {
+        LeaseManager {
+            lessor: Mutex::new(Lessor::default()),
+            epoch: Instant::now(),
+            confirmed_at: AtomicU64::new(0),
+            confirm_window: election_timeout_ms,
+        }
+    }
+
+    pub fn now(&self) -> Millis {
+        self.epoch.elapsed().as_millis() as Millis + 1
+    }
+
+    fn lessor(&self) -> std::sync::MutexGuard<'_, Lessor> {
+        self.lessor.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Primary and confirmed by a quorum within the election timeout.
+    fn serving(&self, lessor: &Lessor, now: Millis) -> bool {
+        let at = self.confirmed_at.load(Ordering::Acquire);
+        lessor.is_primary() && at > 0 && now.saturating_sub(at) < self.confirm_window
+    }
+
+    /// Renews `id`: its TTL, 0 for an unknown lease, or `NotPrimary` to forward the call.
+    pub fn keep_alive(&self, core: &Core, id: i64) -> Result<i64, NotPrimary> {
+        let now = self.now();
+        let store_ttl = core.sm.read(|s| s.lease(id).map(|l| l.ttl));
+        let mut lessor = self.lessor();
+        if !self.serving(&lessor, now) {
+            return Err(NotPrimary);
+        }
+        Ok(lessor.renew(id, now, store_ttl).unwrap_or(0))
+    }
+
+    /// Seconds left for `id` per this member's lessor, or `NotPrimary`.
+    pub fn remaining(&self, id: i64) -> Result<Option<i64>, NotPrimary> {
+        let now = self.now();
+        let lessor = self.lessor();
+        if !self.serving(&lessor, now) {
+            return Err(NotPrimary);
+        }
+        Ok(lessor.remaining(id, now))
+    }
+}
+
+fn store_leases(core: &Core) -> Vec<LeaseTtl> {
+    core.sm.read(|s| {
+        s.leases()
+            .map(|l| LeaseTtl {
+                id: l.id,
+                ttl: l.ttl,
+                remaining: l.remaining_ttl,
+            })
+            .collect()
+    })
+}
+
+/// How often the lessor looks at the clock and the Raft state.
+const TICK: Duration = Duration::from_millis(200);
+/// How often remaining TTLs are checkpointed through Raft.
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(5);
+
+/// Drives the lessor of `core` until `shutdown`.
+pub async fn run(core: Arc<Core>, shutdown: CancellationToken) {
+    let mgr = &core.leases;
+    let mut next_checkpoint = Instant::now() + CHECKPOINT_EVERY;
+    let mut ticker = tokio::time::interval(TICK);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = ticker.tick() => {}
+        }
+        let m = core.raft.metrics().borrow().clone();
+        let leader = m.state == ServerState::Leader && m.current_leader == Some(core.config.id);
+        if !leader {
+            if mgr.lessor().is_primary() {
+                tracing::info!("lessor demoted");
+                mgr.lessor().demote();
+            }
+            mgr.confirmed_at.store(0, Ordering::Release);
+            continue;
+        }
+        // A leader acts on leases only while a quorum still follows it (etcd #15247).
+        let confirmed = tokio::time::timeout(
+            Duration::from_millis(mgr.confirm_window),
+            core.raft.get_read_log_id(),
+        )
+        .await;
+        if !matches!(confirmed, Ok(Ok(_))) {
+            continue;
+        }
+        let now = mgr.now();
+        mgr.confirmed_at.store(now, Ordering::Release);
+        let leases = store_leases(&core);
+        let expired = {
+            let mut lessor = mgr.lessor();
+            if !lessor.is_primary() {
+                lessor.promote(now, core.config.raft.election_timeout_ms, leases);
+                tracing::info!(leases = lessor.len(), "lessor promoted");
+            } else {
+                lessor.sync(now, leases);
+            }
+            lessor.take_expired(now)
+        };
+        if !expired.is_empty() {
+            revoke(&core, expired).await;
+        }
+        if Instant::now() >= next_checkpoint {
+            next_checkpoint = Instant::now() + CHECKPOINT_EVERY;
+            checkpoint(&core).await;
+        }
+    }
+}
+
+/// Proposes the revoke of every expired lease in one entry.
+async fn revoke(core: &Core, ids: Vec<i64>) {
+    tracing::debug!(count = ids.len(), "revoking expired leases");
+    let req = InternalRequest {
+        request: Some(Ir::LeaseRevokeBatch(LeaseRevokeBatch { ids: ids.clone() })),
+    };
+    if core.propose(&req).await.is_err() {
+        core.leases.lessor().revoke_failed(&ids, core.leases.now());
+    }
+}
+
+async fn checkpoint(core: &Core) {
+    let checkpoints: Vec<LeaseCheckpoint> = {
+        let now = core.leases.now();
+        core.leases
+            .lessor()
+            .checkpoints(now, 2 * CHECKPOINT_EVERY.as_secs() as i64)
+            .into_iter()
+            .map(|(id, remaining_ttl)| LeaseCheckpoint { id, remaining_ttl })
+            .collect()
+    };
+    if checkpoints.is_empty() {
+        return;
+    }
+    let req = InternalRequest {
+        request: Some(Ir::LeaseCheckpoint(LeaseCheckpointRequest { checkpoints })),
+    };
+    if core.propose(&req).await.is_err() {
+        tracing::debug!("lease checkpoint not committed");
+    }
+}
