@@ -155,11 +155,7 @@ pub fn grpc_code(code: i32) -> Code {
 impl From<Error> for tonic::Status {
     fn from(err: Error) -> Self {
         let json = err.to_json();
-        tonic::Status::with_details(
-            grpc_code(err.code),
-            json.clone(),
-            json.into_bytes().into(),
-        )
+        tonic::Status::with_details(grpc_code(err.code), json.clone(), json.into_bytes().into())
     }
 }
 

@@ -1,1 +1,25 @@
-//! x
+//! go-micro's framework in Rust: what a service author uses to register a service, find others
+//! and call them, against our registry or a real etcd cluster (both speak etcd v3).
+//!
+//! - [`registry`]: go-micro's registry over etcd v3 (key layout, JSON, leases, watch).
+//! - [`selector`]: picks a node: `cache` (watch-driven) or `registry`; `random` or `round_robin`.
+//! - [`client`]: gRPC calls with go-micro naming, per-call timeout, one retry on another node.
+//! - [`service`]: the runner: tonic server, registration, heartbeat, graceful stop.
+//! - [`config`]: go-micro's flags and environment variables.
+//! - [`errors`]: go-micro's `{id, code, detail, status}` error.
+//! - [`testing`]: a real three-member etcd launcher and the backends the tests run against.
+
+pub mod client;
+pub mod config;
+pub mod errors;
+pub mod registry;
+pub mod selector;
+pub mod service;
+pub mod testing;
+
+pub use client::{Client, ClientOptions};
+pub use config::MicroArgs;
+pub use errors::Error;
+pub use registry::{Registry, RegistryOptions};
+pub use selector::{Selector, SelectorOptions};
+pub use service::{Running, Service, ServiceOptions};

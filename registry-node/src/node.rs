@@ -58,6 +58,8 @@ pub struct Core {
     pub raft: Raft,
     pub sm: StateMachine,
     pub leases: LeaseManager,
+    /// Cancelled when the member stops: long-lived client streams end with it.
+    pub stopping: CancellationToken,
     channels: Mutex<HashMap<String, Channel>>,
 }
 
@@ -171,14 +173,15 @@ impl Node {
             let isolated = network.isolated.clone();
             let raft = Raft::new(config.id, Arc::new(raft_config(&config)?), network, log, sm.clone())
                 .await?;
+            let shutdown = CancellationToken::new();
             let core = Arc::new(Core {
                 config: config.clone(),
                 raft: raft.clone(),
                 sm,
                 leases: LeaseManager::new(config.raft.election_timeout_ms),
+                stopping: shutdown.clone(),
                 channels: Mutex::new(HashMap::new()),
             });
-            let shutdown = CancellationToken::new();
             let client_addr = client.local_addr().map_err(|source| NodeError::Bind {
                 addr: config.client_addr,
                 source,
@@ -259,7 +262,7 @@ fn raft_config(config: &NodeConfig) -> Result<openraft::Config, openraft::Config
         cluster_name: format!("registry-{:x}", config.cluster_id),
         heartbeat_interval: r.heartbeat_ms,
         election_timeout_min: r.election_timeout_ms,
-        election_timeout_max: r.election_timeout_ms * 2,
+        election_timeout_max: r.election_timeout_ms * 3 / 2,
         install_snapshot_timeout: 10_000,
         max_payload_entries: 1_000,
         snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(r.snapshot_logs),

@@ -24,6 +24,16 @@ pub async fn free_listener() -> TcpListener {
         .expect("bind a free loopback port")
 }
 
+/// Logs to the test output when `RUST_LOG` is set.
+pub fn init_tracing() {
+    if std::env::var_os("RUST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
+    }
+}
+
 impl TestCluster {
     /// Starts `n` members with default timers.
     pub async fn start(n: usize) -> Self {
@@ -32,6 +42,7 @@ impl TestCluster {
 
     /// Starts `n` members after `tune` adjusted the Raft section.
     pub async fn start_with(n: usize, tune: impl FnOnce(&mut RaftSection)) -> Self {
+        init_tracing();
         let dir = tempfile::tempdir().expect("temp dir");
         let mut listeners = Vec::new();
         let mut members = Vec::new();

@@ -54,7 +54,7 @@ pub enum Error {
     Address {
         address: String,
         #[source]
-        source: tonic::codegen::http::uri::InvalidUri,
+        source: tonic::transport::Error,
     },
     #[error("registry {op}: every member is unavailable: {status}")]
     Unavailable {

@@ -46,7 +46,12 @@ impl Pool {
                     source,
                 })?
                 .connect_timeout(dial_timeout)
-                .tcp_nodelay(true);
+                .tcp_nodelay(true)
+                // A member that vanished without closing the connection (crash, partition)
+                // must not hold a watch or keep-alive stream forever.
+                .http2_keep_alive_interval(Duration::from_secs(5))
+                .keep_alive_timeout(Duration::from_secs(3))
+                .keep_alive_while_idle(true);
             members.push((url, endpoint.connect_lazy()));
         }
         if members.is_empty() {

@@ -72,11 +72,12 @@ impl Registry {
         }
         let mut nodes = Vec::new();
         for node in &service.nodes {
-            let value =
-                serde_json::to_string(&service.with_only(node)).map_err(|source| Error::Encode {
+            let value = serde_json::to_string(&service.with_only(node)).map_err(|source| {
+                Error::Encode {
                     name: service.name.clone(),
                     source,
-                })?;
+                }
+            })?;
             let reg = NodeReg {
                 key: node_key(&service.name, &node.id),
                 value,
@@ -101,7 +102,11 @@ impl Registry {
         })
     }
 
-    async fn register_new_lease(&self, reg: &NodeReg, options: RegisterOptions) -> Result<(), Error> {
+    async fn register_new_lease(
+        &self,
+        reg: &NodeReg,
+        options: RegisterOptions,
+    ) -> Result<(), Error> {
         let lease = self.grant(options.ttl_secs()).await?;
         self.put(&reg.key, &reg.value, lease).await?;
         reg.lease.store(lease, Ordering::Relaxed);
@@ -202,9 +207,12 @@ impl Registration {
         for reg in self.nodes.iter() {
             let attached = self.registry.delete(reg.key.as_bytes().to_vec()).await?;
             let held = reg.lease.load(Ordering::Relaxed);
-            for lease in [Some(held).filter(|l| *l != 0), attached.filter(|l| *l != held)]
-                .into_iter()
-                .flatten()
+            for lease in [
+                Some(held).filter(|l| *l != 0),
+                attached.filter(|l| *l != held),
+            ]
+            .into_iter()
+            .flatten()
             {
                 self.registry.revoke(lease).await?;
             }

@@ -236,8 +236,7 @@ mod tests {
         svc.endpoints
             .push(Endpoint::unary("Say.Hello", "Request", "Response"));
         let node = Node::new(&svc.name, "127.0.0.1:1");
-        let json: serde_json::Value =
-            serde_json::to_value(svc.with_only(&node)).expect("encode");
+        let json: serde_json::Value = serde_json::to_value(svc.with_only(&node)).expect("encode");
         assert_eq!(json["version"], "latest");
         assert_eq!(json["endpoints"][0]["request"]["type"], "Request");
         assert!(json["endpoints"][0]["request"]["values"].is_null());

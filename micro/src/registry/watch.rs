@@ -15,6 +15,7 @@ use proto::mvccpb::Event;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::{CancellationToken, DropGuard};
+use tonic::metadata::MetadataValue;
 
 use super::etcd::decode;
 use super::types::{prefix_end, split_key, Node, Service, PREFIX};
@@ -98,29 +99,25 @@ async fn watch_once(registry: &Registry, tx: &mpsc::Sender<WatchEvent>) -> Resul
             ..Default::default()
         })),
     };
-    // The request side stays open as long as the watch lives.
-    let (req_tx, req_rx) = mpsc::channel(1);
-    let mut stream = registry
+    // The request side must stay open as long as the watch lives: keep its sender.
+    let (mut stream, _requests) = registry
         .pool()
         .call("watch", |ch| {
             let create = create.clone();
-            let req_tx = req_tx.clone();
-            let (next_tx, next_rx) = mpsc::channel(1);
             async move {
-                let _ = next_tx;
-                let _ = next_rx;
+                let (req_tx, req_rx) = mpsc::channel(1);
                 req_tx
                     .send(create)
                     .await
                     .map_err(|_| tonic::Status::internal("watch request dropped"))?;
-                let mut request = tonic::Request::new(ReceiverStream::new(req_rx_take()));
+                let mut request = tonic::Request::new(ReceiverStream::new(req_rx));
                 request
                     .metadata_mut()
-                    .insert("hasleader", tonic::metadata::MetadataValue::from_static("true"));
+                    .insert("hasleader", MetadataValue::from_static("true"));
                 let mut stream = WatchClient::new(ch).watch(request).await?.into_inner();
                 // The first answer must confirm the watch.
                 match stream.message().await? {
-                    Some(r) if r.created && !r.canceled => Ok(stream),
+                    Some(r) if r.created && !r.canceled => Ok((stream, req_tx)),
                     Some(r) => Err(tonic::Status::unavailable(format!(
                         "watch not created: {}",
                         r.cancel_reason
@@ -130,7 +127,6 @@ async fn watch_once(registry: &Registry, tx: &mpsc::Sender<WatchEvent>) -> Resul
             }
         })
         .await?;
-    let _ = req_rx;
     if tx.send(WatchEvent::Resync).await.is_err() {
         return Ok(Flow::Stop);
     }
@@ -157,10 +153,6 @@ async fn watch_once(registry: &Registry, tx: &mpsc::Sender<WatchEvent>) -> Resul
             }
         }
     }
-}
-
-fn req_rx_take() -> mpsc::Receiver<WatchRequest> {
-    unreachable!()
 }
 
 /// go-micro's reading of one etcd event; `None` for values that are not services.

@@ -129,7 +129,12 @@ impl Lease for LeaseService {
         let mut resp = core
             .route(
                 &ctx,
-                || async { core.time_to_live(&r) },
+                || async {
+                    if core.leader_redirect().is_none() {
+                        core.leases.wait_serving().await;
+                    }
+                    core.time_to_live(&r)
+                },
                 |ch| {
                     let req = forwarded_request(r.clone(), &ctx);
                     async move {
@@ -252,7 +257,8 @@ impl Core {
 
 /// Serves one client keep-alive stream: answered here while this member is the primary
 /// lessor, otherwise carried to the leader over one upstream stream (reopened when the
-/// leader changes).
+/// leader changes). During an election a renewal waits for the new leader instead of failing
+/// the stream, so clients with short TTLs ride through a failover.
 async fn keep_alive_loop(
     core: Arc<Core>,
     forwarded: bool,
@@ -260,44 +266,65 @@ async fn keep_alive_loop(
     tx: mpsc::Sender<Result<LeaseKeepAliveResponse, Status>>,
 ) {
     let mut upstream: Option<(String, mpsc::Sender<LeaseKeepAliveRequest>)> = None;
-    while let Ok(Some(msg)) = input.message().await {
-        match core.leases.keep_alive(&core, msg.id) {
-            Ok(ttl) => {
+    let stopping = core.stopping.clone();
+    loop {
+        let msg = tokio::select! {
+            _ = stopping.cancelled() => {
+                let _ = tx.send(Err(error::stopped())).await;
+                return;
+            }
+            msg = input.message() => match msg {
+                Ok(Some(m)) => m,
+                _ => return,
+            },
+        };
+        let deadline = tokio::time::Instant::now() + super::route::DEFAULT_DEADLINE;
+        loop {
+            if let Ok(ttl) = core.leases.keep_alive(&core, msg.id) {
+                let header = Some(core.restamp(None));
                 let resp = LeaseKeepAliveResponse {
-                    header: Some(core.restamp(None)),
+                    header,
                     id: msg.id,
                     ttl,
                 };
                 if tx.send(Ok(resp)).await.is_err() {
                     return;
                 }
+                break;
             }
-            Err(_) if forwarded => {
-                let _ = tx.send(Err(error::leader_changed())).await;
+            if tokio::time::Instant::now() >= deadline {
+                let _ = tx.send(Err(error::no_leader())).await;
                 return;
             }
-            Err(_) => {
-                let Some(Redirect::Leader(node)) = core.leader_redirect() else {
-                    let _ = tx.send(Err(error::no_leader())).await;
+            match core.leader_redirect() {
+                // The leader itself, waiting for its first quorum confirmation.
+                None => {
+                    core.leases.wait_serving().await;
+                }
+                Some(_) if forwarded => {
+                    let _ = tx.send(Err(error::leader_changed())).await;
                     return;
-                };
-                let stale = upstream
-                    .as_ref()
-                    .is_none_or(|(url, up)| *url != node.client_url || up.is_closed());
-                if stale {
-                    match open_upstream(&core, &node.client_url, tx.clone()).await {
-                        Ok(up) => upstream = Some((node.client_url.clone(), up)),
-                        Err(s) => {
-                            let _ = tx.send(Err(s)).await;
-                            return;
+                }
+                Some(Redirect::Leader(node)) => {
+                    let url = &node.client_url;
+                    if upstream
+                        .as_ref()
+                        .is_none_or(|(u, up)| u != url || up.is_closed())
+                    {
+                        upstream = open_upstream(&core, url, tx.clone())
+                            .await
+                            .ok()
+                            .map(|up| (url.clone(), up));
+                    }
+                    match &upstream {
+                        Some((_, up)) if up.send(msg.clone()).await.is_ok() => break,
+                        _ => {
+                            upstream = None;
+                            core.wait_for_leader_change(deadline).await;
                         }
                     }
                 }
-                if let Some((_, up)) = &upstream {
-                    if up.send(msg).await.is_err() {
-                        upstream = None;
-                    }
-                }
+                Some(_) => core.wait_for_leader_change(deadline).await,
             }
         }
     }
@@ -322,7 +349,15 @@ async fn open_upstream(
         .into_inner();
     let core = core.clone();
     tokio::spawn(async move {
-        while let Ok(Some(mut resp)) = answers.message().await {
+        let stopping = core.stopping.clone();
+        loop {
+            let mut resp = tokio::select! {
+                _ = stopping.cancelled() => return,
+                a = answers.message() => match a {
+                    Ok(Some(a)) => a,
+                    _ => return,
+                },
+            };
             resp.header = Some(core.restamp(resp.header));
             if tx.send(Ok(resp)).await.is_err() {
                 return;

@@ -155,7 +155,7 @@ impl Core {
     }
 
     /// Waits (bounded) for the Raft metrics to change, e.g. a leader to be elected.
-    async fn wait_for_leader_change(&self, deadline: Instant) {
+    pub async fn wait_for_leader_change(&self, deadline: Instant) {
         let mut metrics = self.raft.metrics();
         let step = Instant::now() + Duration::from_millis(100);
         let _ = tokio::time::timeout_at(step.min(deadline), metrics.changed()).await;

@@ -48,8 +48,10 @@ impl Watch for WatchService {
         {
             return Err(error::no_leader());
         }
+        let needs_leader = requires_leader(&req);
         let (tx, rx) = mpsc::channel(1024);
         let stream = WatchStream {
+            needs_leader,
             core: self.core.clone(),
             events: self.core.sm.subscribe_events(),
             watchers: BTreeMap::new(),
@@ -62,6 +64,8 @@ impl Watch for WatchService {
 }
 
 struct WatchStream {
+    /// The client asked (etcd's `hasleader`) to be cut off while the member has no leader.
+    needs_leader: bool,
     core: Arc<Core>,
     events: broadcast::Receiver<AppliedEvents>,
     watchers: BTreeMap<i64, Watcher>,
@@ -76,8 +80,21 @@ impl WatchStream {
     async fn run(mut self, mut input: Streaming<WatchRequest>) {
         let every = Duration::from_millis(self.core.config.raft.progress_notify_ms.max(100));
         let mut progress = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        let stopping = self.core.stopping.clone();
+        let mut leaderless = LeaderWatch::new(&self.core);
         loop {
             let step = tokio::select! {
+                _ = stopping.cancelled() => {
+                    let _ = self.tx.send(Err(error::stopped())).await;
+                    return;
+                }
+                _ = leaderless.tick() => {
+                    if self.needs_leader && leaderless.lost(&self.core) {
+                        let _ = self.tx.send(Err(error::no_leader())).await;
+                        return;
+                    }
+                    Ok(())
+                }
                 msg = input.message() => match msg {
                     Ok(Some(req)) => self.on_request(req).await,
                     _ => return,
@@ -283,6 +300,40 @@ impl WatchStream {
             .await?;
         }
         Ok(())
+    }
+}
+
+/// Notices a member that has had no leader for three election timeouts (etcd's
+/// `monitorLeader`), so streams that asked for a leader can be ended.
+pub struct LeaderWatch {
+    ticker: tokio::time::Interval,
+    since: Option<tokio::time::Instant>,
+    limit: Duration,
+}
+
+impl LeaderWatch {
+    pub fn new(core: &Core) -> Self {
+        let election = Duration::from_millis(core.config.raft.election_timeout_ms);
+        LeaderWatch {
+            ticker: tokio::time::interval(election / 2),
+            since: None,
+            limit: election * 3,
+        }
+    }
+
+    pub async fn tick(&mut self) {
+        self.ticker.tick().await;
+    }
+
+    /// Whether the member has been without a leader for too long.
+    pub fn lost(&mut self, core: &Core) -> bool {
+        if matches!(core.leader_redirect(), Some(Redirect::NoLeader)) {
+            let since = *self.since.get_or_insert_with(tokio::time::Instant::now);
+            since.elapsed() >= self.limit
+        } else {
+            self.since = None;
+            false
+        }
     }
 }
 

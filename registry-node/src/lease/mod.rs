@@ -49,6 +49,25 @@ impl LeaseManager {
         self.epoch.elapsed().as_millis() as Millis + 1
     }
 
+    fn instant_of(&self, at: Millis) -> Instant {
+        self.epoch + Duration::from_millis(at.saturating_sub(1))
+    }
+
+    /// Waits (bounded by the election timeout) until this member, as leader, has had its
+    /// leadership confirmed; true if it now serves leases.
+    pub async fn wait_serving(&self) -> bool {
+        let deadline = Instant::now() + Duration::from_millis(self.confirm_window);
+        loop {
+            if self.serving(&self.lessor(), self.now()) {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(TICK / 4).await;
+        }
+    }
+
     fn lessor(&self) -> std::sync::MutexGuard<'_, Lessor> {
         self.lessor.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -98,20 +117,29 @@ const TICK: Duration = Duration::from_millis(200);
 /// How often remaining TTLs are checkpointed through Raft.
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(5);
 
-/// Drives the lessor of `core` until `shutdown`.
+/// Drives the lessor of `core` until `shutdown`: promotes as soon as this member becomes
+/// leader (so leases granted in its term start their TTL at once), and every tick — or when the
+/// next lease is due — confirms leadership with a quorum before expiring anything.
 pub async fn run(core: Arc<Core>, shutdown: CancellationToken) {
     let mgr = &core.leases;
+    let mut metrics = core.raft.metrics();
+    let mut next_work = Instant::now();
     let mut next_checkpoint = Instant::now() + CHECKPOINT_EVERY;
-    let mut ticker = tokio::time::interval(TICK);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
+        let due = mgr.lessor().next_expiry().map(|at| mgr.instant_of(at));
+        let wake = due
+            .map_or(next_work, |d| d.min(next_work))
+            .max(Instant::now());
         tokio::select! {
             _ = shutdown.cancelled() => return,
-            _ = ticker.tick() => {}
+            changed = metrics.changed() => if changed.is_err() { return },
+            _ = tokio::time::sleep_until(wake) => {}
         }
-        let m = core.raft.metrics().borrow().clone();
-        let leader = m.state == ServerState::Leader && m.current_leader == Some(core.config.id);
-        if !leader {
+        let (state, leader) = {
+            let m = metrics.borrow_and_update();
+            (m.state, m.current_leader)
+        };
+        if state != ServerState::Leader || leader != Some(core.config.id) {
             if mgr.lessor().is_primary() {
                 tracing::info!("lessor demoted");
                 mgr.lessor().demote();
@@ -119,6 +147,17 @@ pub async fn run(core: Arc<Core>, shutdown: CancellationToken) {
             mgr.confirmed_at.store(0, Ordering::Release);
             continue;
         }
+        if !mgr.lessor().is_primary() {
+            let leases = store_leases(&core);
+            let mut lessor = mgr.lessor();
+            lessor.promote(mgr.now(), core.config.raft.election_timeout_ms, leases);
+            tracing::info!(leases = lessor.len(), "lessor promoted");
+        }
+        let now_instant = Instant::now();
+        if now_instant < next_work && due.is_none_or(|d| now_instant < d) {
+            continue;
+        }
+        next_work = now_instant + TICK;
         // A leader acts on leases only while a quorum still follows it (etcd #15247).
         let confirmed = tokio::time::timeout(
             Duration::from_millis(mgr.confirm_window),
@@ -133,12 +172,7 @@ pub async fn run(core: Arc<Core>, shutdown: CancellationToken) {
         let leases = store_leases(&core);
         let expired = {
             let mut lessor = mgr.lessor();
-            if !lessor.is_primary() {
-                lessor.promote(now, core.config.raft.election_timeout_ms, leases);
-                tracing::info!(leases = lessor.len(), "lessor promoted");
-            } else {
-                lessor.sync(now, leases);
-            }
+            lessor.sync(now, leases);
             lessor.take_expired(now)
         };
         if !expired.is_empty() {
@@ -153,7 +187,7 @@ pub async fn run(core: Arc<Core>, shutdown: CancellationToken) {
 
 /// Proposes the revoke of every expired lease in one entry.
 async fn revoke(core: &Core, ids: Vec<i64>) {
-    tracing::debug!(count = ids.len(), "revoking expired leases");
+    tracing::info!(count = ids.len(), first = ids[0], "revoking expired leases");
     let req = InternalRequest {
         request: Some(Ir::LeaseRevokeBatch(LeaseRevokeBatch { ids: ids.clone() })),
     };

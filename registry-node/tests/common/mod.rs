@@ -135,3 +135,85 @@ impl RealEtcd {
 pub fn registry_node_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_registry-node"))
 }
+
+/// A long-running etcdctl (watch, keep-alive) whose stdout is collected as it comes.
+pub struct Background {
+    child: Child,
+    pub output: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl Background {
+    pub fn spawn(endpoints: &[String], args: &[&str]) -> Background {
+        use tokio::io::AsyncReadExt;
+        let mut child = Command::new("etcdctl")
+            .env("ETCDCTL_API", "3")
+            .arg(format!("--endpoints={}", endpoints.join(",")))
+            .arg("--dial-timeout=3s")
+            .arg("--command-timeout=10s")
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("etcdctl is installed");
+        let output = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        for pipe in [
+            child
+                .stdout
+                .take()
+                .map(|p| Box::new(p) as Box<dyn tokio::io::AsyncRead + Unpin + Send>),
+            child
+                .stderr
+                .take()
+                .map(|p| Box::new(p) as Box<dyn tokio::io::AsyncRead + Unpin + Send>),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let out = output.clone();
+            let mut pipe = pipe;
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = pipe.read(&mut buf).await {
+                    if n == 0 {
+                        break;
+                    }
+                    out.lock()
+                        .expect("lock")
+                        .push_str(&String::from_utf8_lossy(&buf[..n]));
+                }
+            });
+        }
+        Background { child, output }
+    }
+
+    pub fn text(&self) -> String {
+        self.output.lock().expect("lock").clone()
+    }
+
+    /// Waits until the output contains `needle`.
+    pub async fn wait_for_text(&self, needle: &str, timeout: Duration) -> String {
+        let out = self.output.clone();
+        wait_for(
+            &format!("etcdctl output to contain {needle:?}"),
+            timeout,
+            || {
+                let text = out.lock().expect("lock").clone();
+                async move { text.contains(needle).then_some(text) }
+            },
+        )
+        .await
+    }
+
+    /// Whether the process is still running.
+    pub fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    pub async fn wait_exit(&mut self, timeout: Duration) -> bool {
+        tokio::time::timeout(timeout, self.child.wait())
+            .await
+            .is_ok()
+    }
+}

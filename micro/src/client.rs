@@ -1,0 +1,224 @@
+//! The RPC client: go-micro's `client.Call` over gRPC.
+//!
+//! `call("go.micro.srv.greeter", "Say.Hello", req)` picks a node through the [`Selector`], sends
+//! `/go.micro.srv.greeter.Say/Hello` on that node's channel (one per address, reused), bounded by
+//! the request timeout. A node that cannot be reached (refused, reset, UNAVAILABLE from the
+//! transport) is retried on another node, up to `retries` times; an error the service itself
+//! returned never is. Every failure is a go-micro [`Error`].
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tonic::codegen::http::uri::PathAndQuery;
+use tonic::transport::{Channel, Endpoint};
+use tonic_prost::ProstCodec;
+
+use crate::errors::Error;
+use crate::selector::{self, Selector};
+
+/// The id of errors raised by the client itself (not by a service), as in go-micro.
+pub const CLIENT_ID: &str = "go.micro.client";
+
+/// Client settings (go-micro's defaults).
+#[derive(Debug, Clone, Copy)]
+pub struct ClientOptions {
+    /// Bound on one attempt (go-micro: 5 s).
+    pub request_timeout: Duration,
+    /// Extra attempts on other nodes when a node is unreachable (go-micro: 1).
+    pub retries: u32,
+    /// Bound on connecting to a node.
+    pub dial_timeout: Duration,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        ClientOptions {
+            request_timeout: Duration::from_secs(5),
+            retries: 1,
+            dial_timeout: Duration::from_secs(1),
+        }
+    }
+}
+
+/// An RPC client; clones share the channels and counters.
+#[derive(Debug, Clone)]
+pub struct Client {
+    selector: Selector,
+    options: ClientOptions,
+    channels: Arc<Mutex<HashMap<String, Channel>>>,
+    retried: Arc<AtomicU64>,
+}
+
+/// How one attempt ended.
+enum Attempt<T> {
+    Done(Result<T, Error>),
+    /// The node could not be reached: another may be tried.
+    Unreachable(Error),
+}
+
+/// The gRPC path of a go-micro endpoint: `Say.Hello` of `S` → `/S.Say/Hello`.
+pub fn grpc_path(service: &str, endpoint: &str) -> Result<PathAndQuery, Error> {
+    let bad = || Error::bad_request(CLIENT_ID, format!("invalid endpoint {endpoint:?}"));
+    let (handler, method) = endpoint.rsplit_once('.').ok_or_else(bad)?;
+    if handler.is_empty() || method.is_empty() {
+        return Err(bad());
+    }
+    PathAndQuery::try_from(format!("/{service}.{handler}/{method}")).map_err(|_| bad())
+}
+
+impl Client {
+    pub fn new(selector: Selector, options: ClientOptions) -> Self {
+        Client {
+            selector,
+            options,
+            channels: Arc::default(),
+            retried: Arc::default(),
+        }
+    }
+
+    pub fn selector(&self) -> &Selector {
+        &self.selector
+    }
+
+    /// How many attempts were repeated on another node because one was unreachable.
+    pub fn retries(&self) -> u64 {
+        self.retried.load(Ordering::Relaxed)
+    }
+
+    /// Calls `endpoint` (`Handler.Method`) of `service` with `request`.
+    pub async fn call<Req, Resp>(
+        &self,
+        service: &str,
+        endpoint: &str,
+        request: Req,
+    ) -> Result<Resp, Error>
+    where
+        Req: prost::Message + Clone + Send + Sync + 'static,
+        Resp: prost::Message + Default + Send + Sync + 'static,
+    {
+        let path = grpc_path(service, endpoint)?;
+        let mut tried: Vec<String> = Vec::new();
+        let mut last = None;
+        for attempt in 0..=self.options.retries {
+            if attempt > 0 {
+                self.retried.fetch_add(1, Ordering::Relaxed);
+            }
+            let node = match self.selector.select(service, &tried).await {
+                Ok(node) => node,
+                Err(e) => return Err(last.unwrap_or_else(|| selection_error(service, e))),
+            };
+            tried.push(node.id.clone());
+            match self
+                .attempt(&node.address, path.clone(), request.clone(), service)
+                .await
+            {
+                Attempt::Done(result) => return result,
+                Attempt::Unreachable(error) => {
+                    tracing::debug!(service, node = %node.id, %error, "node unreachable");
+                    self.forget(&node.address);
+                    last = Some(error);
+                }
+            }
+        }
+        Err(last.unwrap_or_else(|| Error::internal_server_error(CLIENT_ID, "no attempt made")))
+    }
+
+    async fn attempt<Req, Resp>(
+        &self,
+        address: &str,
+        path: PathAndQuery,
+        request: Req,
+        service: &str,
+    ) -> Attempt<Resp>
+    where
+        Req: prost::Message + Send + Sync + 'static,
+        Resp: prost::Message + Default + Send + Sync + 'static,
+    {
+        let channel = match self.channel(address) {
+            Ok(c) => c,
+            Err(e) => return Attempt::Done(Err(e)),
+        };
+        let timeout = self.options.request_timeout;
+        let call = async move {
+            let mut grpc = tonic::client::Grpc::new(channel);
+            grpc.ready().await.map_err(|e| {
+                Attempt::<Resp>::Unreachable(Error::internal_server_error(
+                    CLIENT_ID,
+                    format!("connect {address}: {e}"),
+                ))
+            })?;
+            let mut req = tonic::Request::new(request);
+            req.set_timeout(timeout);
+            grpc.unary(req, path, ProstCodec::<Req, Resp>::default())
+                .await
+                .map(tonic::Response::into_inner)
+                .map_err(|status| {
+                    let error = Error::from_status(service, &status);
+                    if status.code() == tonic::Code::Unavailable && !Error::is_carried_by(&status) {
+                        Attempt::Unreachable(error)
+                    } else {
+                        Attempt::Done(Err(error))
+                    }
+                })
+        };
+        match tokio::time::timeout(timeout, call).await {
+            Ok(Ok(response)) => Attempt::Done(Ok(response)),
+            Ok(Err(attempt)) => attempt,
+            Err(_) => Attempt::Done(Err(Error::timeout(
+                CLIENT_ID,
+                format!("call {service} timed out after {timeout:?}"),
+            ))),
+        }
+    }
+
+    /// The channel to `address`, created (lazily connecting) on first use.
+    fn channel(&self, address: &str) -> Result<Channel, Error> {
+        let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = channels.get(address) {
+            return Ok(c.clone());
+        }
+        let endpoint = Endpoint::from_shared(crate::registry::normalize(address))
+            .map_err(|e| {
+                Error::internal_server_error(CLIENT_ID, format!("bad node address {address}: {e}"))
+            })?
+            .connect_timeout(self.options.dial_timeout)
+            .tcp_nodelay(true);
+        let channel = endpoint.connect_lazy();
+        channels.insert(address.to_owned(), channel.clone());
+        Ok(channel)
+    }
+
+    fn forget(&self, address: &str) {
+        self.channels
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(address);
+    }
+}
+
+/// go-micro's client errors for a failed selection.
+fn selection_error(service: &str, error: selector::Error) -> Error {
+    match error {
+        selector::Error::NotFound(_) | selector::Error::NoneAvailable(_) => {
+            Error::not_found(CLIENT_ID, format!("service {service}: {error}"))
+        }
+        selector::Error::Registry(e) => {
+            Error::internal_server_error(CLIENT_ID, format!("error selecting {service} node: {e}"))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn go_micro_naming() {
+        let path = grpc_path("go.micro.srv.greeter", "Say.Hello").expect("valid");
+        assert_eq!(path.as_str(), "/go.micro.srv.greeter.Say/Hello");
+        assert!(grpc_path("s", "Hello").is_err());
+        assert!(grpc_path("s", ".Hello").is_err());
+    }
+}

@@ -1,0 +1,177 @@
+//! A real etcd cluster of N members as child processes, on free loopback ports in a temporary
+//! directory; each member's log is kept in `<dir>/<name>.log`. Processes are killed on drop.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use proto::etcdserverpb::kv_client::KvClient;
+use proto::etcdserverpb::RangeRequest;
+use tokio::process::{Child, Command};
+use tokio::time::Instant;
+
+use super::Error;
+
+/// One member: its URLs, arguments and process (if running).
+#[derive(Debug)]
+struct Member {
+    name: String,
+    client_url: String,
+    args: Vec<String>,
+    child: Option<Child>,
+}
+
+/// A running real etcd cluster.
+#[derive(Debug)]
+pub struct EtcdCluster {
+    dir: tempfile::TempDir,
+    members: Vec<Member>,
+}
+
+/// The `etcd` binary on `PATH`, if any.
+pub fn etcd_binary() -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join("etcd"))
+        .find(|p| p.is_file())
+}
+
+/// A port free at the time of asking on 127.0.0.1.
+pub fn free_port() -> Result<u16, Error> {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(Error::Io)
+}
+
+impl EtcdCluster {
+    /// Starts `n` members and waits until every one answers a linearizable read.
+    pub async fn start(n: usize) -> Result<Self, Error> {
+        let binary = etcd_binary().ok_or(Error::NoEtcd)?;
+        let dir = tempfile::tempdir().map_err(Error::Io)?;
+        let mut urls = Vec::new();
+        for i in 0..n {
+            let client = format!("http://127.0.0.1:{}", free_port()?);
+            let peer = format!("http://127.0.0.1:{}", free_port()?);
+            urls.push((format!("e{i}"), client, peer));
+        }
+        let initial: Vec<String> = urls.iter().map(|(n, _, p)| format!("{n}={p}")).collect();
+        let token = format!("micro-test-{}", uuid::Uuid::new_v4());
+        let mut members = Vec::new();
+        for (name, client, peer) in urls {
+            let data = dir.path().join(&name);
+            let args = vec![
+                format!("--name={name}"),
+                format!("--data-dir={}", data.display()),
+                format!("--listen-client-urls={client}"),
+                format!("--advertise-client-urls={client}"),
+                format!("--listen-peer-urls={peer}"),
+                format!("--initial-advertise-peer-urls={peer}"),
+                format!("--initial-cluster={}", initial.join(",")),
+                format!("--initial-cluster-token={token}"),
+                "--initial-cluster-state=new".to_owned(),
+            ];
+            let child = spawn(&binary, &args, dir.path(), &name)?;
+            members.push(Member {
+                name,
+                client_url: client,
+                args,
+                child: Some(child),
+            });
+        }
+        let cluster = EtcdCluster { dir, members };
+        cluster.wait_healthy(Duration::from_secs(30)).await?;
+        Ok(cluster)
+    }
+
+    /// Client URLs of every member, running or not.
+    pub fn endpoints(&self) -> Vec<String> {
+        self.members.iter().map(|m| m.client_url.clone()).collect()
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Kills member `i` (SIGKILL); its data stays.
+    pub async fn stop(&mut self, i: usize) {
+        if let Some(mut child) = self.members[i].child.take() {
+            let _ = child.kill().await;
+        }
+    }
+
+    /// Starts a stopped member again with its data.
+    pub async fn restart(&mut self, i: usize) -> Result<(), Error> {
+        let binary = etcd_binary().ok_or(Error::NoEtcd)?;
+        let member = &mut self.members[i];
+        if member.child.is_none() {
+            member.child = Some(spawn(&binary, &member.args, self.dir.path(), &member.name)?);
+        }
+        Ok(())
+    }
+
+    /// Waits until every running member serves a linearizable read.
+    pub async fn wait_healthy(&self, timeout: Duration) -> Result<(), Error> {
+        let deadline = Instant::now() + timeout;
+        for member in self.members.iter().filter(|m| m.child.is_some()) {
+            loop {
+                if healthy(&member.client_url).await {
+                    break;
+                }
+                if Instant::now() >= deadline {
+                    return Err(Error::NotHealthy {
+                        member: member.name.clone(),
+                        log: self.dir.path().join(format!("{}.log", member.name)),
+                    });
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// Kills every member and removes the data.
+    pub async fn shutdown(mut self) {
+        for i in 0..self.members.len() {
+            self.stop(i).await;
+        }
+    }
+}
+
+fn spawn(binary: &Path, args: &[String], dir: &Path, name: &str) -> Result<Child, Error> {
+    let log = std::fs::File::create(dir.join(format!("{name}.log"))).map_err(Error::Io)?;
+    let log2 = log.try_clone().map_err(Error::Io)?;
+    Command::new(binary)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(log))
+        .stderr(Stdio::from(log2))
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(Error::Io)
+}
+
+/// etcdctl's `endpoint health`: a linearizable read of key `health` succeeds.
+async fn healthy(url: &str) -> bool {
+    let Ok(endpoint) = tonic::transport::Endpoint::from_shared(url.to_owned()) else {
+        return false;
+    };
+    let read = async {
+        let channel = endpoint
+            .connect_timeout(Duration::from_millis(500))
+            .connect()
+            .await
+            .ok()?;
+        KvClient::new(channel)
+            .range(RangeRequest {
+                key: b"health".to_vec(),
+                ..Default::default()
+            })
+            .await
+            .ok()
+    };
+    matches!(
+        tokio::time::timeout(Duration::from_secs(2), read).await,
+        Ok(Some(_))
+    )
+}
