@@ -8,6 +8,7 @@
 //! ```
 
 pub mod api;
+pub mod cli;
 pub mod config;
 pub mod lease;
 pub mod node;

@@ -1,0 +1,99 @@
+//! The `registry-node` command line, as a library function so that other binaries (the
+//! `micro` command) can run a member too.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use tokio_util::sync::CancellationToken;
+
+use crate::{ClusterFile, Node, NodeConfig};
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct NodeArgs {
+    /// The cluster file.
+    #[arg(long, default_value = "cluster.toml")]
+    pub config: PathBuf,
+    /// Member to run; every member of the file when absent.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Data directory of this member (needs --name); overrides `<cluster.data_dir>/<name>`.
+    #[arg(long, requires = "name")]
+    pub data_dir: Option<PathBuf>,
+    /// Client address to listen on, e.g. 127.0.0.1:2379 (needs --name).
+    #[arg(long, requires = "name")]
+    pub listen_client: Option<std::net::SocketAddr>,
+    /// Peer address to listen on, e.g. 127.0.0.1:2380 (needs --name).
+    #[arg(long, requires = "name")]
+    pub listen_peer: Option<std::net::SocketAddr>,
+}
+
+impl NodeArgs {
+    /// The configs of the members to run.
+    pub fn configs(&self) -> anyhow::Result<Vec<NodeConfig>> {
+        let file = ClusterFile::load(&self.config)?;
+        Ok(match &self.name {
+            Some(name) => {
+                let mut c = file.node_config(&self.config, name)?;
+                if let Some(d) = &self.data_dir {
+                    c.data_dir = d.clone();
+                }
+                if let Some(a) = self.listen_client {
+                    c.client_addr = a;
+                }
+                if let Some(a) = self.listen_peer {
+                    c.peer_addr = a;
+                }
+                vec![c]
+            }
+            None => file
+                .members
+                .iter()
+                .map(|m| file.node_config(&self.config, &m.name))
+                .collect::<Result<_, _>>()?,
+        })
+    }
+}
+
+/// Runs the members `args` names until `shutdown` is cancelled.
+pub async fn run(args: NodeArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let mut nodes = Vec::new();
+    for c in args.configs()? {
+        let name = c.name.clone();
+        nodes.push(
+            Node::start(c)
+                .await
+                .with_context(|| format!("member {name}"))?,
+        );
+    }
+    shutdown.cancelled().await;
+    tracing::info!("shutting down");
+    for n in nodes {
+        n.shutdown().await;
+    }
+    Ok(())
+}
+
+/// Cancels the returned token on Ctrl-C or SIGTERM.
+pub fn signal_token() -> anyhow::Result<CancellationToken> {
+    let token = CancellationToken::new();
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let t = token.clone();
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        t.cancel();
+    });
+    Ok(token)
+}
+
+/// The tracing subscriber binaries use: `RUST_LOG`, default info with openraft quiet.
+pub fn init_logging() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,openraft=warn".into()),
+        )
+        .init();
+}
