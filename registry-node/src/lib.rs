@@ -7,6 +7,9 @@
 //!                                                                └──▶ store (mvcc + sled)
 //! ```
 
+// openraft's error types are large by design; boxing them everywhere buys nothing here.
+#![allow(clippy::result_large_err)]
+
 pub mod api;
 pub mod cli;
 pub mod config;

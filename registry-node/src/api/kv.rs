@@ -174,7 +174,7 @@ impl Kv for KvService {
         let ctx = CallCtx::of(&req);
         let r = req.into_inner();
         let ir = InternalRequest {
-            request: Some(Ir::Compaction(r.clone())),
+            request: Some(Ir::Compaction(r)),
         };
         let pick = |resp| match resp {
             mvcc::Response::Compaction(p) => Some(p),
@@ -182,7 +182,7 @@ impl Kv for KvService {
         };
         let mut resp = self
             .write(ctx_clone(&ctx), ir, pick, |mut c| {
-                let fwd = forwarded_request(r.clone(), &ctx);
+                let fwd = forwarded_request(r, &ctx);
                 async move { c.compact(fwd).await }
             })
             .await?;

@@ -60,14 +60,14 @@ impl Lease for LeaseService {
         let ctx = CallCtx::of(&req);
         let r = req.into_inner();
         let ir = InternalRequest {
-            request: Some(Ir::LeaseGrant(r.clone())),
+            request: Some(Ir::LeaseGrant(r)),
         };
         let pick = |resp| match resp {
             mvcc::Response::LeaseGrant(g) => Some(g),
             _ => None,
         };
         let fwd = |mut c: LeaseClient<_>| -> futures::future::BoxFuture<'static, _> {
-            let req = forwarded_request(r.clone(), &ctx);
+            let req = forwarded_request(r, &ctx);
             Box::pin(async move { c.lease_grant(req).await.map(Response::into_inner) })
         };
         let mut resp = self.propose(&ctx, ir, pick, fwd).await?;
@@ -136,7 +136,7 @@ impl Lease for LeaseService {
                     core.time_to_live(&r)
                 },
                 |ch| {
-                    let req = forwarded_request(r.clone(), &ctx);
+                    let req = forwarded_request(r, &ctx);
                     async move {
                         LeaseClient::new(ch)
                             .lease_time_to_live(req)
@@ -317,7 +317,7 @@ async fn keep_alive_loop(
                             .map(|up| (url.clone(), up));
                     }
                     match &upstream {
-                        Some((_, up)) if up.send(msg.clone()).await.is_ok() => break,
+                        Some((_, up)) if up.send(msg).await.is_ok() => break,
                         _ => {
                             upstream = None;
                             core.wait_for_leader_change(deadline).await;

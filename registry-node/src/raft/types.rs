@@ -58,15 +58,41 @@ impl fmt::Debug for Command {
 }
 
 mod bytes_as_seq {
-    use serde::{Deserialize, Deserializer, Serializer};
+    use serde::{Deserializer, Serializer};
 
     pub fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
         s.serialize_bytes(v)
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
-        // bincode (serde mode) encodes bytes as a length-prefixed sequence; Vec's impl reads both.
-        Vec::<u8>::deserialize(d)
+        d.deserialize_byte_buf(BytesVisitor)
+    }
+
+    /// Takes the bytes whole (Vec<u8>'s own impl would visit them one by one).
+    struct BytesVisitor;
+
+    impl<'de> serde::de::Visitor<'de> for BytesVisitor {
+        type Value = Vec<u8>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("bytes")
+        }
+
+        fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Vec<u8>, E> {
+            Ok(v.to_vec())
+        }
+
+        fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
+            Ok(v)
+        }
+
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<u8>, A::Error> {
+            let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1 << 20));
+            while let Some(b) = seq.next_element()? {
+                out.push(b);
+            }
+            Ok(out)
+        }
     }
 }
 
@@ -97,5 +123,20 @@ impl<'de> Deserialize<'de> for CommandResult {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         <()>::deserialize(d)?;
         Ok(CommandResult::Lost)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn command_round_trips_through_the_peer_codec() {
+        let cmd = Command((0..=255u8).collect());
+        let bytes = bincode::serde::encode_to_vec(&cmd, crate::raft::codec()).expect("encode");
+        let (back, used): (Command, usize) =
+            bincode::serde::decode_from_slice(&bytes, crate::raft::codec()).expect("decode");
+        assert_eq!(back, cmd);
+        assert_eq!(used, bytes.len());
     }
 }

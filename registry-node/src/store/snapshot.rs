@@ -10,6 +10,9 @@ use openraft::{SnapshotMeta, StorageError, StorageIOError};
 use crate::raft::{codec, MemberNode, NodeId};
 
 const META: &[u8] = b"meta";
+
+/// A saved snapshot: its metadata and the encoded store.
+pub type Saved = (SnapshotMeta<NodeId, MemberNode>, Vec<u8>);
 const DATA: &[u8] = b"data";
 
 /// The sled database of a member's state machine.
@@ -43,9 +46,7 @@ impl SnapshotStore {
     }
 
     /// The latest saved snapshot.
-    pub fn load(
-        &self,
-    ) -> Result<Option<(SnapshotMeta<NodeId, MemberNode>, Vec<u8>)>, StorageError<NodeId>> {
+    pub fn load(&self) -> Result<Option<Saved>, StorageError<NodeId>> {
         let fail = |e: std::io::Error| -> StorageError<NodeId> {
             StorageIOError::read_snapshot(None, &e).into()
         };
@@ -91,7 +92,12 @@ fn sync_tree(dir: &Path) -> std::io::Result<()> {
         if entry.file_type()?.is_dir() {
             sync_tree(&path)?;
         } else {
-            File::open(&path)?.sync_all()?;
+            match File::open(&path) {
+                Ok(f) => f.sync_all()?,
+                // sled may remove a file between the listing and the open.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
         }
     }
     File::open(dir)?.sync_all()
