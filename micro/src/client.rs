@@ -155,6 +155,15 @@ impl Client {
                 .await
                 .map(tonic::Response::into_inner)
                 .map_err(|status| {
+                    // A deadline enforced by the transport (tonic answers CANCELLED "Timeout
+                    // expired") is the client's timeout, as go-micro reports it.
+                    let deadline = matches!(
+                        status.code(),
+                        tonic::Code::DeadlineExceeded | tonic::Code::Cancelled
+                    ) && !Error::is_carried_by(&status);
+                    if deadline {
+                        return Attempt::Done(Err(Error::timeout(CLIENT_ID, status.message())));
+                    }
                     let error = Error::from_status(service, &status);
                     if status.code() == tonic::Code::Unavailable && !Error::is_carried_by(&status) {
                         Attempt::Unreachable(error)

@@ -1,0 +1,238 @@
+//! The one HTTP handler: every path goes through it.
+//!
+//! ```text
+//!   HTTP ─► decode + clean path ─(400)─► resolve ─(500 not found)─► read body ≤ limit ─(413)─►
+//!        registry lookup (cache) ─(500 not found)─► go.api.Request ─► Client::call (random
+//!        node, pooled channels, one retry elsewhere if unreachable) ─(service error: its code;
+//!        timeout: 408)─► go.api.Response ─► HTTP
+//! ```
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use http_body_util::BodyExt;
+use micro::selector;
+use micro::Client;
+use proto::go_api;
+use tokio::time::Instant;
+
+use crate::error::GatewayError;
+use crate::{request, resolve, response};
+
+/// How much of an oversized body is still read (and dropped) before answering 413, so that the
+/// client has finished sending and reads the answer instead of a connection reset.
+const DRAIN_LIMIT: usize = 4 * 1024 * 1024;
+/// How long draining may take.
+const DRAIN_TIME: Duration = Duration::from_secs(2);
+
+/// What the handler needs; clones share the client (its cache and its connections).
+#[derive(Debug, Clone)]
+pub struct Gateway {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    client: Client,
+    namespace: String,
+    max_body_bytes: usize,
+}
+
+impl Gateway {
+    /// A gateway calling services of `namespace` (`go.micro.api`) through `client`, refusing
+    /// request bodies over `max_body_bytes`.
+    pub fn new(client: Client, namespace: impl Into<String>, max_body_bytes: usize) -> Self {
+        Gateway {
+            inner: Arc::new(Inner {
+                client,
+                namespace: namespace.into(),
+                max_body_bytes,
+            }),
+        }
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.inner.client
+    }
+
+    /// Serves one request; every failure is a [`GatewayError`].
+    #[tracing::instrument(level = "debug", skip_all, fields(method = %req.method(), uri = %req.uri()))]
+    pub async fn serve(&self, req: Request) -> Result<Response, GatewayError> {
+        let remote = req
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(addr)| addr.ip());
+        let path = resolve::decode(req.uri().path())?;
+        let parts = resolve::clean(&path)?;
+        let (service, endpoint) =
+            resolve::route(&parts, &self.inner.namespace).ok_or(GatewayError::NotFound)?;
+        let (head, body) = req.into_parts();
+        let body = read_body(&head, body, self.inner.max_body_bytes).await?;
+        self.ensure_exists(&service).await?;
+        let api_request = request::build(&head, &path, remote, &body);
+        let answer: go_api::Response = self
+            .inner
+            .client
+            .call(&service, &endpoint, api_request)
+            .await
+            .map_err(|e| call_error(&service, e))?;
+        response::to_http(answer)
+    }
+
+    /// go-micro's router: a path naming no registered service is `not found`.
+    async fn ensure_exists(&self, service: &str) -> Result<(), GatewayError> {
+        match self.inner.client.selector().lookup(service).await {
+            Ok(_) => Ok(()),
+            Err(selector::Error::NotFound(_) | selector::Error::NoneAvailable(_)) => {
+                Err(GatewayError::NotFound)
+            }
+            Err(selector::Error::Registry(source)) => Err(GatewayError::Registry {
+                service: service.to_owned(),
+                source,
+            }),
+        }
+    }
+}
+
+/// The gateway's view of a failed call.
+fn call_error(service: &str, error: micro::Error) -> GatewayError {
+    // tonic's server enforces the client's `grpc-timeout` itself and answers a bare CANCELLED
+    // "Timeout expired", which micro's client labels with the callee's id; go-micro reports a
+    // timed-out call as the client's own 408.
+    const TONIC_TIMEOUT: &str = "Timeout expired";
+    match error {
+        e if e.id == service && e.code == 408 && e.detail == TONIC_TIMEOUT => {
+            GatewayError::Service(micro::Error::timeout(
+                micro::client::CLIENT_ID,
+                format!("call {service} timed out"),
+            ))
+        }
+        e => GatewayError::Service(e),
+    }
+}
+
+/// The router: one fallback handler for every method and path.
+pub fn router(gateway: Gateway) -> Router {
+    Router::new().fallback(handle).with_state(gateway)
+}
+
+async fn handle(State(gateway): State<Gateway>, req: Request) -> Response {
+    match gateway.serve(req).await {
+        Ok(response) => response,
+        Err(error) => error.into_response(),
+    }
+}
+
+/// The whole body if it is at most `limit` bytes; otherwise [`GatewayError::BodyTooLarge`],
+/// after reading a bounded amount more so the client sees the answer.
+async fn read_body(
+    head: &axum::http::request::Parts,
+    mut body: Body,
+    limit: usize,
+) -> Result<Bytes, GatewayError> {
+    let declared = head
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit.saturating_add(DRAIN_LIMIT) as u64) {
+        return Err(GatewayError::BodyTooLarge { limit });
+    }
+    let mut collected: Vec<u8> = Vec::new();
+    let mut seen: usize = 0;
+    let mut drain_until: Option<Instant> = None;
+    loop {
+        let frame = match drain_until {
+            None => body.frame().await,
+            Some(deadline) => match tokio::time::timeout_at(deadline, body.frame()).await {
+                Ok(frame) => frame,
+                Err(_) => break,
+            },
+        };
+        let Some(frame) = frame else { break };
+        let frame = match frame {
+            Ok(frame) => frame,
+            Err(_) if drain_until.is_some() => break,
+            Err(e) => return Err(GatewayError::Body(e)),
+        };
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        seen = seen.saturating_add(data.len());
+        if seen <= limit {
+            collected.extend_from_slice(&data);
+        } else if drain_until.is_none() {
+            collected = Vec::new();
+            drain_until = Some(Instant::now() + DRAIN_TIME);
+        }
+        if seen > limit.saturating_add(DRAIN_LIMIT) {
+            break;
+        }
+    }
+    if seen > limit {
+        return Err(GatewayError::BodyTooLarge { limit });
+    }
+    Ok(Bytes::from(collected))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::Request as HttpRequest;
+
+    fn head(content_length: Option<usize>) -> axum::http::request::Parts {
+        let mut b = HttpRequest::builder().method("POST").uri("/a/b");
+        if let Some(n) = content_length {
+            b = b.header(header::CONTENT_LENGTH, n);
+        }
+        b.body(()).expect("request").into_parts().0
+    }
+
+    #[test]
+    fn call_errors() {
+        let svc = "go.micro.api.x";
+        // The api could not find its backend: its error, passed through.
+        let downstream = micro::Error::not_found(micro::client::CLIENT_ID, "service: not found");
+        let GatewayError::Service(e) = call_error(svc, downstream.clone()) else {
+            panic!("a service error")
+        };
+        assert_eq!(e, downstream);
+        let expired = micro::Error::timeout(svc, "Timeout expired");
+        let GatewayError::Service(e) = call_error(svc, expired) else {
+            panic!("a service error")
+        };
+        assert_eq!((e.id.as_str(), e.code), (micro::client::CLIENT_ID, 408));
+        let own = micro::Error::timeout(svc, "the database is slow");
+        let GatewayError::Service(e) = call_error(svc, own.clone()) else {
+            panic!("a service error")
+        };
+        assert_eq!(e, own, "a service's own 408 passes through");
+    }
+
+    #[tokio::test]
+    async fn body_within_the_limit_is_read_whole() {
+        let body = read_body(&head(None), Body::from(vec![7u8; 100]), 100)
+            .await
+            .expect("fits");
+        assert_eq!(body.len(), 100);
+    }
+
+    #[tokio::test]
+    async fn body_over_the_limit_is_refused() {
+        let err = read_body(&head(None), Body::from(vec![7u8; 101]), 100)
+            .await
+            .expect_err("too large");
+        assert!(matches!(err, GatewayError::BodyTooLarge { limit: 100 }));
+        // Declared far over the limit: refused without reading.
+        let err = read_body(&head(Some(DRAIN_LIMIT + 1000)), Body::empty(), 100)
+            .await
+            .expect_err("declared too large");
+        assert!(matches!(err, GatewayError::BodyTooLarge { .. }));
+    }
+}

@@ -1,0 +1,197 @@
+//! The HTTP API gateway, go-micro's `micro api --handler=api`: an HTTP request to
+//! `/greeter/say/hello?name=John` becomes a `go.api.Request` RPC to `Say.Hello` of a random node
+//! of `go.micro.api.greeter` (the cache selector follows the registry with a watch), and the
+//! `go.api.Response` becomes the HTTP answer.
+//!
+//! - [`resolve`]: path → (service, endpoint), go-micro's rules (pure);
+//! - [`request`] / [`response`]: the HTTP ↔ `go.api` mapping;
+//! - [`handler`]: the one handler, [`Gateway`] state, [`router`];
+//! - [`error`]: [`GatewayError`], rendered as go-micro's JSON error body.
+
+pub mod error;
+pub mod handler;
+pub mod request;
+pub mod resolve;
+pub mod response;
+
+use std::net::SocketAddr;
+
+use micro::config::MicroArgs;
+use micro::registry::Registry;
+use micro::{Client, ClientOptions, Selector};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub use error::GatewayError;
+pub use handler::{router, Gateway};
+
+/// The gateway's flags (go-micro's `micro api` ones, plus the body limit).
+#[derive(Debug, Clone, clap::Args)]
+pub struct GatewayArgs {
+    /// Listen address: `[::]:8080`, `:8080` (every interface), `127.0.0.1:8080`.
+    #[arg(long, default_value = "[::]:8080")]
+    pub address: String,
+    /// Request handler; only `api` is supported.
+    #[arg(long, default_value = "api")]
+    pub handler: String,
+    /// Namespace joined in front of the resolved service name.
+    #[arg(long, default_value = "go.micro.api")]
+    pub namespace: String,
+    /// Largest request body accepted (bytes); larger ones are answered 413.
+    #[arg(long, alias = "max_body_bytes", default_value_t = 10 * 1024 * 1024)]
+    pub max_body_bytes: usize,
+    #[command(flatten)]
+    pub micro: MicroArgs,
+}
+
+/// Why the gateway could not start or serve.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("unsupported handler {0:?}: only \"api\" is supported")]
+    Handler(String),
+    #[error("invalid listen address {0:?}")]
+    Address(String),
+    #[error("bind {address}")]
+    Bind {
+        address: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("registry client")]
+    Registry(#[from] micro::registry::Error),
+    #[error("serve HTTP")]
+    Serve(#[source] std::io::Error),
+}
+
+/// The addresses to try for a listen address: `:8080` means every interface (IPv6 and IPv4,
+/// falling back to IPv4 only).
+pub fn listen_candidates(address: &str) -> Result<Vec<String>, Error> {
+    let address = address.trim();
+    if let Some(port) = address.strip_prefix(':') {
+        port.parse::<u16>()
+            .map_err(|_| Error::Address(address.to_owned()))?;
+        return Ok(vec![format!("[::]:{port}"), format!("0.0.0.0:{port}")]);
+    }
+    match address.parse::<SocketAddr>() {
+        Ok(addr) if addr.ip().is_unspecified() && addr.is_ipv6() => {
+            Ok(vec![address.to_owned(), format!("0.0.0.0:{}", addr.port())])
+        }
+        Ok(_) => Ok(vec![address.to_owned()]),
+        // A host name (`localhost:8080`): resolved by bind.
+        Err(_)
+            if address
+                .rsplit_once(':')
+                .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok()) =>
+        {
+            Ok(vec![address.to_owned()])
+        }
+        Err(_) => Err(Error::Address(address.to_owned())),
+    }
+}
+
+/// Binds the first candidate of `address` that works.
+pub async fn bind(address: &str) -> Result<TcpListener, Error> {
+    let mut last = None;
+    for candidate in listen_candidates(address)? {
+        match TcpListener::bind(&candidate).await {
+            Ok(listener) => return Ok(listener),
+            Err(source) => {
+                last = Some(Error::Bind {
+                    address: candidate,
+                    source,
+                })
+            }
+        }
+    }
+    Err(last.unwrap_or_else(|| Error::Address(address.to_owned())))
+}
+
+/// The gateway state for `args`: a registry client, its selector and an RPC client.
+pub fn gateway(args: &GatewayArgs) -> Result<Gateway, Error> {
+    if args.handler != "api" {
+        return Err(Error::Handler(args.handler.clone()));
+    }
+    let registry = Registry::new(&args.micro.registry_options())?;
+    let selector = Selector::new(registry, args.micro.selector_options());
+    let client = Client::new(selector, ClientOptions::default());
+    Ok(Gateway::new(client, &args.namespace, args.max_body_bytes))
+}
+
+/// Serves `gateway` on `listener` until `shutdown` is cancelled; in-flight requests finish.
+pub async fn serve(
+    listener: TcpListener,
+    gateway: Gateway,
+    shutdown: CancellationToken,
+) -> Result<(), Error> {
+    let app = router(gateway).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
+        .map_err(Error::Serve)
+}
+
+/// Runs the gateway until `shutdown` is cancelled; logs `HTTP API Listening on <address>` with
+/// the address actually bound.
+pub async fn run(args: GatewayArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let gateway = gateway(&args)?;
+    let listener = bind(&args.address).await?;
+    let local = listener.local_addr().map_err(|source| Error::Bind {
+        address: args.address.clone(),
+        source,
+    })?;
+    tracing::info!("HTTP API Listening on {local}");
+    serve(listener, gateway, shutdown).await?;
+    tracing::info!("HTTP API stopped");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        gateway: GatewayArgs,
+    }
+
+    #[test]
+    fn defaults_are_micro_apis() {
+        let cli = Cli::try_parse_from(["gateway"]).expect("parse");
+        assert_eq!(cli.gateway.address, "[::]:8080");
+        assert_eq!(cli.gateway.handler, "api");
+        assert_eq!(cli.gateway.namespace, "go.micro.api");
+        assert_eq!(cli.gateway.max_body_bytes, 10 * 1024 * 1024);
+    }
+
+    #[test]
+    fn listen_addresses() {
+        let c = |a: &str| listen_candidates(a).expect(a);
+        assert_eq!(c(":8080"), ["[::]:8080", "0.0.0.0:8080"]);
+        assert_eq!(c("[::]:8080"), ["[::]:8080", "0.0.0.0:8080"]);
+        assert_eq!(c("127.0.0.1:8080"), ["127.0.0.1:8080"]);
+        assert_eq!(c("localhost:8080"), ["localhost:8080"]);
+        for bad in ["8080", ":x", "", "host:", ":99999"] {
+            assert!(listen_candidates(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[tokio::test]
+    async fn only_the_api_handler() {
+        let mut cli = Cli::try_parse_from(["gateway", "--handler", "rpc"]).expect("parse");
+        let err = gateway(&cli.gateway).expect_err("rpc is not supported");
+        assert_eq!(
+            err.to_string(),
+            "unsupported handler \"rpc\": only \"api\" is supported"
+        );
+        cli.gateway.handler = "api".into();
+        assert!(gateway(&cli.gateway).is_ok());
+    }
+
+    #[tokio::test]
+    async fn binds_a_free_port_and_reports_it() {
+        let listener = bind("127.0.0.1:0").await.expect("bind");
+        assert_ne!(listener.local_addr().expect("addr").port(), 0);
+    }
+}
