@@ -1,0 +1,146 @@
+//! `micro`: every role of the demo in one binary, and the command that runs them all.
+//!
+//! | command | what it runs |
+//! | --- | --- |
+//! | `micro up [--config cluster.toml]` | the whole system as child processes of this binary |
+//! | `micro registry-node --config F --name cd0` | one registry member |
+//! | `micro greeter srv\|api --name one` | a greeter instance |
+//! | `micro api --handler=api [--address ..]` | the HTTP gateway (go-micro's spelling) |
+//! | `micro list services`, `micro get service S`, `micro call S E '{json}'` | registry and RPC tools |
+
+mod cmd;
+mod up;
+
+use std::io::Read;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use micro::MicroArgs;
+use tokio_util::sync::CancellationToken;
+
+/// go-micro's `micro` command, with the registry built in.
+#[derive(Debug, Parser)]
+#[command(name = "micro", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Start the registry, the services and the gateway from a cluster file.
+    Up(up::UpArgs),
+    /// Run registry members (etcd v3 compatible).
+    RegistryNode(registry_node::cli::NodeArgs),
+    /// Run a greeter instance: `greeter srv --name one` or `greeter api --name one`.
+    Greeter {
+        #[command(subcommand)]
+        role: greeter::Role,
+    },
+    /// Run the HTTP API gateway (`micro api --handler=api`).
+    Api(gateway::GatewayArgs),
+    /// List registry entries: `micro list services`.
+    List {
+        #[command(subcommand)]
+        what: ListWhat,
+    },
+    /// Show a registry entry: `micro get service <name>`.
+    Get {
+        #[command(subcommand)]
+        what: GetWhat,
+    },
+    /// Call a service endpoint with a JSON request: `micro call S Say.Hello '{"name":"John"}'`.
+    Call {
+        service: String,
+        endpoint: String,
+        #[arg(default_value = "{}")]
+        request: String,
+        #[command(flatten)]
+        micro: MicroArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ListWhat {
+    /// Every registered service name.
+    Services {
+        #[command(flatten)]
+        micro: MicroArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum GetWhat {
+    /// A service's nodes and endpoints.
+    Service {
+        name: String,
+        #[command(flatten)]
+        micro: MicroArgs,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Up(args) => up::run(args).await,
+        Command::RegistryNode(args) => {
+            registry_node::cli::init_logging();
+            // Members outlive the services when the parent dies, so those can deregister.
+            registry_node::cli::run(args, role_shutdown(MEMBER_ORPHAN_DELAY)?).await
+        }
+        Command::Greeter { role } => {
+            registry_node::cli::init_logging();
+            greeter::run(role, role_shutdown(Duration::ZERO)?).await
+        }
+        Command::Api(args) => {
+            registry_node::cli::init_logging();
+            gateway::run(args, role_shutdown(Duration::ZERO)?).await
+        }
+        Command::List {
+            what: ListWhat::Services { micro },
+        } => cmd::registry::list_services(&micro).await,
+        Command::Get {
+            what: GetWhat::Service { name, micro },
+        } => cmd::registry::get_service(&micro, &name).await,
+        Command::Call {
+            service,
+            endpoint,
+            request,
+            micro,
+        } => cmd::call::call(&micro, &service, &endpoint, &request).await,
+    }
+}
+
+/// How long a registry member keeps serving after its parent (`micro up`) is gone.
+const MEMBER_ORPHAN_DELAY: Duration = Duration::from_secs(3);
+
+/// How long an orphaned role may take to stop gracefully before it exits anyway.
+const ORPHAN_STOP_BOUND: Duration = Duration::from_secs(15);
+
+/// The shutdown token of a long-running role: Ctrl-C, SIGTERM, and, when started by
+/// `micro up`, the end of stdin (the parent is gone), acted on after `delay`. An orphan that has
+/// not stopped [`ORPHAN_STOP_BOUND`] later exits regardless, so nothing outlives `micro up`.
+fn role_shutdown(delay: Duration) -> anyhow::Result<CancellationToken> {
+    let token = registry_node::cli::signal_token()?;
+    if std::env::var_os(up::PARENT_PIPE_ENV).is_some() {
+        let t = token.clone();
+        // A plain thread: tokio's stdin would hold runtime shutdown until the read returns.
+        std::thread::spawn(move || {
+            let mut sink = [0u8; 64];
+            let mut stdin = std::io::stdin();
+            while matches!(stdin.read(&mut sink), Ok(n) if n > 0) {}
+            // Our stdout and stderr were pipes to the parent: writing there now fails, and a
+            // failed `eprintln!` (tracing's fallback) panics.
+            if let Ok(null) = std::fs::OpenOptions::new().write(true).open("/dev/null") {
+                let _ = nix::unistd::dup2_stdout(&null);
+                let _ = nix::unistd::dup2_stderr(&null);
+            }
+            std::thread::sleep(delay);
+            t.cancel();
+            std::thread::sleep(ORPHAN_STOP_BOUND);
+            std::process::exit(2);
+        });
+    }
+    Ok(token)
+}
