@@ -12,6 +12,7 @@
 pub mod client;
 pub mod config;
 pub mod errors;
+pub mod process;
 pub mod registry;
 pub mod selector;
 pub mod service;

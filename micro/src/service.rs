@@ -185,26 +185,9 @@ impl Service {
         let running = self.start().await?;
         tokio::select! {
             _ = shutdown.cancelled() => {}
-            r = terminate_signal() => r?,
+            r = crate::process::terminate_signal() => r.map_err(Error::Signal)?,
         }
         running.stop().await
-    }
-}
-
-/// Ctrl-C or (on Unix) SIGTERM.
-async fn terminate_signal() -> Result<(), Error> {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut term = signal(SignalKind::terminate()).map_err(Error::Signal)?;
-        tokio::select! {
-            r = tokio::signal::ctrl_c() => r.map_err(Error::Signal),
-            _ = term.recv() => Ok(()),
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        tokio::signal::ctrl_c().await.map_err(Error::Signal)
     }
 }
 

@@ -8,6 +8,7 @@
 //! ```
 
 mod etcd;
+mod health;
 mod pool;
 mod register;
 mod types;
@@ -16,6 +17,7 @@ mod watch;
 use std::time::Duration;
 
 pub use etcd::Registry;
+pub use health::member_healthy;
 pub use pool::normalize;
 pub use register::{RegisterOptions, Registration};
 pub use types::{

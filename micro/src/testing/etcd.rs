@@ -5,8 +5,6 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use proto::etcdserverpb::kv_client::KvClient;
-use proto::etcdserverpb::RangeRequest;
 use tokio::process::{Child, Command};
 use tokio::time::Instant;
 
@@ -115,7 +113,7 @@ impl EtcdCluster {
         let deadline = Instant::now() + timeout;
         for member in self.members.iter().filter(|m| m.child.is_some()) {
             loop {
-                if healthy(&member.client_url).await {
+                if crate::registry::member_healthy(&member.client_url).await {
                     break;
                 }
                 if Instant::now() >= deadline {
@@ -149,29 +147,4 @@ fn spawn(binary: &Path, args: &[String], dir: &Path, name: &str) -> Result<Child
         .kill_on_drop(true)
         .spawn()
         .map_err(Error::Io)
-}
-
-/// etcdctl's `endpoint health`: a linearizable read of key `health` succeeds.
-async fn healthy(url: &str) -> bool {
-    let Ok(endpoint) = tonic::transport::Endpoint::from_shared(url.to_owned()) else {
-        return false;
-    };
-    let read = async {
-        let channel = endpoint
-            .connect_timeout(Duration::from_millis(500))
-            .connect()
-            .await
-            .ok()?;
-        KvClient::new(channel)
-            .range(RangeRequest {
-                key: b"health".to_vec(),
-                ..Default::default()
-            })
-            .await
-            .ok()
-    };
-    matches!(
-        tokio::time::timeout(Duration::from_secs(2), read).await,
-        Ok(Some(_))
-    )
 }
