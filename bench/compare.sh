@@ -1,0 +1,181 @@
+#!/usr/bin/env bash
+# Side-by-side benchmark: a real three-member etcd (Debian's /usr/bin/etcd, default durability:
+# it fsyncs its WAL before acknowledging) and our three registry members (the raft-log WAL is
+# fsynced, group-committed, before openraft reports the append), both on loopback, both with
+# data on the same disk. Every workload runs against both in alternation, A B A B, and the
+# results go to BENCHMARKS.md (plus bench/findings.md, the hand-written profile notes).
+#
+#   cargo build --release -p registry-node -p bench && bash bench/compare.sh
+#
+# Environment: ROUNDS (2), QUICK=1 (smaller totals, for trying the script out),
+# UP_ONLY=1 (start both clusters and wait, for profiling by hand),
+# OUT (BENCHMARKS.md), BENCH_TMP (parent of the temp data dir, default /var/tmp),
+# WORKLOADS (space-separated subset of: put1 put64 range_l range_s lease watch).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+BIN="$ROOT/target/release"
+OUT="${OUT:-$ROOT/BENCHMARKS.md}"
+ROUNDS="${ROUNDS:-2}"
+QUICK="${QUICK:-0}"
+WORKLOADS="${WORKLOADS:-put1 put64 range_l range_s lease watch}"
+ETCD="${ETCD:-/usr/bin/etcd}"
+
+for b in "$BIN/registry-node" "$BIN/bench" "$ETCD"; do
+  [[ -x "$b" ]] || { echo "missing $b (cargo build --release -p registry-node -p bench)" >&2; exit 1; }
+done
+
+TMP="$(mktemp -d "${BENCH_TMP:-/var/tmp}/compare.XXXXXX")"
+PIDS_ETCD=(); PIDS_OURS=()
+cleanup() {
+  local all=("${PIDS_ETCD[@]}" "${PIDS_OURS[@]}")
+  for p in "${all[@]}"; do kill "$p" 2>/dev/null || true; done
+  # A leader whose peers are gone may wait long on SIGTERM: give up after 5 s.
+  for _ in $(seq 1 50); do
+    local alive=0
+    for p in "${all[@]}"; do kill -0 "$p" 2>/dev/null && alive=1; done
+    [[ $alive == 0 ]] && break
+    sleep 0.1
+  done
+  for p in "${all[@]}"; do kill -9 "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
+  [[ "${KEEP_TMP:-0}" == 1 ]] || rm -rf "$TMP"
+}
+trap cleanup EXIT
+
+# Fixed high loopback ports, distinct for the two clusters; refuse to start on a busy one.
+ETCD_CLIENT=(32379 32479 32579); ETCD_PEER=(32380 32480 32580)
+OURS_CLIENT=(42379 42479 42579); OURS_PEER=(42380 42480 42580)
+for p in "${ETCD_CLIENT[@]}" "${ETCD_PEER[@]}" "${OURS_CLIENT[@]}" "${OURS_PEER[@]}"; do
+  if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "port $p is busy" >&2; exit 1; fi
+done
+ETCD_EPS="127.0.0.1:${ETCD_CLIENT[0]},127.0.0.1:${ETCD_CLIENT[1]},127.0.0.1:${ETCD_CLIENT[2]}"
+OURS_EPS="127.0.0.1:${OURS_CLIENT[0]},127.0.0.1:${OURS_CLIENT[1]},127.0.0.1:${OURS_CLIENT[2]}"
+
+# --- start real etcd
+init=""
+for i in 0 1 2; do init+="${init:+,}e$i=http://127.0.0.1:${ETCD_PEER[$i]}"; done
+mkdir -p "$TMP/etcd"
+for i in 0 1 2; do
+  "$ETCD" --name "e$i" --data-dir "$TMP/etcd/e$i" \
+    --listen-client-urls "http://127.0.0.1:${ETCD_CLIENT[$i]}" \
+    --advertise-client-urls "http://127.0.0.1:${ETCD_CLIENT[$i]}" \
+    --listen-peer-urls "http://127.0.0.1:${ETCD_PEER[$i]}" \
+    --initial-advertise-peer-urls "http://127.0.0.1:${ETCD_PEER[$i]}" \
+    --initial-cluster "$init" --initial-cluster-token bench-etcd --initial-cluster-state new \
+    --log-level warn >"$TMP/etcd/e$i.log" 2>&1 &
+  PIDS_ETCD+=($!)
+done
+
+# --- start ours, one process per member
+mkdir -p "$TMP/ours"
+{
+  echo '[cluster]'; echo 'token = "bench-ours"'; echo 'data_dir = "data"'
+  for i in 0 1 2; do
+    echo '[[member]]'; echo "name = \"cd$i\""
+    echo "client_url = \"http://127.0.0.1:${OURS_CLIENT[$i]}\""
+    echo "peer_url = \"http://127.0.0.1:${OURS_PEER[$i]}\""
+  done
+} >"$TMP/ours/cluster.toml"
+for i in 0 1 2; do
+  RUST_LOG="${RUST_LOG:-warn}" "$BIN/registry-node" --config "$TMP/ours/cluster.toml" --name "cd$i" \
+    >"$TMP/ours/cd$i.log" 2>&1 &
+  PIDS_OURS+=($!)
+done
+
+wait_healthy() { # endpoints
+  for _ in $(seq 1 100); do
+    if ETCDCTL_API=3 etcdctl --endpoints "$1" --command-timeout=2s endpoint health >/dev/null 2>&1; then
+      return 0
+    fi
+    sleep 0.3
+  done
+  echo "cluster $1 did not become healthy" >&2; exit 1
+}
+wait_healthy "$ETCD_EPS"
+wait_healthy "$OURS_EPS"
+if [[ "${UP_ONLY:-0}" == 1 ]]; then
+  echo "etcd: $ETCD_EPS (pids ${PIDS_ETCD[*]})" >&2
+  echo "ours: $OURS_EPS (pids ${PIDS_OURS[*]})" >&2
+  echo "data: $TMP; Ctrl-C or SIGTERM to stop" >&2
+  trap 'exit 0' TERM INT
+  while true; do sleep 1; done
+fi
+
+# --- workloads: name | bench arguments
+if [[ "$QUICK" == 1 ]]; then S=10; else S=1; fi
+declare -A ARGS=(
+  [put1]="--clients 1 --conns 1 --target-leader put --total $((2000 / S)) --key-space 100000 --val-size 256"
+  [put64]="--clients 64 --conns 4 put --total $((30000 / S)) --key-space 100000 --val-size 256"
+  [range_l]="--clients 64 --conns 4 range --consistency l --total $((40000 / S))"
+  [range_s]="--clients 64 --conns 4 range --consistency s --total $((60000 / S))"
+  [lease]="--clients 64 --conns 4 lease --leases $((10000 / S)) --ttl 10 --duration $((30 / S))"
+  [watch]="--conns 4 watch --watchers 200 --puts $((1000 / S))"
+)
+RESULTS="$TMP/results.jsonl"
+LOAD_START="$(cut -d' ' -f1-3 /proc/loadavg)"
+T0=$(date +%s)
+for w in $WORKLOADS; do
+  for r in $(seq 1 "$ROUNDS"); do
+    for side in etcd ours; do
+      if [[ $side == etcd ]]; then eps="$ETCD_EPS"; else eps="$OURS_EPS"; fi
+      echo "== $(date +%T) $w round $r $side" >&2
+      # shellcheck disable=SC2086
+      line="$("$BIN/bench" --endpoints "$eps" --label "$side" ${ARGS[$w]} 2>>"$TMP/bench.log")" \
+        || line='{"failed": true}'
+      echo "$line" | jq -c --arg w "$w" --arg s "$side" --argjson r "$r" \
+        '. + {name: $w, side: $s, round: $r}' >>"$RESULTS"
+      echo "$line" >&2
+    done
+  done
+done
+ELAPSED=$(( $(date +%s) - T0 ))
+LOAD_END="$(cut -d' ' -f1-3 /proc/loadavg)"
+
+# --- resident memory of each member
+MEM="$TMP/mem.txt"; : >"$MEM"
+rss() { awk '/^VmRSS/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
+for i in 0 1 2; do echo "etcd e$i $(rss "${PIDS_ETCD[$i]}")" >>"$MEM"; done
+for i in 0 1 2; do echo "ours cd$i $(rss "${PIDS_OURS[$i]}")" >>"$MEM"; done
+
+cp "$RESULTS" "$ROOT/bench/last-run.jsonl"
+
+# --- the report
+{
+  echo "# Benchmarks: our registry vs etcd 3.4.23, side by side"
+  echo
+  echo "Generated by \`bench/compare.sh\` on $(date -u +%Y-%m-%dT%H:%MZ) in ${ELAPSED}s."
+  echo "Reproduce: \`cargo build --release -p registry-node -p bench && bash bench/compare.sh\`."
+  echo
+  echo "## Machine"
+  echo
+  echo "- cores: $(nproc); memory: $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo)"
+  echo "- disk: $(df -T "$TMP" | awk 'NR==2 {print $1" ("$2")"}'), data dirs under \`${BENCH_TMP:-/var/tmp}\`"
+  echo "- kernel: $(uname -sr); etcd: $("$ETCD" --version | head -1)"
+  echo "- load average (1/5/15 min) at start: $LOAD_START; at end: $LOAD_END (the machine is shared"
+  echo "  with other engineers' builds: figures are noisy, compare the two sides of the same run)"
+  echo
+  echo "## Setup"
+  echo
+  echo "- etcd: three members, default settings (WAL fsynced before a write is acknowledged),"
+  echo "  clients on ${ETCD_CLIENT[*]}, peers on ${ETCD_PEER[*]}."
+  echo "- ours: three \`registry-node\` processes (\`--name cd0..cd2\`, generated cluster file),"
+  echo "  clients on ${OURS_CLIENT[*]}, peers on ${OURS_PEER[*]}; the raft-log WAL is fsynced"
+  echo "  (group commit) before an append is reported, so an acknowledged write is on disk on a majority."
+  echo "- order: for each workload, $ROUNDS rounds of etcd then ours (A B A B); the ratio is"
+  echo "  ours / etcd of the mean of the rounds."
+  echo
+  echo "## Commands (\`bench --endpoints <the cluster's three client addresses>\` + ...)"
+  echo
+  for w in $WORKLOADS; do echo "- \`$w\`: \`bench ${ARGS[$w]}\`"; done
+  echo
+  python3 "$ROOT/bench/report.py" "$RESULTS" "$MEM" || echo "(report.py failed: raw results in bench/last-run.jsonl)"
+  echo
+  echo "## Gateway chain (TODO)"
+  echo
+  echo "TODO: requests per second and p99 through gateway -> api -> srv under 64 connections,"
+  echo "against a bare HTTP hello-world on the same machine (target: >= 40% of the bare rps)."
+  echo "Not measured yet: the \`gateway\` and \`greeter\` crates are still being written."
+  echo
+  if [[ -f "$ROOT/bench/findings.md" ]]; then cat "$ROOT/bench/findings.md"; fi
+} >"$OUT"
+echo "wrote $OUT" >&2
