@@ -10,8 +10,8 @@ use std::time::Duration;
 use proto::etcdserverpb::ResponseHeader;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
-use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
+use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Channel, Endpoint, Server};
 use tonic::Status;
 use tracing::Instrument;
@@ -61,6 +61,10 @@ pub struct Core {
     /// Cancelled when the member stops: long-lived client streams end with it.
     pub stopping: CancellationToken,
     channels: Mutex<HashMap<String, Channel>>,
+    /// Linearizable reads waiting for a shared leadership check.
+    pub reads: crate::api::route::ReadBatch,
+    /// Proposals waiting to share a Raft entry.
+    pub proposals: crate::raft::batch::ProposalBatch,
 }
 
 impl Core {
@@ -181,6 +185,8 @@ impl Node {
                 leases: LeaseManager::new(config.raft.election_timeout_ms),
                 stopping: shutdown.clone(),
                 channels: Mutex::new(HashMap::new()),
+                reads: Default::default(),
+                proposals: Default::default(),
             });
             let client_addr = client.local_addr().map_err(|source| NodeError::Bind {
                 addr: config.client_addr,
@@ -193,7 +199,7 @@ impl Node {
             let peer_server = Server::builder()
                 .add_service(PeerService::new(raft.clone(), isolated.clone()).into_server())
                 .serve_with_incoming_shutdown(
-                    TcpListenerStream::new(peer),
+                    no_delay(peer),
                     shutdown.clone().cancelled_owned(),
                 );
             let client_server = Server::builder()
@@ -203,7 +209,7 @@ impl Node {
                 .add_service(ClusterService::new(core.clone()))
                 .add_service(MaintenanceService::new(core.clone()))
                 .serve_with_incoming_shutdown(
-                    TcpListenerStream::new(client),
+                    no_delay(client),
                     shutdown.clone().cancelled_owned(),
                 );
             let span = tracing::Span::current();
@@ -221,6 +227,13 @@ impl Node {
         .instrument(span)
         .await
     }
+}
+
+/// Accepted connections with `TCP_NODELAY`: `serve_with_incoming` ignores the builder's
+/// setting, and with Nagle on, a reply written as several HTTP/2 frames waits for the
+/// peer's delayed ACK (40 ms on Linux) whenever an earlier frame is still unacknowledged.
+fn no_delay(listener: TcpListener) -> TcpIncoming {
+    TcpIncoming::from(listener).with_nodelay(Some(true))
 }
 
 async fn log_exit(

@@ -60,13 +60,18 @@ async fn many_watches_on_one_stream() {
     c.wait_for_leader(LEADER_WAIT).await.expect("leader");
     let ch = channel(c.client_url(1));
     let mut kv = KvClient::new(ch.clone());
-    kv.put(PutRequest {
-        key: "/a/1".into(),
-        value: "old".into(),
-        ..Default::default()
-    })
-    .await
-    .expect("put");
+    let first = kv
+        .put(PutRequest {
+            key: "/a/1".into(),
+            value: "old".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("put")
+        .into_inner();
+    // The watches start right after that put: the member serving them may apply it later than
+    // the leader acknowledged it, and "from now" would then include it.
+    let from = first.header.expect("header").revision + 1;
 
     let (tx, rx) = mpsc::channel(16);
     let mut s = WatchClient::new(ch)
@@ -75,14 +80,18 @@ async fn many_watches_on_one_stream() {
         .expect("watch")
         .into_inner();
     // --- watch 0: the prefix, with prev_kv; watch 1: deletes only
-    tx.send(create("/a/", "/a0", |c| c.prev_kv = true))
-        .await
-        .expect("send");
+    tx.send(create("/a/", "/a0", |c| {
+        c.prev_kv = true;
+        c.start_revision = from;
+    }))
+    .await
+    .expect("send");
     let r = next(&mut s).await;
     assert!(r.created);
     let w0 = r.watch_id;
     tx.send(create("/a/", "/a0", |c| {
-        c.filters = vec![FilterType::Noput as i32]
+        c.filters = vec![FilterType::Noput as i32];
+        c.start_revision = from;
     }))
     .await
     .expect("send");

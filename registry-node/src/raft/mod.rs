@@ -1,5 +1,6 @@
 //! Raft plumbing: the openraft type configuration and the peer transport over tonic.
 
+pub mod batch;
 pub mod network;
 pub mod peer_service;
 pub mod types;

@@ -1,6 +1,8 @@
 //! Client side of the peer transport: openraft's `RaftNetwork` over tonic, one lazily
 //! connected channel per peer. Payloads are openraft's own types in bincode.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use openraft::error::{
@@ -27,20 +29,36 @@ pub const MAX_PEER_MESSAGE: usize = 256 * 1024 * 1024;
 pub struct PeerNetwork {
     /// Whether to cut every link (test isolation); shared with the peer server.
     pub isolated: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// One channel (HTTP/2 connection) per peer URL. openraft asks for a new client for every
+    /// leadership check (each linearizable read): without this each one dialled a new TCP
+    /// connection to every follower.
+    channels: Arc<Mutex<HashMap<String, Channel>>>,
 }
 
-impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
-    type Network = PeerClient;
-
-    async fn new_client(&mut self, target: NodeId, node: &MemberNode) -> PeerClient {
-        let channel = Endpoint::from_shared(node.peer_url.clone())
+impl PeerNetwork {
+    fn channel(&self, url: &str) -> Result<Channel, String> {
+        let mut map = self.channels.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(ch) = map.get(url) {
+            return Ok(ch.clone());
+        }
+        let ch = Endpoint::from_shared(url.to_owned())
             .map(|e| {
                 e.connect_timeout(Duration::from_secs(1))
                     .tcp_nodelay(true)
                     .http2_keep_alive_interval(Duration::from_secs(5))
                     .connect_lazy()
             })
-            .map_err(|e| e.to_string());
+            .map_err(|e| e.to_string())?;
+        map.insert(url.to_owned(), ch.clone());
+        Ok(ch)
+    }
+}
+
+impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
+    type Network = PeerClient;
+
+    async fn new_client(&mut self, target: NodeId, node: &MemberNode) -> PeerClient {
+        let channel = self.channel(&node.peer_url);
         PeerClient {
             target,
             node: node.clone(),

@@ -49,7 +49,41 @@ impl Command {
     pub fn decode(&self) -> Result<InternalRequest, prost::DecodeError> {
         InternalRequest::decode(self.0.as_slice())
     }
+
+    /// Many encoded requests in one entry (see [`crate::raft::batch`]): [`BATCH_MARK`], then
+    /// each request length-prefixed. Applied in order, each its own revision.
+    pub fn batch(encoded: &[Vec<u8>]) -> Self {
+        let len = encoded.iter().map(|r| r.len() + 10).sum::<usize>() + 1;
+        let mut out = Vec::with_capacity(len);
+        out.push(BATCH_MARK);
+        for r in encoded {
+            prost::encoding::encode_varint(r.len() as u64, &mut out);
+            out.extend_from_slice(r);
+        }
+        Command(out)
+    }
+
+    /// The requests of this entry: one, or those of a batch.
+    pub fn decode_all(&self) -> Result<Vec<InternalRequest>, prost::DecodeError> {
+        let Some((&BATCH_MARK, mut rest)) = self.0.split_first() else {
+            return Ok(vec![self.decode()?]);
+        };
+        let mut out = Vec::new();
+        while !rest.is_empty() {
+            out.push(InternalRequest::decode_length_delimited(&mut rest)?);
+        }
+        Ok(out)
+    }
+
+    pub fn is_batch(&self) -> bool {
+        self.0.first() == Some(&BATCH_MARK)
+    }
 }
+
+/// First byte of a batch command. An encoded protobuf message never starts with 0 (field
+/// number 0 is invalid), so batches are told apart from single requests, and entries written
+/// before batching existed still decode.
+pub const BATCH_MARK: u8 = 0;
 
 impl fmt::Debug for Command {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -111,6 +145,8 @@ pub enum CommandResult {
     Undecodable,
     /// Placeholder for a result that crossed a serde boundary.
     Lost,
+    /// One result per request of a batch entry, in order.
+    Batch(Vec<CommandResult>),
 }
 
 impl Serialize for CommandResult {
@@ -129,6 +165,37 @@ impl<'de> Deserialize<'de> for CommandResult {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn batch_round_trips_and_single_commands_are_not_batches() {
+        use proto::etcdserverpb::PutRequest;
+        use proto::registrypb::internal_request::Request as Ir;
+        let put = |k: &str| InternalRequest {
+            request: Some(Ir::Put(PutRequest {
+                key: k.into(),
+                ..Default::default()
+            })),
+        };
+        let one = Command::new(&put("a"));
+        assert!(!one.is_batch());
+        assert_eq!(one.decode_all().expect("single"), vec![put("a")]);
+        let empty = Command::new(&InternalRequest::default());
+        assert_eq!(
+            empty.decode_all().expect("empty"),
+            vec![InternalRequest::default()]
+        );
+        let reqs = vec![put("a"), InternalRequest::default(), put("c")];
+        let encoded: Vec<Vec<u8>> = reqs.iter().map(|r| r.encode_to_vec()).collect();
+        let batch = Command::batch(&encoded);
+        assert!(batch.is_batch());
+        assert_eq!(batch.decode_all().expect("batch"), reqs);
+        let mut cut = batch.0.clone();
+        cut.pop();
+        assert!(
+            Command(cut).decode_all().is_err(),
+            "a truncated batch is refused"
+        );
+    }
 
     #[test]
     fn command_round_trips_through_the_peer_codec() {

@@ -96,32 +96,66 @@ impl StateMachine {
         self.snapshots.size_on_disk()
     }
 
-    fn apply_one(inner: &mut Inner, entry: Entry) -> (CommandResult, Option<AppliedEvents>) {
+    fn apply_one(
+        inner: &mut Inner,
+        entry: Entry,
+        events: &mut Vec<AppliedEvents>,
+    ) -> CommandResult {
         inner.last_applied = Some(entry.log_id);
+        let index = entry.log_id.index;
         match entry.payload {
-            EntryPayload::Blank => (CommandResult::Empty, None),
+            EntryPayload::Blank => CommandResult::Empty,
             EntryPayload::Membership(m) => {
                 inner.membership = StoredMembership::new(Some(entry.log_id), m);
-                (CommandResult::Empty, None)
+                CommandResult::Empty
             }
             EntryPayload::Normal(cmd) => {
-                let Ok(req) = cmd.decode() else {
-                    tracing::error!(index = entry.log_id.index, "undecodable command skipped");
-                    return (CommandResult::Undecodable, None);
+                let Ok(reqs) = cmd.decode_all() else {
+                    tracing::error!(index, "undecodable command skipped");
+                    return CommandResult::Undecodable;
                 };
-                match inner.store.apply(entry.log_id.index, &req) {
-                    Ok(applied) => {
-                        let events = (!applied.events.is_empty()).then(|| AppliedEvents {
-                            revision: applied.revision,
-                            events: Arc::new(applied.events.clone()),
-                        });
-                        (CommandResult::Applied(Arc::new(applied)), events)
-                    }
-                    Err(e) => (CommandResult::Rejected(e), None),
+                if !cmd.is_batch() {
+                    return reqs
+                        .first()
+                        .map(|req| Self::apply_request(inner, index, req, events))
+                        .unwrap_or(CommandResult::Undecodable);
                 }
+                let results = reqs
+                    .iter()
+                    .enumerate()
+                    .map(|(i, req)| Self::apply_request(inner, sub_index(index, i), req, events))
+                    .collect();
+                CommandResult::Batch(results)
             }
         }
     }
+
+    fn apply_request(
+        inner: &mut Inner,
+        index: u64,
+        req: &proto::registrypb::InternalRequest,
+        events: &mut Vec<AppliedEvents>,
+    ) -> CommandResult {
+        match inner.store.apply(index, req) {
+            Ok(applied) => {
+                if !applied.events.is_empty() {
+                    events.push(AppliedEvents {
+                        revision: applied.revision,
+                        events: Arc::new(applied.events.clone()),
+                    });
+                }
+                CommandResult::Applied(Arc::new(applied))
+            }
+            Err(e) => CommandResult::Rejected(e),
+        }
+    }
+}
+
+/// The `index` the store sees for the `i`th request of a batch entry. The store only uses it
+/// to seed the id of a lease granted with id 0; the first request keeps the entry's index (as
+/// a single-request entry does) and the others get distinct, deterministic seeds.
+fn sub_index(index: u64, i: usize) -> u64 {
+    index.wrapping_add((i as u64).wrapping_mul(0x5851_f42d_4c95_7f2d))
 }
 
 fn decode_store(
@@ -159,9 +193,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let applied = {
             let mut inner = self.inner.write().unwrap_or_else(|p| p.into_inner());
             for entry in entries {
-                let (res, events) = Self::apply_one(&mut inner, entry);
-                results.push(res);
-                batch_events.extend(events);
+                results.push(Self::apply_one(&mut inner, entry, &mut batch_events));
             }
             inner.last_applied.map(|l| l.index).unwrap_or(0)
         };

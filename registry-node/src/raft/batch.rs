@@ -1,0 +1,160 @@
+//! Proposal batching: concurrent client writes share one Raft entry.
+//!
+//! openraft 0.9's core handles one `client_write` at a time and waits for its log append to
+//! be durable before it takes the next one, so one request per entry costs the leader one
+//! `fdatasync` per request, whatever the log store's group commit does. Here proposals wait
+//! in a queue; a driver takes everything queued into ONE entry ([`Command::batch`]) whenever
+//! fewer than [`MAX_IN_FLIGHT`] entries are on their way, and hands each waiter its own
+//! result. Under load, a batch is whatever arrived while the previous entries were being
+//! written; a lone request still goes alone, as a plain entry.
+//!
+//! ```text
+//!  propose ─┐                    ┌─ client_write(batch 1) ─▶ results ─▶ waiters of batch 1
+//!  propose ─┼─▶ queue ─▶ driver ─┼─ client_write(batch 2) ─▶ ...
+//!  propose ─┘   (≤ MAX_IN_FLIGHT) └─ ...
+//! ```
+
+use std::sync::{Arc, Mutex};
+
+use openraft::error::{ClientWriteError, RaftError};
+use tokio::sync::{oneshot, Semaphore};
+
+use super::{Command, CommandResult, MemberNode, NodeId, Raft};
+
+/// Entries of batched proposals on their way through Raft at once.
+pub const MAX_IN_FLIGHT: usize = 3;
+/// At most this many requests in one entry.
+pub const MAX_BATCH: usize = 256;
+/// A batch is closed once its encoded requests reach this many bytes.
+pub const MAX_BATCH_BYTES: usize = 1024 * 1024;
+
+/// What one proposal gets back.
+pub type Outcome = Result<CommandResult, RaftError<NodeId, ClientWriteError<NodeId, MemberNode>>>;
+
+type Waiter = (Vec<u8>, oneshot::Sender<Outcome>);
+
+/// The proposal queue of a member.
+#[derive(Clone)]
+pub struct ProposalBatch {
+    state: Arc<Mutex<State>>,
+    in_flight: Arc<Semaphore>,
+}
+
+#[derive(Default)]
+struct State {
+    /// Whether a driver task is running.
+    running: bool,
+    waiting: Vec<Waiter>,
+}
+
+impl Default for ProposalBatch {
+    fn default() -> Self {
+        ProposalBatch {
+            state: Default::default(),
+            in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
+        }
+    }
+}
+
+impl ProposalBatch {
+    /// Queues `encoded` (an encoded `InternalRequest`) and waits for its applied result.
+    pub async fn propose(&self, raft: &Raft, encoded: Vec<u8>) -> Option<Outcome> {
+        let (tx, rx) = oneshot::channel();
+        let start = {
+            let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+            st.waiting.push((encoded, tx));
+            !std::mem::replace(&mut st.running, true)
+        };
+        if start {
+            tokio::spawn(self.clone().drive(raft.clone()));
+        }
+        rx.await.ok()
+    }
+
+    /// Sends batches while proposals wait; ends when the queue is empty.
+    async fn drive(self, raft: Raft) {
+        loop {
+            let Ok(permit) = self.in_flight.clone().acquire_owned().await else {
+                return;
+            };
+            let batch = {
+                let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+                if st.waiting.is_empty() {
+                    st.running = false;
+                    return;
+                }
+                take_batch(&mut st.waiting)
+            };
+            let raft = raft.clone();
+            tokio::spawn(async move {
+                write_batch(&raft, batch).await;
+                drop(permit);
+            });
+        }
+    }
+}
+
+/// The oldest waiters, up to the batch limits (at least one).
+fn take_batch(waiting: &mut Vec<Waiter>) -> Vec<Waiter> {
+    let mut bytes = 0;
+    let n = waiting
+        .iter()
+        .take(MAX_BATCH)
+        .take_while(|(req, _)| {
+            let first = bytes == 0;
+            bytes += req.len();
+            first || bytes <= MAX_BATCH_BYTES
+        })
+        .count()
+        .max(1);
+    let rest = waiting.split_off(n);
+    std::mem::replace(waiting, rest)
+}
+
+async fn write_batch(raft: &Raft, mut batch: Vec<Waiter>) {
+    if batch.len() == 1 {
+        let (req, tx) = batch.pop().expect("one waiter");
+        let _ = tx.send(raft.client_write(Command(req)).await.map(|r| r.data));
+        return;
+    }
+    let (reqs, txs): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
+    match raft.client_write(Command::batch(&reqs)).await {
+        Ok(resp) => {
+            let mut results = match resp.data {
+                CommandResult::Batch(v) if v.len() == txs.len() => v.into_iter(),
+                _ => Vec::new().into_iter(),
+            };
+            for tx in txs {
+                let r = results.next().unwrap_or(CommandResult::Undecodable);
+                let _ = tx.send(Ok(r));
+            }
+        }
+        Err(e) => {
+            for tx in txs {
+                let _ = tx.send(Err(e.clone()));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_respect_count_and_byte_limits() {
+        let mk = |n: usize, len: usize| -> Vec<Waiter> {
+            (0..n)
+                .map(|_| (vec![0u8; len], oneshot::channel().0))
+                .collect()
+        };
+        let mut w = mk(MAX_BATCH + 10, 10);
+        assert_eq!(take_batch(&mut w).len(), MAX_BATCH);
+        assert_eq!(w.len(), 10);
+        // A request bigger than the byte limit still goes, alone.
+        let mut w = mk(3, MAX_BATCH_BYTES + 1);
+        assert_eq!(take_batch(&mut w).len(), 1);
+        let mut w = mk(4, MAX_BATCH_BYTES / 2);
+        assert_eq!(take_batch(&mut w).len(), 2);
+    }
+}
