@@ -168,7 +168,11 @@ pub async fn run(args: &Args, w: &LeaseArgs, chans: &[Channel]) -> anyhow::Resul
         }
     })
     .await;
-    eprintln!("lease: keys written in {:.2}s; keeping alive {}s", ptime.as_secs_f64(), w.duration);
+    eprintln!(
+        "lease: keys written in {:.2}s; keeping alive {}s",
+        ptime.as_secs_f64(),
+        w.duration
+    );
 
     // --- keep alive, then count
     tokio::time::sleep(Duration::from_secs(w.duration)).await;

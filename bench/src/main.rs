@@ -8,12 +8,15 @@
 //!   range --total T --consistency l|s [--key foo]
 //!   lease --leases N --ttl 10 --duration 30
 //!   watch --watchers W --puts P
+//! bench hello --address 127.0.0.1:8090          (bare HTTP hello-world, until killed)
+//! bench http --url http://... --conns 64 --total T   (HTTP GET load)
 //! ```
 //!
 //! Connections are spread round-robin over the endpoints (or all go to the leader with
 //! `--target-leader`); clients share the connections round-robin, as etcd's benchmark does.
 
 mod conn;
+mod http;
 mod lease;
 mod put;
 mod range;
@@ -54,17 +57,33 @@ pub enum Workload {
     Lease(lease::LeaseArgs),
     /// Watchers on a prefix, puts under it, delivery latency.
     Watch(watch::WatchArgs),
+    /// A bare HTTP hello-world server (the gateway benchmark's ceiling); runs until killed.
+    Hello(http::HelloArgs),
+    /// Closed-loop HTTP GETs of one URL over N connections (the gateway benchmark).
+    Http(http::HttpArgs),
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if let Workload::Hello(w) = &args.workload {
+        return http::hello(w).await;
+    }
+    if let Workload::Http(w) = &args.workload {
+        let mut out = http::run(w).await?;
+        if let Some(o) = out.as_object_mut() {
+            o.insert("label".into(), args.label.clone().into());
+        }
+        println!("{}", serde_json::to_string(&out)?);
+        return Ok(());
+    }
     let channels = conn::connect(&args).await?;
     let mut out = match &args.workload {
         Workload::Put(w) => put::run(&args, w, &channels).await?,
         Workload::Range(w) => range::run(&args, w, &channels).await?,
         Workload::Lease(w) => lease::run(&args, w, &channels).await?,
         Workload::Watch(w) => watch::run(&args, w, &channels).await?,
+        Workload::Hello(_) | Workload::Http(_) => unreachable!("handled above"),
     };
     if let Some(o) = out.as_object_mut() {
         o.insert("label".into(), args.label.clone().into());

@@ -103,7 +103,13 @@ pub async fn run(_args: &Args, w: &WatchArgs, chans: &[Channel]) -> anyhow::Resu
     let watchers: Vec<_> = (0..w.watchers)
         .map(|i| {
             let ch = chans[i % chans.len()].clone();
-            tokio::spawn(watcher(ch, prefix.clone(), w.puts, sent.clone(), ready_tx.clone()))
+            tokio::spawn(watcher(
+                ch,
+                prefix.clone(),
+                w.puts,
+                sent.clone(),
+                ready_tx.clone(),
+            ))
         })
         .collect();
     drop(ready_tx);
@@ -113,7 +119,11 @@ pub async fn run(_args: &Args, w: &WatchArgs, chans: &[Channel]) -> anyhow::Resu
             break;
         }
     }
-    eprintln!("watch: {} watchers ready in {:.2}s", w.watchers, setup.elapsed().as_secs_f64());
+    eprintln!(
+        "watch: {} watchers ready in {:.2}s",
+        w.watchers,
+        setup.elapsed().as_secs_f64()
+    );
 
     let value = vec![b'v'; w.val_size];
     let (ph, perr, ptime, plast) = stats::closed_loop(w.put_clients, w.puts, |c| {
@@ -123,7 +133,11 @@ pub async fn run(_args: &Args, w: &WatchArgs, chans: &[Channel]) -> anyhow::Resu
             let mut kv = kv.clone();
             let mut key = prefix.clone();
             key.extend_from_slice(i.to_string().as_bytes());
-            let req = PutRequest { key, value: value.clone(), ..Default::default() };
+            let req = PutRequest {
+                key,
+                value: value.clone(),
+                ..Default::default()
+            };
             let sent = sent.clone();
             async move {
                 let t = sent.base.elapsed().as_nanos() as u64;

@@ -51,6 +51,11 @@ pub struct RaftSection {
     pub max_request_bytes: usize,
     /// How often watches that asked for progress notifications get one when idle.
     pub progress_notify_ms: u64,
+    /// Recent raft-log entries kept in memory (raft-log's default: 8,192). Older entries are
+    /// read back from the segment files, which only a lagging follower or a restart needs.
+    pub log_cache_entries: usize,
+    /// Byte budget (encoded size) of that in-memory cache (raft-log's default: 64 MiB).
+    pub log_cache_bytes: usize,
 }
 
 impl Default for RaftSection {
@@ -63,6 +68,8 @@ impl Default for RaftSection {
             max_txn_ops: 128,
             max_request_bytes: 3 * 512 * 1024,
             progress_notify_ms: 600_000,
+            log_cache_entries: 1_024,
+            log_cache_bytes: 4 * 1024 * 1024,
         }
     }
 }
@@ -325,5 +332,27 @@ peer_url = "http://127.0.0.1:2480"
         let e = ClusterFile::parse(p, &GOOD.replace("http://127.0.0.1:2480", "127.0.0.1:2480"))
             .expect_err("bad url");
         assert!(e.to_string().contains("member[1].peer_url"), "{e}");
+    }
+
+    #[test]
+    fn log_cache_budget_has_defaults_and_can_be_set() {
+        let p = Path::new("c.toml");
+        let c = ClusterFile::parse(p, GOOD)
+            .expect("valid file")
+            .node_config(p, "cd0")
+            .expect("known member");
+        assert_eq!(c.raft.log_cache_entries, 1_024);
+        assert_eq!(c.raft.log_cache_bytes, 4 * 1024 * 1024);
+        let text = format!("[raft]\nlog_cache_entries = 8192\nlog_cache_bytes = 67108864\n{GOOD}");
+        let c = ClusterFile::parse(p, &text)
+            .expect("valid file")
+            .node_config(p, "cd0")
+            .expect("known member");
+        assert_eq!(
+            (c.raft.log_cache_entries, c.raft.log_cache_bytes),
+            (8192, 64 << 20)
+        );
+        let e = ClusterFile::parse(p, &format!("[raft]\nlog_cache = 1\n{GOOD}")).expect_err("typo");
+        assert!(e.to_string().contains("log_cache"), "{e}");
     }
 }

@@ -160,8 +160,13 @@ impl Node {
                 source,
             })?;
             let log_dir = data.join("log");
+            let log_opts = raft_log::LogOptions {
+                cache_entries: config.raft.log_cache_entries,
+                cache_bytes: config.raft.log_cache_bytes,
+                ..Default::default()
+            };
             let log = tokio::task::spawn_blocking(move || {
-                raft_log::LogStore::<TypeConfig>::open(&log_dir, Default::default())
+                raft_log::LogStore::<TypeConfig>::open(&log_dir, log_opts)
             })
             .await
             .map_err(|e| NodeError::DataDir {

@@ -25,7 +25,7 @@ pub struct Watcher {
 impl Watcher {
     /// A watcher for `req`; `current` is the store's revision (a start of 0 means "from now").
     pub fn new(id: i64, req: &WatchCreateRequest, current: i64) -> Self {
-        let has = |f: FilterType| req.filters.iter().any(|x| *x == f as i32);
+        let has = |f: FilterType| req.filters.contains(&(f as i32));
         Watcher {
             id,
             key: req.key.clone(),

@@ -131,7 +131,7 @@ async fn etcdctl_gives_the_answers_etcd_gives() {
     let eps = ours.endpoints();
     for (i, s) in script().into_iter().enumerate() {
         let ours_ep = vec![eps[i % eps.len()].clone()];
-        let theirs = etcdctl(&[etcd.endpoint.clone()], &s.args, s.stdin).await;
+        let theirs = etcdctl(std::slice::from_ref(&etcd.endpoint), &s.args, s.stdin).await;
         let mine = etcdctl(&ours_ep, &s.args, s.stdin).await;
         assert_eq!(
             mine.ok, theirs.ok,

@@ -93,7 +93,14 @@ async fn seed_lease_check_with_etcdctl() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn unrenewed_lease_expires_and_renewed_one_survives_a_leader_kill() {
-    let mut c = TestCluster::start(3).await;
+    // A 3 s lease renewed every second rides through a failover only if the new leader
+    // answers within the client's 3 s: faster timers than the default 1 s election timeout
+    // keep that true on a loaded machine (what is tested is promotion and forwarding).
+    let mut c = TestCluster::start_with(3, |r| {
+        r.heartbeat_ms = 50;
+        r.election_timeout_ms = 500;
+    })
+    .await;
     let leader = c.wait_for_leader(LEADER_WAIT).await.expect("leader");
     let eps = c.endpoints();
 

@@ -152,6 +152,8 @@ pub async fn run(core: Arc<Core>, shutdown: CancellationToken) {
             let mut lessor = mgr.lessor();
             lessor.promote(mgr.now(), core.config.raft.election_timeout_ms, leases);
             tracing::info!(leases = lessor.len(), "lessor promoted");
+            // Confirm the new leadership at once: keep-alives wait for it.
+            next_work = Instant::now();
         }
         let now_instant = Instant::now();
         if now_instant < next_work && due.is_none_or(|d| now_instant < d) {
