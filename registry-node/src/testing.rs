@@ -17,6 +17,26 @@ pub struct TestCluster {
     nodes: Vec<Option<NodeHandle>>,
 }
 
+/// A free loopback port for a server started later: below Linux's ephemeral range (32768+),
+/// so no `bind(:0)` or outgoing connection takes it in the meantime, and never the same one
+/// twice in a process.
+pub fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const LOW: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let seed = std::process::id().wrapping_mul(7_919)
+        ^ std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+    let _ = NEXT.compare_exchange(0, seed % SPAN + 1, Ordering::SeqCst, Ordering::SeqCst);
+    (0..SPAN)
+        .map(|_| (LOW + NEXT.fetch_add(1, Ordering::SeqCst) % SPAN) as u16)
+        .find(|port| std::net::TcpListener::bind(("127.0.0.1", *port)).is_ok())
+        .expect("a free port below the ephemeral range")
+}
+
 /// Binds a listener on a free loopback port.
 pub async fn free_listener() -> TcpListener {
     TcpListener::bind("127.0.0.1:0")

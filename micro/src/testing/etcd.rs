@@ -34,8 +34,28 @@ pub fn etcd_binary() -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// A port free at the time of asking on 127.0.0.1.
+/// A port free at the time of asking on 127.0.0.1, for a server started later.
+///
+/// Taken below Linux's ephemeral range (32768+), so a port handed out here is never the one
+/// the kernel gives a later `bind(:0)` or an outgoing connection in the meantime; never the
+/// same one twice in a process.
 pub fn free_port() -> Result<u16, Error> {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const LOW: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let seed = std::process::id().wrapping_mul(7_919)
+        ^ std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+    let _ = NEXT.compare_exchange(0, seed % SPAN + 1, Ordering::SeqCst, Ordering::SeqCst);
+    for _ in 0..SPAN {
+        let port = (LOW + NEXT.fetch_add(1, Ordering::SeqCst) % SPAN) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())

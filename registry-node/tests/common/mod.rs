@@ -81,13 +81,7 @@ where
     }
 }
 
-/// A free loopback port (bound, then released).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
+pub use registry_node::testing::free_port;
 
 /// A real single-member etcd on free ports in `dir`; killed on drop.
 pub struct RealEtcd {
