@@ -10,6 +10,7 @@
 # Environment: ROUNDS (2), QUICK=1 (smaller totals, for trying the script out),
 # UP_ONLY=1 (start both clusters and wait, for profiling by hand),
 # OUT (BENCHMARKS.md), BENCH_TMP (parent of the temp data dir, default /var/tmp),
+# NODE_BIN (our registry-node binary, default target/release/registry-node: to compare builds),
 # OURS_RAFT (extra `key = value` lines for our members' [raft] section, e.g. to compare
 # "log_cache_entries = 8192" with the default), WORKLOADS (space-separated subset of: put1 put64 range_l range_s lease watch gateway;
 # gateway runs bench/gateway.sh: the demo chain vs a bare hello-world, no etcd involved).
@@ -22,8 +23,9 @@ ROUNDS="${ROUNDS:-2}"
 QUICK="${QUICK:-0}"
 WORKLOADS="${WORKLOADS:-put1 put64 range_l range_s lease watch gateway}"
 ETCD="${ETCD:-/usr/bin/etcd}"
+NODE_BIN="${NODE_BIN:-$BIN/registry-node}"
 
-for b in "$BIN/registry-node" "$BIN/bench" "$ETCD"; do
+for b in "$NODE_BIN" "$BIN/bench" "$ETCD"; do
   [[ -x "$b" ]] || { echo "missing $b (cargo build --release -p registry-node -p bench -p micro-cli)" >&2; exit 1; }
 done
 
@@ -80,7 +82,7 @@ mkdir -p "$TMP/ours"
   done
 } >"$TMP/ours/cluster.toml"
 for i in 0 1 2; do
-  RUST_LOG="${RUST_LOG:-warn}" "$BIN/registry-node" --config "$TMP/ours/cluster.toml" --name "cd$i" \
+  RUST_LOG="${RUST_LOG:-warn}" "$NODE_BIN" --config "$TMP/ours/cluster.toml" --name "cd$i" \
     >"$TMP/ours/cd$i.log" 2>&1 &
   PIDS_OURS+=($!)
 done
