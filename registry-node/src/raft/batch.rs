@@ -6,7 +6,7 @@
 //! in a queue; a driver takes everything queued into ONE entry ([`Command::batch`]) whenever
 //! fewer than [`MAX_IN_FLIGHT`] entries are on their way, and hands each waiter its own
 //! result. Under load, a batch is whatever arrived while the previous entries were being
-//! written; a lone request still goes alone, as a plain entry.
+//! written; a lone request still goes alone, as a plain entry, straight from its caller.
 //!
 //! ```text
 //!  propose ─┐                    ┌─ client_write(batch 1) ─▶ results ─▶ waiters of batch 1
@@ -59,6 +59,21 @@ impl Default for ProposalBatch {
 impl ProposalBatch {
     /// Queues `encoded` (an encoded `InternalRequest`) and waits for its applied result.
     pub async fn propose(&self, raft: &Raft, encoded: Vec<u8>) -> Option<Outcome> {
+        // A lone request with a free slot goes straight from the caller's task: no driver
+        // task and no hand-off on the path of a single client's write.
+        let direct = {
+            let st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+            if !st.running && st.waiting.is_empty() {
+                self.in_flight.clone().try_acquire_owned().ok()
+            } else {
+                None
+            }
+        };
+        if let Some(permit) = direct {
+            let r = raft.client_write(Command(encoded)).await.map(|r| r.data);
+            drop(permit);
+            return Some(r);
+        }
         let (tx, rx) = oneshot::channel();
         let start = {
             let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
