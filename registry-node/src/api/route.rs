@@ -1,7 +1,10 @@
-//! Where a request is served: writes go through Raft on the leader, linearizable reads wait for
-//! a read barrier on the leader, serializable reads are local. A member that is not the leader
-//! carries the call to the leader's client URL, once (a forwarded call is never forwarded
-//! again), and waits for an election when there is no leader, up to the request's deadline.
+//! Where a request is served: writes go through Raft on the leader; linearizable reads are
+//! served by the member that received them once it has applied up to a read index confirmed
+//! by the leader after the read arrived (the leader checks its leadership itself, a follower
+//! asks it with `RaftPeer.ReadIndex`; both batched, as etcd's read loop); serializable reads
+//! are local. A member that cannot serve a call carries it to the leader's client URL, once (a
+//! forwarded call is never forwarded again), and waits for an election when there is no
+//! leader, up to the request's deadline.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -260,9 +263,14 @@ impl Core {
             // This member is the leader, or there is none (the check says which).
             return self.read_barrier().await;
         };
-        let leader_node = self.member(leader).ok_or(Redirect::NoLeader)?;
+        // Where the read goes when it cannot be served here (looked up only then).
+        let to_leader = || {
+            self.member(leader)
+                .map(Redirect::Leader)
+                .unwrap_or(Redirect::NoLeader)
+        };
         if ctx.forwarded {
-            return Err(Redirect::Leader(leader_node));
+            return Err(to_leader());
         }
         let ri = match self.follower_read_index().await {
             Ok(ri) => ri,
@@ -271,11 +279,11 @@ impl Core {
             }
             Err(Redirect::NoLeader) => return Err(Redirect::NoLeader),
             // Could not ask (link down, leader changed): carry the read to the leader.
-            Err(_) => return Err(Redirect::Leader(leader_node)),
+            Err(_) => return Err(to_leader()),
         };
         let applied = *self.sm.applied_index().borrow();
         if ri.index > applied.saturating_add(MAX_READ_LAG) {
-            return Err(Redirect::Leader(leader_node));
+            return Err(to_leader());
         }
         // Waiting longer than an election timeout means this member is not keeping up
         // (or is cut off from the log): the leader can answer instead.
@@ -285,7 +293,7 @@ impl Core {
             .await
         {
             Ok(()) => Ok(()),
-            Err(_) if Instant::now() < ctx.deadline => Err(Redirect::Leader(leader_node)),
+            Err(_) if Instant::now() < ctx.deadline => Err(to_leader()),
             Err(e) => Err(e),
         }
     }

@@ -1,5 +1,6 @@
 //! Server side of the peer transport (cluster-internal, on each member's peer URL): decodes
-//! openraft requests, hands them to the local Raft, and encodes the `Result` back.
+//! openraft requests, hands them to the local Raft, and encodes the `Result` back; and answers
+//! followers' `ReadIndex` requests with the member's batched leadership check.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
