@@ -65,6 +65,12 @@ pub struct Core {
     pub reads: crate::api::route::ReadBatch,
     /// Proposals waiting to share a Raft entry.
     pub proposals: crate::raft::batch::ProposalBatch,
+    /// Linearizable reads of a follower waiting for a read index from the leader.
+    pub follower_reads: crate::api::route::FollowerReads,
+    /// Where linearizable reads were served (local or forwarded).
+    pub read_stats: Arc<crate::api::route::ReadStats>,
+    /// The peer transport's channels (shared with Raft), for `ReadIndex` requests.
+    pub peers: PeerNetwork,
 }
 
 impl Core {
@@ -180,6 +186,7 @@ impl Node {
             let sm = StateMachine::open(&data.join("state"), mvcc_config)?;
             let network = PeerNetwork::default();
             let isolated = network.isolated.clone();
+            let peers = network.clone();
             let raft = Raft::new(config.id, Arc::new(raft_config(&config)?), network, log, sm.clone())
                 .await?;
             let shutdown = CancellationToken::new();
@@ -192,6 +199,9 @@ impl Node {
                 channels: Mutex::new(HashMap::new()),
                 reads: Default::default(),
                 proposals: Default::default(),
+                follower_reads: Default::default(),
+                read_stats: Default::default(),
+                peers,
             });
             let client_addr = client.local_addr().map_err(|source| NodeError::Bind {
                 addr: config.client_addr,
@@ -202,7 +212,11 @@ impl Node {
                 source,
             })?;
             let peer_server = Server::builder()
-                .add_service(PeerService::new(raft.clone(), isolated.clone()).into_server())
+                .add_service(
+                    PeerService::new(raft.clone(), isolated.clone())
+                        .with_core(core.clone())
+                        .into_server(),
+                )
                 .serve_with_incoming_shutdown(
                     no_delay(peer),
                     shutdown.clone().cancelled_owned(),

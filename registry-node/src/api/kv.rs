@@ -1,5 +1,6 @@
 //! `etcdserverpb.KV`: Range, Put, DeleteRange, Txn, Compact.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use prost::Message;
@@ -78,13 +79,19 @@ impl Kv for KvService {
         let resp = if r.serializable {
             local_read()?
         } else {
+            // Served here once this member has applied up to a read index the leader
+            // confirmed after the call arrived (also on a follower); carried to the leader
+            // only when that cannot be had.
+            let stats = &core.read_stats;
             core.route(
                 &ctx,
                 || async {
-                    core.read_barrier().await?;
+                    core.linearizable_barrier(&ctx).await?;
+                    stats.local.fetch_add(1, Ordering::Relaxed);
                     local_read().map_err(Redirect::Fail)
                 },
                 |ch| {
+                    stats.forwarded.fetch_add(1, Ordering::Relaxed);
                     let fwd = forwarded_request(r.clone(), &ctx);
                     async move { KvClient::new(ch).range(fwd).await.map(Response::into_inner) }
                 },

@@ -1,9 +1,13 @@
-//! Where a request is served: writes go through Raft on the leader, linearizable reads wait for
-//! a read barrier on the leader, serializable reads are local. A member that is not the leader
-//! carries the call to the leader's client URL, once (a forwarded call is never forwarded
-//! again), and waits for an election when there is no leader, up to the request's deadline.
+//! Where a request is served: writes go through Raft on the leader; linearizable reads are
+//! served by the member that received them once it has applied up to a read index confirmed
+//! by the leader after the read arrived (the leader checks its leadership itself, a follower
+//! asks it with `RaftPeer.ReadIndex`; both batched, as etcd's read loop); serializable reads
+//! are local. A member that cannot serve a call carries it to the leader's client URL, once (a
+//! forwarded call is never forwarded again), and waits for an election when there is no
+//! leader, up to the request's deadline.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -17,6 +21,7 @@ use tonic::{Request, Status};
 
 use super::error;
 use crate::node::Core;
+use crate::raft::network::PeerNetwork;
 use crate::raft::{CommandResult, MemberNode, NodeId};
 
 /// Metadata key marking a call carried from a follower to the leader.
@@ -35,7 +40,9 @@ pub enum Redirect {
 
 /// Linearizable reads waiting for a leadership check, as etcd's read loop batches them: a read
 /// joins the next check that has not started yet, so the read index it gets was taken after
-/// it arrived, and 64 concurrent reads cost one heartbeat round instead of 64.
+/// it arrived, and 64 concurrent reads cost one heartbeat round instead of 64. Followers'
+/// [`ReadIndex`](proto::registrypb::raft_peer_server::RaftPeer::read_index) requests join the
+/// same checks.
 #[derive(Default)]
 pub struct ReadBatch(Arc<Mutex<ReadBatchState>>);
 
@@ -43,7 +50,16 @@ pub struct ReadBatch(Arc<Mutex<ReadBatchState>>);
 struct ReadBatchState {
     /// Whether a [`drive_reads`] task is running.
     running: bool,
-    waiting: Vec<oneshot::Sender<Result<(), Redirect>>>,
+    waiting: Vec<oneshot::Sender<Result<ReadIndex, Redirect>>>,
+}
+
+/// A read index the leader confirmed: reads served from a state machine that has applied
+/// `index` are linearizable.
+#[derive(Clone, Copy, Debug)]
+pub struct ReadIndex {
+    pub index: u64,
+    pub term: u64,
+    pub leader_id: NodeId,
 }
 
 /// Runs leadership checks while reads wait, each answering every read queued before it began.
@@ -57,8 +73,16 @@ async fn drive_reads(raft: crate::raft::Raft, state: Arc<Mutex<ReadBatchState>>)
             }
             std::mem::take(&mut st.waiting)
         };
-        let result = match raft.ensure_linearizable().await {
-            Ok(_) => Ok(()),
+        let result = match raft.get_read_log_id().await {
+            Ok((read_log_id, _applied)) => {
+                let m = raft.metrics();
+                let m = m.borrow();
+                Ok(ReadIndex {
+                    index: read_log_id.map(|l| l.index).unwrap_or(0),
+                    term: m.current_term,
+                    leader_id: m.id,
+                })
+            }
             Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => Err(redirect_of(f)),
             Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(_))) => {
                 Err(Redirect::NoLeader)
@@ -70,6 +94,55 @@ async fn drive_reads(raft: crate::raft::Raft, state: Arc<Mutex<ReadBatchState>>)
         }
     }
 }
+
+/// Linearizable reads of a follower waiting for a read index from the leader, batched like
+/// [`ReadBatch`]: a read joins the next `ReadIndex` request that has not been sent yet, so the
+/// leader confirms its leadership after the read arrived; one request serves them all.
+#[derive(Default)]
+pub struct FollowerReads(Arc<Mutex<FollowerReadsState>>);
+
+#[derive(Default)]
+struct FollowerReadsState {
+    running: bool,
+    waiting: Vec<oneshot::Sender<Result<ReadIndex, Redirect>>>,
+}
+
+/// How many reads were served where, for tests and diagnostics.
+#[derive(Default, Debug)]
+pub struct ReadStats {
+    /// Linearizable reads served from this member's own state machine.
+    pub local: AtomicU64,
+    /// Linearizable reads carried to the leader's client URL.
+    pub forwarded: AtomicU64,
+    /// `ReadIndex` requests this member sent to a leader.
+    pub read_index_sent: AtomicU64,
+    /// `ReadIndex` requests this member answered as leader.
+    pub read_index_served: AtomicU64,
+}
+
+/// A snapshot of [`ReadStats`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReadCounts {
+    pub local: u64,
+    pub forwarded: u64,
+    pub read_index_sent: u64,
+    pub read_index_served: u64,
+}
+
+impl ReadStats {
+    pub fn counts(&self) -> ReadCounts {
+        ReadCounts {
+            local: self.local.load(Ordering::Relaxed),
+            forwarded: self.forwarded.load(Ordering::Relaxed),
+            read_index_sent: self.read_index_sent.load(Ordering::Relaxed),
+            read_index_served: self.read_index_served.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Most log entries a follower may lag behind a read index and still wait to serve the read
+/// itself; further behind (e.g. it is about to receive a snapshot), the read goes to the leader.
+const MAX_READ_LAG: u64 = 10_000;
 
 /// Context of one client call.
 pub struct CallCtx {
@@ -153,6 +226,13 @@ impl Core {
     /// (openraft's read index), so a local read that follows is linearizable. Concurrent
     /// calls share one leadership check (see [`ReadBatch`]).
     pub async fn read_barrier(&self) -> Result<(), Redirect> {
+        let ri = self.leader_read_index().await?;
+        self.wait_applied(ri.index, None).await
+    }
+
+    /// Confirms, as leader, leadership with a quorum in a check that starts after the call
+    /// and returns the read index; shared by concurrent callers (see [`ReadBatch`]).
+    pub async fn leader_read_index(&self) -> Result<ReadIndex, Redirect> {
         let (tx, rx) = oneshot::channel();
         let start = {
             let mut st = self.reads.0.lock().unwrap_or_else(|p| p.into_inner());
@@ -166,6 +246,115 @@ impl Core {
             Ok(r) => r,
             Err(_) => Err(Redirect::Fail(error::stopped())),
         }
+    }
+
+    /// Makes a local read that follows linearizable, on any member: the leader confirms its
+    /// leadership itself; a follower gets a read index from the leader (`ReadIndex`, batched)
+    /// and waits until it has applied that far (etcd's follower read). A forwarded call is
+    /// served only by the leader. When the leader cannot be asked, or this member lags too
+    /// far, the answer is [`Redirect::Leader`] so that the caller forwards the read.
+    pub async fn linearizable_barrier(&self, ctx: &CallCtx) -> Result<(), Redirect> {
+        let (me, leader) = {
+            let m = self.raft.metrics();
+            let m = m.borrow();
+            (m.id, m.current_leader)
+        };
+        let Some(leader) = leader.filter(|l| *l != me) else {
+            // This member is the leader, or there is none (the check says which).
+            return self.read_barrier().await;
+        };
+        // Where the read goes when it cannot be served here (looked up only then).
+        let to_leader = || {
+            self.member(leader)
+                .map(Redirect::Leader)
+                .unwrap_or(Redirect::NoLeader)
+        };
+        if ctx.forwarded {
+            return Err(to_leader());
+        }
+        let ri = match self.follower_read_index().await {
+            Ok(ri) => ri,
+            Err(Redirect::Fail(s)) if s.message() == error::STOPPED => {
+                return Err(Redirect::Fail(s))
+            }
+            Err(Redirect::NoLeader) => return Err(Redirect::NoLeader),
+            // Could not ask (link down, leader changed): carry the read to the leader.
+            Err(_) => return Err(to_leader()),
+        };
+        let applied = *self.sm.applied_index().borrow();
+        if ri.index > applied.saturating_add(MAX_READ_LAG) {
+            return Err(to_leader());
+        }
+        // Waiting longer than an election timeout means this member is not keeping up
+        // (or is cut off from the log): the leader can answer instead.
+        let patience = Duration::from_millis(self.config.raft.election_timeout_ms.max(100));
+        match self
+            .wait_applied(ri.index, Some(ctx.deadline.min(Instant::now() + patience)))
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(_) if Instant::now() < ctx.deadline => Err(to_leader()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// A read index from the leader, asked on behalf of every read queued before the request
+    /// was sent (see [`FollowerReads`]).
+    async fn follower_read_index(&self) -> Result<ReadIndex, Redirect> {
+        let (tx, rx) = oneshot::channel();
+        let start = {
+            let mut st = self
+                .follower_reads
+                .0
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            st.waiting.push(tx);
+            !std::mem::replace(&mut st.running, true)
+        };
+        if start {
+            let state = self.follower_reads.0.clone();
+            let raft = self.raft.clone();
+            let peers = self.peers.clone();
+            let stats = self.read_stats.clone();
+            tokio::spawn(drive_follower_reads(raft, peers, stats, state));
+        }
+        match rx.await {
+            Ok(r) => r,
+            Err(_) => Err(Redirect::Fail(error::stopped())),
+        }
+    }
+
+    /// Waits until the local state machine has applied `index`, up to `deadline` (then etcd's
+    /// "request timed out").
+    pub async fn wait_applied(
+        &self,
+        index: u64,
+        deadline: Option<Instant>,
+    ) -> Result<(), Redirect> {
+        let mut rx = self.sm.applied_index();
+        if *rx.borrow_and_update() >= index {
+            return Ok(());
+        }
+        let wait = rx.wait_for(|a| *a >= index);
+        let reached = match deadline {
+            Some(d) => match tokio::time::timeout_at(d, wait).await {
+                Ok(r) => r.is_ok(),
+                Err(_) => return Err(Redirect::Fail(error::timed_out())),
+            },
+            None => wait.await.is_ok(),
+        };
+        if reached {
+            Ok(())
+        } else {
+            Err(Redirect::Fail(error::stopped()))
+        }
+    }
+
+    /// The Raft membership's record of member `id`.
+    pub fn member(&self, id: NodeId) -> Option<MemberNode> {
+        let rx = self.raft.metrics();
+        let m = rx.borrow();
+        m.membership_config.membership().get_node(&id).cloned()
     }
 
     /// Runs `local` here, or `remote` against the leader's client channel when `local` says to,
@@ -213,5 +402,64 @@ impl Core {
         let mut metrics = self.raft.metrics();
         let step = Instant::now() + Duration::from_millis(100);
         let _ = tokio::time::timeout_at(step.min(deadline), metrics.changed()).await;
+    }
+}
+
+/// How long a follower waits for the leader's answer to `ReadIndex`.
+const READ_INDEX_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Sends `ReadIndex` requests to the leader while reads wait, each answering every read queued
+/// before it was sent.
+async fn drive_follower_reads(
+    raft: crate::raft::Raft,
+    peers: PeerNetwork,
+    stats: Arc<ReadStats>,
+    state: Arc<Mutex<FollowerReadsState>>,
+) {
+    loop {
+        let batch = {
+            let mut st = state.lock().unwrap_or_else(|p| p.into_inner());
+            if st.waiting.is_empty() {
+                st.running = false;
+                return;
+            }
+            std::mem::take(&mut st.waiting)
+        };
+        let result = ask_read_index(&raft, &peers, &stats).await;
+        for tx in batch {
+            let _ = tx.send(result.clone());
+        }
+    }
+}
+
+async fn ask_read_index(
+    raft: &crate::raft::Raft,
+    peers: &PeerNetwork,
+    stats: &ReadStats,
+) -> Result<ReadIndex, Redirect> {
+    let (leader, term) = {
+        let m = raft.metrics();
+        let m = m.borrow();
+        let leader = m.current_leader.and_then(|id| {
+            let node = m.membership_config.membership().get_node(&id)?;
+            Some((id, node.clone()))
+        });
+        (leader, m.current_term)
+    };
+    let Some((leader_id, node)) = leader else {
+        return Err(Redirect::NoLeader);
+    };
+    stats.read_index_sent.fetch_add(1, Ordering::Relaxed);
+    match peers.read_index(&node.peer_url, READ_INDEX_TIMEOUT).await {
+        // The answer must come from the member asked, in a term no older than this member
+        // knew when it asked: anything else is a leader change, and the read is retried.
+        Ok(r) if r.leader_id == leader_id && r.term >= term => Ok(ReadIndex {
+            index: r.index,
+            term: r.term,
+            leader_id: r.leader_id,
+        }),
+        Ok(_) => Err(Redirect::Fail(error::leader_changed())),
+        Err(s) if s.message() == error::NO_LEADER => Err(Redirect::NoLeader),
+        Err(s) => Err(Redirect::Fail(s)),
     }
 }

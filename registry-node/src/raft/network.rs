@@ -14,7 +14,7 @@ use openraft::raft::{
     VoteRequest, VoteResponse,
 };
 use proto::registrypb::raft_peer_client::RaftPeerClient;
-use proto::registrypb::RaftMessage;
+use proto::registrypb::{RaftMessage, ReadIndexRequest, ReadIndexResponse};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tonic::transport::{Channel, Endpoint};
@@ -51,6 +51,25 @@ impl PeerNetwork {
             .map_err(|e| e.to_string())?;
         map.insert(url.to_owned(), ch.clone());
         Ok(ch)
+    }
+}
+
+impl PeerNetwork {
+    /// Asks the member at `peer_url` (the leader) for a read index (see
+    /// [`crate::api::route::FollowerReads`]). Fails at once while this member is isolated.
+    pub async fn read_index(
+        &self,
+        peer_url: &str,
+        timeout: Duration,
+    ) -> Result<ReadIndexResponse, tonic::Status> {
+        if self.isolated.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(tonic::Status::unavailable("link cut (member isolated)"));
+        }
+        let channel = self.channel(peer_url).map_err(tonic::Status::internal)?;
+        let mut request = tonic::Request::new(ReadIndexRequest {});
+        request.set_timeout(timeout);
+        let reply = RaftPeerClient::new(channel).read_index(request).await?;
+        Ok(reply.into_inner())
     }
 }
 
