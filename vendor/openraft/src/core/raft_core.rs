@@ -223,6 +223,16 @@ pub(crate) struct LeaderFlush {
     done: tokio::sync::Notify,
 }
 
+/// PATCHED (registry): one outstanding leader append; uncounted when dropped.
+struct PendingFlush(Arc<LeaderFlush>);
+
+impl Drop for PendingFlush {
+    fn drop(&mut self) {
+        self.0.pending.fetch_sub(1, Ordering::SeqCst);
+        self.0.done.notify_waiters();
+    }
+}
+
 impl LeaderFlush {
     /// Wait until every leader append submitted so far is flushed (or failed).
     async fn barrier(&self) {
@@ -757,9 +767,10 @@ where
         Ok(())
     }
 
-    /// PATCHED (registry): submit a leader append without waiting for its flush; the flush is
-    /// reported to the core as `Notify::LocalLogFlushed` (in submission order: the log store
-    /// completes callbacks in order, and `update_local_progress` ignores a smaller log id).
+    /// PATCHED (registry): submit a leader append without waiting for its flush; the log store's
+    /// callback reports it to the core as `Notify::LocalLogFlushed`, straight from the thread
+    /// that completed the io (callbacks run in submission order, and `update_local_progress`
+    /// ignores a smaller log id anyway).
     pub(crate) async fn submit_leader_append<I>(
         &mut self,
         entries: I,
@@ -770,33 +781,22 @@ where
         I: IntoIterator<Item = C::Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        let (tx, rx) = C::AsyncRuntime::oneshot();
         let log_io_id = LogIOId::new(vote.clone(), Some(last_log_id.clone()));
-        let callback = LogFlushed::new(log_io_id, tx);
-
+        // Counted until the callback has run or was dropped unrun (the store failed).
         self.leader_flush.pending.fetch_add(1, Ordering::SeqCst);
-        if let Err(e) = self.log_store.append(entries, callback).await {
-            self.leader_flush.pending.fetch_sub(1, Ordering::SeqCst);
-            self.leader_flush.done.notify_waiters();
-            return Err(e);
-        }
-
+        let pending = PendingFlush(self.leader_flush.clone());
         let tx_notify = self.tx_notify.clone();
-        let flush = self.leader_flush.clone();
-        let _ = C::AsyncRuntime::spawn(async move {
-            let result = match rx.await {
-                Ok(Ok(_)) => Ok(()),
-                Ok(Err(e)) => Err(StorageIOError::write_logs(AnyError::error(e)).into()),
-                Err(e) => Err(StorageIOError::write_logs(AnyError::error(e)).into()),
-            };
-            flush.pending.fetch_sub(1, Ordering::SeqCst);
-            flush.done.notify_waiters();
+        let report = move |res: Result<(), std::io::Error>| {
+            let result = res.map_err(|e| StorageIOError::write_logs(AnyError::error(e)).into());
+            drop(pending);
             let _ = tx_notify.send(Notify::LocalLogFlushed {
                 vote,
                 last_log_id,
                 result,
             });
-        });
+        };
+        let callback = LogFlushed::with_report(log_io_id, Box::new(report));
+        self.log_store.append(entries, callback).await?;
         Ok(())
     }
 

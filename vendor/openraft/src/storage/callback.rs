@@ -16,7 +16,16 @@ pub struct LogFlushed<C>
 where C: RaftTypeConfig
 {
     log_io_id: LogIOId<C::NodeId>,
-    tx: OneshotSenderOf<C, Result<LogIOId<C::NodeId>, io::Error>>,
+    done: FlushDone<C>,
+}
+
+/// PATCHED (registry): where a flush is reported: the oneshot RaftCore awaits, or a function
+/// that tells RaftCore directly (a leader append that RaftCore does not wait for).
+enum FlushDone<C>
+where C: RaftTypeConfig
+{
+    Oneshot(OneshotSenderOf<C, Result<LogIOId<C::NodeId>, io::Error>>),
+    Report(Box<dyn FnOnce(Result<(), io::Error>) + Send + 'static>),
 }
 
 impl<C> LogFlushed<C>
@@ -26,18 +35,38 @@ where C: RaftTypeConfig
         log_io_id: LogIOId<C::NodeId>,
         tx: OneshotSenderOf<C, Result<LogIOId<C::NodeId>, io::Error>>,
     ) -> Self {
-        Self { log_io_id, tx }
+        Self {
+            log_io_id,
+            done: FlushDone::Oneshot(tx),
+        }
+    }
+
+    /// PATCHED (registry): a callback that runs `report` with the result, on the thread that
+    /// completes the io.
+    pub(crate) fn with_report(
+        log_io_id: LogIOId<C::NodeId>,
+        report: Box<dyn FnOnce(Result<(), io::Error>) + Send + 'static>,
+    ) -> Self {
+        Self {
+            log_io_id,
+            done: FlushDone::Report(report),
+        }
     }
 
     /// Report log io completion event.
     ///
     /// It will be called when the log is successfully appended to the storage or an error occurs.
     pub fn log_io_completed(self, result: Result<(), io::Error>) {
-        let res = if let Err(e) = result {
+        if let Err(e) = &result {
             tracing::error!("LogFlush error: {}, while flushing upto {}", e, self.log_io_id);
-            self.tx.send(Err(e))
-        } else {
-            self.tx.send(Ok(self.log_io_id))
+        }
+        let tx = match self.done {
+            FlushDone::Oneshot(tx) => tx,
+            FlushDone::Report(report) => return report(result),
+        };
+        let res = match result {
+            Err(e) => tx.send(Err(e)),
+            Ok(()) => tx.send(Ok(self.log_io_id)),
         };
 
         if let Err(e) = res {
