@@ -5,10 +5,14 @@
 # the ceiling. Same client (`bench http`, hyper-util, 64 keep-alive connections), alternating
 # bare / chain, A B A B. Prints one JSON line per run on stdout (name "gateway", side
 # "bare"|"chain", round); progress on stderr. compare.sh appends these to its results.
+# Each line also carries the CPU time per request (utime+stime from /proc/<pid>/stat) of the
+# serving side (bare: the hello-world; chain: gateway, both api and both srv processes) and of
+# the bench client: on a shared 2-core machine req/s is noisy, CPU per request much less so.
 #
 #   cargo build --release -p micro-cli -p bench && bash bench/gateway.sh
 #
-# Environment: ROUNDS (2), CONNS (64), TOTAL (40000; QUICK=1: 4000), BENCH_TMP (/var/tmp).
+# Environment: ROUNDS (2), CONNS (64), TOTAL (40000; QUICK=1: 4000), BENCH_TMP (/var/tmp),
+# MICRO_WORKER_THREADS (services' and gateway's tokio workers; see micro-cli; default here 1).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -58,6 +62,9 @@ GW="127.0.0.1:${P[6]}"; HELLO="127.0.0.1:${P[7]}"
   echo '[gateway]'; echo "address = \"$GW\""; echo 'handler = "api"'
 } >"$TMP/cluster.toml"
 
+# Six processes of the chain and the client share the cores: single-threaded service runtimes
+# avoid cross-thread wake-ups (the registry members keep their multi-threaded runtime).
+export MICRO_WORKER_THREADS="${MICRO_WORKER_THREADS:-1}"
 RUST_LOG="${RUST_LOG:-warn}" "$BIN/micro" up --config "$TMP/cluster.toml" >"$TMP/up.log" 2>&1 &
 PIDS+=($!)
 "$BIN/bench" hello --address "$HELLO" >"$TMP/hello.log" 2>&1 &
@@ -70,13 +77,45 @@ done
 grep -q '^\[up\] ready' "$TMP/up.log" || { echo "micro up not ready in 120 s" >&2; tail -20 "$TMP/up.log" >&2; exit 1; }
 echo "== gateway: chain at http://$GW, bare at http://$HELLO" >&2
 
+# The chain's processes: children of `micro up` running a greeter role or the gateway.
+CHAIN=()
+for c in $(pgrep -P "${PIDS[0]}"); do
+  case " $(tr '\0' ' ' <"/proc/$c/cmdline") " in *" greeter "* | *" api "*) CHAIN+=("$c") ;; esac
+done
+[[ ${#CHAIN[@]} == 5 ]] || echo "warning: found ${#CHAIN[@]} chain processes, expected 5" >&2
+# Clock ticks (utime + stime) used so far by the given processes.
+ticks() {
+  local sum=0 f
+  for p in "$@"; do
+    read -r -a f <"/proc/$p/stat"
+    sum=$((sum + f[13] + f[14]))
+  done
+  echo "$sum"
+}
+TCK="$(getconf CLK_TCK)"
+TIMEFORMAT='%U %S'
+
 for r in $(seq 1 "$ROUNDS"); do
   for side in bare chain; do
-    if [[ $side == bare ]]; then url="http://$HELLO$PATH_Q"; else url="http://$GW$PATH_Q"; fi
+    if [[ $side == bare ]]; then
+      url="http://$HELLO$PATH_Q"; servers=("${PIDS[1]}")
+    else
+      url="http://$GW$PATH_Q"; servers=("${CHAIN[@]}")
+    fi
     echo "== $(date +%T) gateway round $r $side" >&2
-    line="$("$BIN/bench" --label "$side" http --url "$url" --conns "$CONNS" --total "$TOTAL" \
-      2>>"$TMP/bench.log")" || line='{"failed": true}'
-    echo "$line" | jq -c --arg s "$side" --argjson r "$r" '. + {name: "gateway", side: $s, round: $r}'
+    # The CPU counted covers bench's 1,000 untimed warm-up requests too.
+    before="$(ticks "${servers[@]}")"
+    { time "$BIN/bench" --label "$side" http --url "$url" --conns "$CONNS" --total "$TOTAL" \
+      --warmup 1000 >"$TMP/line.json" 2>>"$TMP/bench.log"; } 2>"$TMP/time.txt" \
+      || echo '{"failed": true}' >"$TMP/line.json"
+    after="$(ticks "${servers[@]}")"
+    line="$(cat "$TMP/line.json")"
+    read -r cu cs <"$TMP/time.txt"
+    echo "$line" | jq -c --arg s "$side" --argjson r "$r" --argjson total "$((TOTAL + 1000))" \
+      --argjson sticks "$((after - before))" --argjson tck "$TCK" --argjson cu "$cu" --argjson cs "$cs" \
+      '. + {name: "gateway", side: $s, round: $r,
+            server_cpu_us_per_req: (($sticks / $tck / $total * 1e7 | round) / 10),
+            client_cpu_us_per_req: ((($cu + $cs) / $total * 1e7 | round) / 10)}'
     echo "$line" >&2
   done
 done
