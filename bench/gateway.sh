@@ -41,13 +41,25 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# Eight free loopback ports (the kernel's choice, in the ephemeral range).
+# Eight free loopback ports below the ephemeral range: a port the kernel hands out for bind(:0)
+# can be taken again by any other process's bind(:0) (the services' own, or other programs on a
+# shared machine) before our servers bind it.
 read -r -a P < <(python3 - <<'PY'
-import socket
-socks = [socket.socket() for _ in range(8)]
-for s in socks:
-    s.bind(("127.0.0.1", 0))
-print(" ".join(str(s.getsockname()[1]) for s in socks))
+import random, socket
+low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+ports = []
+while len(ports) < 8:
+    port = random.randrange(20000, low)
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", port))
+        if port not in ports:
+            ports.append(port)
+    except OSError:
+        pass
+    finally:
+        s.close()
+print(" ".join(map(str, ports)))
 PY
 )
 GW="127.0.0.1:${P[6]}"; HELLO="127.0.0.1:${P[7]}"
@@ -65,21 +77,25 @@ GW="127.0.0.1:${P[6]}"; HELLO="127.0.0.1:${P[7]}"
 # Six processes of the chain and the client share the cores: single-threaded service runtimes
 # avoid cross-thread wake-ups (the registry members keep their multi-threaded runtime).
 export MICRO_WORKER_THREADS="${MICRO_WORKER_THREADS:-1}"
-RUST_LOG="${RUST_LOG:-warn}" "$BIN/micro" up --config "$TMP/cluster.toml" >"$TMP/up.log" 2>&1 &
-PIDS+=($!)
+# The hello-world binds first: the services bind ephemeral ports and could take its port.
 "$BIN/bench" hello --address "$HELLO" >"$TMP/hello.log" 2>&1 &
-PIDS+=($!)
+HELLO_PID=$!
+PIDS+=("$HELLO_PID")
+RUST_LOG="${RUST_LOG:-warn}" "$BIN/micro" up --config "$TMP/cluster.toml" >"$TMP/up.log" 2>&1 &
+UP_PID=$!
+PIDS+=("$UP_PID")
 for _ in $(seq 1 600); do
   grep -q '^\[up\] ready' "$TMP/up.log" && break
-  kill -0 "${PIDS[0]}" 2>/dev/null || { echo "micro up exited:" >&2; tail -20 "$TMP/up.log" >&2; exit 1; }
+  kill -0 "$UP_PID" 2>/dev/null || { echo "micro up exited:" >&2; tail -20 "$TMP/up.log" >&2; exit 1; }
   sleep 0.2
 done
 grep -q '^\[up\] ready' "$TMP/up.log" || { echo "micro up not ready in 120 s" >&2; tail -20 "$TMP/up.log" >&2; exit 1; }
+kill -0 "$HELLO_PID" 2>/dev/null || { echo "bench hello exited:" >&2; cat "$TMP/hello.log" >&2; exit 1; }
 echo "== gateway: chain at http://$GW, bare at http://$HELLO" >&2
 
 # The chain's processes: children of `micro up` running a greeter role or the gateway.
 CHAIN=()
-for c in $(pgrep -P "${PIDS[0]}"); do
+for c in $(pgrep -P "$UP_PID"); do
   case " $(tr '\0' ' ' <"/proc/$c/cmdline") " in *" greeter "* | *" api "*) CHAIN+=("$c") ;; esac
 done
 [[ ${#CHAIN[@]} == 5 ]] || echo "warning: found ${#CHAIN[@]} chain processes, expected 5" >&2
@@ -98,7 +114,7 @@ TIMEFORMAT='%U %S'
 for r in $(seq 1 "$ROUNDS"); do
   for side in bare chain; do
     if [[ $side == bare ]]; then
-      url="http://$HELLO$PATH_Q"; servers=("${PIDS[1]}")
+      url="http://$HELLO$PATH_Q"; servers=("$HELLO_PID")
     else
       url="http://$GW$PATH_Q"; servers=("${CHAIN[@]}")
     fi
