@@ -87,7 +87,7 @@ impl Gateway {
 
     /// go-micro's router: a path naming no registered service is `not found`.
     async fn ensure_exists(&self, service: &str) -> Result<(), GatewayError> {
-        match self.inner.client.selector().lookup(service).await {
+        match self.inner.client.selector().snapshot(service).await {
             Ok(_) => Ok(()),
             Err(selector::Error::NotFound(_) | selector::Error::NoneAvailable(_)) => {
                 Err(GatewayError::NotFound)

@@ -18,6 +18,12 @@ use clap::{Parser, Subcommand};
 use micro::MicroArgs;
 use tokio_util::sync::CancellationToken;
 
+/// mimalloc instead of glibc's malloc: every role here allocates and frees small buffers per
+/// request (HTTP/2 frames, gRPC messages, header maps) from several threads, where glibc's
+/// arenas took about a quarter of the gateway chain's CPU samples (bench/gateway.sh under perf).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// go-micro's `micro` command, with the registry built in.
 #[derive(Debug, Parser)]
 #[command(name = "micro", version, about)]
@@ -79,9 +85,50 @@ enum GetWhat {
     },
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+/// Worker threads of a service's or the gateway's runtime: unset or empty, tokio's default (one
+/// per core); `1`, a single-threaded runtime (no cross-thread wake-ups: the cheapest when several
+/// such processes share a few cores, as in `bench/gateway.sh`); `N`, N workers.
+const WORKER_THREADS_ENV: &str = "MICRO_WORKER_THREADS";
+
+fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    runtime(&cli.command)?.block_on(run(cli))
+}
+
+/// The runtime for `command`: the greeter roles and the gateway honour [`WORKER_THREADS_ENV`];
+/// everything else (registry members, `micro up`, the tools) runs on tokio's default.
+fn runtime(command: &Command) -> anyhow::Result<tokio::runtime::Runtime> {
+    let setting = match command {
+        Command::Greeter { .. } | Command::Api(_) => std::env::var(WORKER_THREADS_ENV)
+            .ok()
+            .filter(|v| !v.trim().is_empty()),
+        _ => None,
+    };
+    let threads = match setting {
+        Some(v) => Some(
+            v.trim()
+                .parse::<usize>()
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| {
+                    anyhow::anyhow!("{WORKER_THREADS_ENV}={v:?}: expected a positive number")
+                })?,
+        ),
+        None => None,
+    };
+    let mut builder = match threads {
+        Some(1) => tokio::runtime::Builder::new_current_thread(),
+        Some(n) => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(n);
+            b
+        }
+        None => tokio::runtime::Builder::new_multi_thread(),
+    };
+    Ok(builder.enable_all().build()?)
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Up(args) => up::run(args).await,
         Command::RegistryNode(args) => {

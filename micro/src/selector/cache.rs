@@ -9,6 +9,10 @@
 //! ```
 //!
 //! A read racing with an event for the same service is not trusted: the entry is stored stale.
+//!
+//! Entries are immutable snapshots behind an `Arc`: a hit costs a reference count, not a deep
+//! copy of every node and endpoint; the watcher patches a copy (copy-on-write), so what a caller
+//! holds never changes under it.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
@@ -44,7 +48,7 @@ struct State {
 
 #[derive(Debug)]
 struct Entry {
-    services: Vec<Service>,
+    services: Arc<Vec<Service>>,
     fetched: Instant,
     stale: bool,
 }
@@ -66,14 +70,14 @@ impl CacheSelector {
         &self.shared.registry
     }
 
-    /// Every version of `name`, copied; empty if the service is not registered.
-    pub async fn get(&self, name: &str) -> Result<Vec<Service>, registry::Error> {
+    /// Every version of `name` (a shared snapshot); empty if the service is not registered.
+    pub async fn get(&self, name: &str) -> Result<Arc<Vec<Service>>, registry::Error> {
         self.ensure_watch();
         let (changes, resyncs) = {
             let state = self.shared.lock();
             if let Some(entry) = state.entries.get(name) {
                 if !entry.stale && entry.fetched.elapsed() < self.shared.ttl {
-                    return Ok(entry.services.clone());
+                    return Ok(Arc::clone(&entry.services));
                 }
             }
             (state.changes.get(name).copied(), state.resyncs)
@@ -82,6 +86,7 @@ impl CacheSelector {
         let mut state = self.shared.lock();
         match read {
             Ok(services) => {
+                let services = Arc::new(services);
                 let raced = state.changes.get(name).copied() != changes || state.resyncs != resyncs;
                 if services.is_empty() {
                     state.entries.remove(name);
@@ -89,7 +94,7 @@ impl CacheSelector {
                     state.entries.insert(
                         name.to_owned(),
                         Entry {
-                            services: services.clone(),
+                            services: Arc::clone(&services),
                             fetched: Instant::now(),
                             stale: raced,
                         },
@@ -100,7 +105,7 @@ impl CacheSelector {
             Err(error) => match state.entries.get(name) {
                 Some(entry) => {
                     tracing::warn!(service = name, %error, "registry unreachable, serving the last known nodes");
-                    Ok(entry.services.clone())
+                    Ok(Arc::clone(&entry.services))
                 }
                 None => Err(error),
             },
@@ -157,13 +162,13 @@ impl State {
             WatchEvent::Create(service) | WatchEvent::Update(service) => {
                 *self.changes.entry(service.name.clone()).or_insert(0) += 1;
                 if let Some(entry) = self.entries.get_mut(&service.name) {
-                    upsert(&mut entry.services, service);
+                    upsert(Arc::make_mut(&mut entry.services), service);
                 }
             }
             WatchEvent::Delete(service) => {
                 *self.changes.entry(service.name.clone()).or_insert(0) += 1;
                 if let Some(entry) = self.entries.get_mut(&service.name) {
-                    remove(&mut entry.services, &service);
+                    remove(Arc::make_mut(&mut entry.services), &service);
                 }
             }
         }
@@ -215,7 +220,7 @@ mod tests {
         state.entries.insert(
             "a".into(),
             Entry {
-                services: vec![a.clone()],
+                services: Arc::new(vec![a.clone()]),
                 fetched: Instant::now(),
                 stale: false,
             },

@@ -91,9 +91,15 @@ impl Selector {
 
     /// Every version of `service`, copied.
     pub async fn lookup(&self, service: &str) -> Result<Vec<Service>, Error> {
+        Ok(self.snapshot(service).await?.as_ref().clone())
+    }
+
+    /// Every version of `service` as a shared, immutable snapshot: the cheap form of
+    /// [`lookup`](Self::lookup) for the per-call path (a reference count, no copy).
+    pub async fn snapshot(&self, service: &str) -> Result<Arc<Vec<Service>>, Error> {
         let services = match &self.lookup {
             Lookup::Cache(cache) => cache.get(service).await?,
-            Lookup::Registry(registry) => registry.get_service(service).await?,
+            Lookup::Registry(registry) => Arc::new(registry.get_service(service).await?),
         };
         if services.is_empty() {
             return Err(Error::NotFound(service.to_owned()));
@@ -103,38 +109,59 @@ impl Selector {
 
     /// Every node of `service`, copied.
     pub async fn nodes(&self, service: &str) -> Result<Vec<Node>, Error> {
-        let services = self.lookup(service).await?;
-        Ok(services.into_iter().flat_map(|s| s.nodes).collect())
+        let services = self.snapshot(service).await?;
+        Ok(services.iter().flat_map(|s| s.nodes.clone()).collect())
     }
 
     /// One node of `service` by the strategy, skipping the node ids in `exclude`.
     pub async fn select(&self, service: &str, exclude: &[String]) -> Result<Node, Error> {
-        let nodes = self.nodes(service).await?;
+        self.select_with(service, exclude, Node::clone).await
+    }
+
+    /// Like [`select`](Self::select), but hands the chosen node to `f` by reference, so a
+    /// caller that needs only its address copies nothing else.
+    pub async fn select_with<R>(
+        &self,
+        service: &str,
+        exclude: &[String],
+        f: impl FnOnce(&Node) -> R,
+    ) -> Result<R, Error> {
+        let services = self.snapshot(service).await?;
+        let nodes = services.iter().flat_map(|s| s.nodes.iter());
         self.pick(service, nodes, exclude)
+            .map(f)
             .ok_or_else(|| Error::NoneAvailable(service.to_owned()))
     }
 
-    fn pick(&self, service: &str, nodes: Vec<Node>, exclude: &[String]) -> Option<Node> {
-        let mut candidates: Vec<Node> = nodes
-            .into_iter()
-            .filter(|n| !exclude.contains(&n.id))
-            .collect();
-        if candidates.is_empty() {
-            return None;
-        }
-        let i = match self.strategy {
-            Strategy::Random => rand::rng().random_range(0..candidates.len()),
+    fn pick<'a>(
+        &self,
+        service: &str,
+        nodes: impl Iterator<Item = &'a Node> + Clone,
+        exclude: &[String],
+    ) -> Option<&'a Node> {
+        let mut candidates = nodes.filter(|n| !exclude.contains(&n.id));
+        match self.strategy {
+            Strategy::Random => {
+                let count = candidates.clone().count();
+                if count == 0 {
+                    return None;
+                }
+                candidates.nth(rand::rng().random_range(0..count))
+            }
             Strategy::RoundRobin => {
                 // Stable order, so that the counter walks the same list every time.
-                candidates.sort_by(|a, b| a.id.cmp(&b.id));
+                let mut sorted: Vec<&Node> = candidates.collect();
+                if sorted.is_empty() {
+                    return None;
+                }
+                sorted.sort_by(|a, b| a.id.cmp(&b.id));
                 let mut next = self.next.lock().unwrap_or_else(|p| p.into_inner());
                 let counter = next.entry(service.to_owned()).or_insert(0);
-                let i = *counter % candidates.len();
+                let i = *counter % sorted.len();
                 *counter = counter.wrapping_add(1);
-                i
+                Some(sorted[i])
             }
-        };
-        Some(candidates.swap_remove(i))
+        }
     }
 }
 
@@ -166,8 +193,8 @@ mod tests {
         let sel = selector(Strategy::RoundRobin);
         let nodes = nodes();
         let picked: Vec<String> = (0..6)
-            .filter_map(|_| sel.pick("s", nodes.clone(), &[]))
-            .map(|n| n.id)
+            .filter_map(|_| sel.pick("s", nodes.iter(), &[]))
+            .map(|n| n.id.clone())
             .collect();
         assert_eq!(picked[0..3], picked[3..6]);
         let mut distinct = picked[0..3].to_vec();
@@ -182,10 +209,10 @@ mod tests {
         let nodes = nodes();
         let exclude: Vec<String> = nodes[..2].iter().map(|n| n.id.clone()).collect();
         for _ in 0..20 {
-            let n = sel.pick("s", nodes.clone(), &exclude).expect("one left");
+            let n = sel.pick("s", nodes.iter(), &exclude).expect("one left");
             assert_eq!(n.id, nodes[2].id);
         }
         let all: Vec<String> = nodes.iter().map(|n| n.id.clone()).collect();
-        assert!(sel.pick("s", nodes, &all).is_none());
+        assert!(sel.pick("s", nodes.iter(), &all).is_none());
     }
 }

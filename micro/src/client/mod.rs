@@ -1,19 +1,20 @@
 //! The RPC client: go-micro's `client.Call` over gRPC.
 //!
 //! `call("go.micro.srv.greeter", "Say.Hello", req)` picks a node through the [`Selector`], sends
-//! `/go.micro.srv.greeter.Say/Hello` on that node's channel (one per address, reused), bounded by
-//! the request timeout. A node that cannot be reached (refused, reset, UNAVAILABLE from the
+//! `/go.micro.srv.greeter.Say/Hello` on that node's HTTP/2 connection ([`conn`]: one per address,
+//! reused, redialled once closed), bounded by the request timeout. A node that cannot be reached (refused, reset, UNAVAILABLE from the
 //! transport) is retried on another node, up to `retries` times; an error the service itself
 //! returned never is. Every failure is a go-micro [`Error`].
 
-use std::collections::HashMap;
+mod codec;
+mod conn;
+
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
+use prost::bytes::Bytes;
 use tonic::codegen::http::uri::PathAndQuery;
-use tonic::transport::{Channel, Endpoint};
-use tonic_prost::ProstCodec;
 
 use crate::errors::Error;
 use crate::selector::{self, Selector};
@@ -42,12 +43,12 @@ impl Default for ClientOptions {
     }
 }
 
-/// An RPC client; clones share the channels and counters.
+/// An RPC client; clones share the connections and counters.
 #[derive(Debug, Clone)]
 pub struct Client {
     selector: Selector,
     options: ClientOptions,
-    channels: Arc<Mutex<HashMap<String, Channel>>>,
+    connections: Arc<conn::Pool>,
     retried: Arc<AtomicU64>,
 }
 
@@ -73,7 +74,7 @@ impl Client {
         Client {
             selector,
             options,
-            channels: Arc::default(),
+            connections: Arc::default(),
             retried: Arc::default(),
         }
     }
@@ -95,54 +96,66 @@ impl Client {
         request: Req,
     ) -> Result<Resp, Error>
     where
-        Req: prost::Message + Clone + Send + Sync + 'static,
+        Req: prost::Message,
         Resp: prost::Message + Default + Send + Sync + 'static,
     {
         let path = grpc_path(service, endpoint)?;
+        // Encoded once: a retry resends the same bytes.
+        let request = Bytes::from(request.encode_to_vec());
         let mut tried: Vec<String> = Vec::new();
         let mut last = None;
         for attempt in 0..=self.options.retries {
             if attempt > 0 {
                 self.retried.fetch_add(1, Ordering::Relaxed);
             }
-            let node = match self.selector.select(service, &tried).await {
+            let picked = self
+                .selector
+                .select_with(service, &tried, |n| (n.id.clone(), n.address.clone()))
+                .await;
+            let (id, address) = match picked {
                 Ok(node) => node,
                 Err(e) => return Err(last.unwrap_or_else(|| selection_error(service, e))),
             };
-            tried.push(node.id.clone());
             match self
-                .attempt(&node.address, path.clone(), request.clone(), service)
+                .attempt(&address, path.clone(), request.clone(), service)
                 .await
             {
                 Attempt::Done(result) => return result,
                 Attempt::Unreachable(error) => {
-                    tracing::debug!(service, node = %node.id, %error, "node unreachable");
-                    self.forget(&node.address);
+                    tracing::debug!(service, node = %id, %error, "node unreachable");
+                    self.connections.forget(&address);
                     last = Some(error);
                 }
             }
+            tried.push(id);
         }
         Err(last.unwrap_or_else(|| Error::internal_server_error(CLIENT_ID, "no attempt made")))
     }
 
-    async fn attempt<Req, Resp>(
+    async fn attempt<Resp>(
         &self,
         address: &str,
         path: PathAndQuery,
-        request: Req,
+        request: Bytes,
         service: &str,
     ) -> Attempt<Resp>
     where
-        Req: prost::Message + Send + Sync + 'static,
         Resp: prost::Message + Default + Send + Sync + 'static,
     {
-        let channel = match self.channel(address) {
-            Ok(c) => c,
-            Err(e) => return Attempt::Done(Err(e)),
-        };
         let timeout = self.options.request_timeout;
+        let dial_timeout = self.options.dial_timeout;
         let call = async move {
-            let mut grpc = tonic::client::Grpc::new(channel);
+            let (origin, connection) =
+                self.connections
+                    .get(address, dial_timeout)
+                    .await
+                    .map_err(|e| {
+                        Attempt::<Resp>::Unreachable(Error::internal_server_error(
+                            CLIENT_ID,
+                            e.to_string(),
+                        ))
+                    })?;
+            let mut grpc = tonic::client::Grpc::with_origin(connection, origin);
             grpc.ready().await.map_err(|e| {
                 Attempt::<Resp>::Unreachable(Error::internal_server_error(
                     CLIENT_ID,
@@ -151,7 +164,7 @@ impl Client {
             })?;
             let mut req = tonic::Request::new(request);
             req.set_timeout(timeout);
-            grpc.unary(req, path, ProstCodec::<Req, Resp>::default())
+            grpc.unary(req, path, codec::PreEncoded::<Resp>::default())
                 .await
                 .map(tonic::Response::into_inner)
                 .map_err(|status| {
@@ -180,30 +193,6 @@ impl Client {
                 format!("call {service} timed out after {timeout:?}"),
             ))),
         }
-    }
-
-    /// The channel to `address`, created (lazily connecting) on first use.
-    fn channel(&self, address: &str) -> Result<Channel, Error> {
-        let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(c) = channels.get(address) {
-            return Ok(c.clone());
-        }
-        let endpoint = Endpoint::from_shared(crate::registry::normalize(address))
-            .map_err(|e| {
-                Error::internal_server_error(CLIENT_ID, format!("bad node address {address}: {e}"))
-            })?
-            .connect_timeout(self.options.dial_timeout)
-            .tcp_nodelay(true);
-        let channel = endpoint.connect_lazy();
-        channels.insert(address.to_owned(), channel.clone());
-        Ok(channel)
-    }
-
-    fn forget(&self, address: &str) {
-        self.channels
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(address);
     }
 }
 
