@@ -1,10 +1,10 @@
-//! The Raft state machine of a member: the pure [`mvcc::Store`] in memory, its snapshots in
-//! sled (really synced, since a snapshot lets the Raft log behind it be purged), and the
+//! The Raft state machine of a member: the pure [`mvcc::Store`] in memory, its snapshots in a
+//! file (really synced, since a snapshot lets the Raft log behind it be purged), and the
 //! applied index published for readers that wait on it.
 //!
 //! ```text
 //!  openraft ──apply(entries)──▶ StateMachine ──▶ mvcc::Store (memory)
-//!                 build/install snapshot ──▶ sled tree "snapshot" + fsync
+//!                 build/install snapshot ──▶ file state/snapshot (temp, fsync, rename)
 //!  api readers ◀── read(|store| ..) / applied index watch
 //! ```
 
@@ -50,7 +50,7 @@ pub struct StateMachine {
 }
 
 impl StateMachine {
-    /// Opens the sled database under `dir` and restores the latest snapshot, if any; openraft
+    /// Opens the state folder `dir` and restores the latest snapshot, if any; openraft
     /// then re-applies the committed log entries after it.
     pub fn open(dir: &Path, mvcc_config: mvcc::Config) -> Result<Self, StorageError<NodeId>> {
         let snapshots = SnapshotStore::open(dir)?;
@@ -91,7 +91,7 @@ impl StateMachine {
         self.events_tx.subscribe()
     }
 
-    /// Bytes used on disk by the state machine's database.
+    /// Bytes used on disk by the state machine (its snapshot file).
     pub fn db_size(&self) -> u64 {
         self.snapshots.size_on_disk()
     }
