@@ -142,6 +142,16 @@ fn snapshot_round_trip_reproduces_every_answer() {
 }
 
 #[test]
+fn streamed_encoding_is_byte_for_byte_the_message_encoding() {
+    use prost::Message;
+    let mut disk = Disk::default();
+    let s = busy_store(&mut disk);
+    assert_eq!(s.encode_snapshot(), s.snapshot().encode_to_vec());
+    let empty = store();
+    assert_eq!(empty.encode_snapshot(), empty.snapshot().encode_to_vec());
+}
+
+#[test]
 fn incremental_changes_rebuild_the_same_store() {
     let mut disk = Disk::default();
     let s = busy_store(&mut disk);
