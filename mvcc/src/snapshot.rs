@@ -80,7 +80,7 @@ impl KeyRecord {
         KeyRecord {
             main: r.rev.main,
             sub: r.rev.sub,
-            tombstone: r.tombstone,
+            tombstone: r.is_tombstone(),
             kv: Some(r.to_kv(key, false)),
         }
     }
@@ -111,14 +111,13 @@ impl KeyRecord {
         let record = if self.tombstone {
             Record::tombstone(rev)
         } else {
-            Record {
+            Record::put(
                 rev,
-                create_revision: kv.create_revision,
-                version: kv.version,
-                lease: kv.lease,
-                value: kv.value,
-                tombstone: false,
-            }
+                kv.create_revision,
+                kv.version,
+                kv.lease,
+                kv.value.into_boxed_slice(),
+            )
         };
         Some((kv.key, record))
     }
@@ -306,7 +305,7 @@ impl RecordRef<'_> {
             + int64::encoded_len_nonzero(2, r.create_revision)
             + int64::encoded_len_nonzero(3, r.rev.main)
             + int64::encoded_len_nonzero(4, r.version)
-            + bytes_len(5, &r.value)
+            + bytes_len(5, r.value())
             + int64::encoded_len_nonzero(6, r.lease)
     }
 
@@ -315,7 +314,7 @@ impl RecordRef<'_> {
         let r = self.r;
         int64::encoded_len_nonzero(1, r.rev.main)
             + int64::encoded_len_nonzero(2, r.rev.sub)
-            + if r.tombstone {
+            + if r.is_tombstone() {
                 encoding::bool::encoded_len(3, &true)
             } else {
                 0
@@ -327,7 +326,7 @@ impl RecordRef<'_> {
         let r = self.r;
         int64::encode_nonzero(1, r.rev.main, buf);
         int64::encode_nonzero(2, r.rev.sub, buf);
-        if r.tombstone {
+        if r.is_tombstone() {
             encoding::bool::encode(3, &true, buf);
         }
         encoding::encode_key(4, WireType::LengthDelimited, buf);
@@ -336,7 +335,7 @@ impl RecordRef<'_> {
         int64::encode_nonzero(2, r.create_revision, buf);
         int64::encode_nonzero(3, r.rev.main, buf);
         int64::encode_nonzero(4, r.version, buf);
-        encode_bytes(5, &r.value, buf);
+        encode_bytes(5, r.value(), buf);
         int64::encode_nonzero(6, r.lease, buf);
     }
 }

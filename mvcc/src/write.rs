@@ -62,22 +62,21 @@ impl<'a> Writer<'a> {
         let key = req.key.as_slice();
         let prev = self.index.latest(key).cloned();
         let value = match &prev {
-            Some(p) if req.ignore_value => p.value.clone(),
-            _ => req.value.clone(),
+            Some(p) if req.ignore_value => p.value(),
+            _ => &req.value,
         };
         let lease = match &prev {
             Some(p) if req.ignore_lease => p.lease,
             _ => req.lease,
         };
         let rev = self.next_rev();
-        let record = Record {
+        let record = Record::put(
             rev,
-            create_revision: prev.as_ref().map_or(rev.main, |p| p.create_revision),
-            version: prev.as_ref().map_or(1, |p| p.version.saturating_add(1)),
+            prev.as_ref().map_or(rev.main, |p| p.create_revision),
+            prev.as_ref().map_or(1, |p| p.version.saturating_add(1)),
             lease,
-            value,
-            tombstone: false,
-        };
+            value.into(),
+        );
         if let Some(p) = prev.as_ref().filter(|p| p.lease != 0) {
             self.leases.detach(p.lease, key);
         }
