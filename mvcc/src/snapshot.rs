@@ -208,6 +208,7 @@ impl Store {
             leases: table,
             revision: revision.max(max_main).max(compact_revision),
             compact_revision,
+            track_changes: true,
         }
     }
 
