@@ -16,27 +16,52 @@ pub struct Revision {
     pub sub: i64,
 }
 
-/// One revision of one key: a put (value and metadata) or a tombstone (delete).
+/// One revision of one key: a put (value and metadata) or a tombstone (delete). Kept small,
+/// since every revision of every key stays in memory until compaction: 56 bytes plus the
+/// value's own allocation (a tombstone is `value: None`, not a flag next to an empty value).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Record {
     pub(crate) rev: Revision,
     pub(crate) create_revision: i64,
     pub(crate) version: i64,
     pub(crate) lease: i64,
-    pub(crate) value: Vec<u8>,
-    pub(crate) tombstone: bool,
+    value: Option<Box<[u8]>>,
 }
 
 impl Record {
+    pub(crate) fn put(
+        rev: Revision,
+        create_revision: i64,
+        version: i64,
+        lease: i64,
+        value: Box<[u8]>,
+    ) -> Self {
+        Record {
+            rev,
+            create_revision,
+            version,
+            lease,
+            value: Some(value),
+        }
+    }
+
     pub(crate) fn tombstone(rev: Revision) -> Self {
         Record {
             rev,
             create_revision: 0,
             version: 0,
             lease: 0,
-            value: Vec::new(),
-            tombstone: true,
+            value: None,
         }
+    }
+
+    pub(crate) fn is_tombstone(&self) -> bool {
+        self.value.is_none()
+    }
+
+    /// The value written (empty for a tombstone).
+    pub(crate) fn value(&self) -> &[u8] {
+        self.value.as_deref().unwrap_or_default()
     }
 
     /// The record as etcd's `KeyValue`; a tombstone gives only key and `mod_revision`, as in
@@ -50,7 +75,7 @@ impl Record {
             value: if keys_only {
                 Vec::new()
             } else {
-                self.value.clone()
+                self.value().to_vec()
             },
             lease: self.lease,
         }
@@ -58,7 +83,7 @@ impl Record {
 
     /// The watch event this record stands for, with the previous record as `prev_kv`.
     pub(crate) fn to_event(&self, key: &[u8], prev: Option<&Record>) -> Event {
-        let kind = if self.tombstone {
+        let kind = if self.is_tombstone() {
             EventType::Delete
         } else {
             EventType::Put
@@ -66,7 +91,9 @@ impl Record {
         Event {
             r#type: kind as i32,
             kv: Some(self.to_kv(key, false)),
-            prev_kv: prev.filter(|p| !p.tombstone).map(|p| p.to_kv(key, false)),
+            prev_kv: prev
+                .filter(|p| !p.is_tombstone())
+                .map(|p| p.to_kv(key, false)),
         }
     }
 }
@@ -110,19 +137,22 @@ impl<'a> KeySpan<'a> {
 fn visible(history: &[Record], rev: i64) -> Option<&Record> {
     let n = history.partition_point(|r| r.rev.main <= rev);
     let r = history.get(n.checked_sub(1)?)?;
-    (!r.tombstone).then_some(r)
+    (!r.is_tombstone()).then_some(r)
 }
+
+/// Histories up to this many records grow by exactly one slot per revision.
+const EXACT_GROWTH_UP_TO: usize = 8;
 
 /// Every key's retained history, ordered by key.
 #[derive(Debug, Default)]
 pub(crate) struct Index {
-    keys: BTreeMap<Vec<u8>, Vec<Record>>,
+    keys: BTreeMap<Box<[u8]>, Vec<Record>>,
 }
 
 impl Index {
     /// The live record of `key` now (including writes of the revision being built).
     pub(crate) fn latest(&self, key: &[u8]) -> Option<&Record> {
-        self.keys.get(key)?.last().filter(|r| !r.tombstone)
+        self.keys.get(key)?.last().filter(|r| !r.is_tombstone())
     }
 
     /// Histories of the keys in `span` (including keys deleted now), in key order.
@@ -142,7 +172,7 @@ impl Index {
         single
             .into_iter()
             .chain(ranged.into_iter().flatten())
-            .map(|(k, h)| (k.as_slice(), h.as_slice()))
+            .map(|(k, h)| (&**k, h.as_slice()))
     }
 
     /// Keys of `span` live at `rev`, with their records, in key order.
@@ -158,9 +188,16 @@ impl Index {
     /// Appends a record (its revision is above every one of the key so far).
     pub(crate) fn push(&mut self, key: &[u8], record: Record) {
         match self.keys.get_mut(key) {
-            Some(h) => h.push(record),
+            Some(h) => {
+                // Most keys keep a handful of revisions: grow those one at a time rather than
+                // to 4, 8, ... slots (a put and its tombstone would take 4 slots, not 2).
+                if h.len() < EXACT_GROWTH_UP_TO {
+                    h.reserve_exact(1);
+                }
+                h.push(record);
+            }
             None => {
-                self.keys.insert(key.to_vec(), vec![record]);
+                self.keys.insert(key.into(), vec![record]);
             }
         }
     }
@@ -171,10 +208,13 @@ impl Index {
         self.keys.retain(|_, h| {
             let n = h.partition_point(|r| r.rev.main <= at);
             let keep_from = match h.get(n.wrapping_sub(1)) {
-                Some(r) if !r.tombstone => n - 1,
+                Some(r) if !r.is_tombstone() => n - 1,
                 _ => n,
             };
             removed.extend(h.drain(..keep_from).map(|r| r.rev));
+            if h.len() < h.capacity() / 2 {
+                h.shrink_to_fit();
+            }
             !h.is_empty()
         });
     }
@@ -199,20 +239,57 @@ impl Index {
     pub(crate) fn records(&self) -> impl Iterator<Item = (&[u8], &Record)> {
         self.keys
             .iter()
-            .flat_map(|(k, h)| h.iter().map(move |r| (k.as_slice(), r)))
+            .flat_map(|(k, h)| h.iter().map(move |r| (&**k, r)))
     }
 
     /// Rebuilds an index from records in any order (a later duplicate revision of a key wins).
     pub(crate) fn from_records(records: impl IntoIterator<Item = (Vec<u8>, Record)>) -> Self {
-        let mut keys: BTreeMap<Vec<u8>, Vec<Record>> = BTreeMap::new();
+        let mut keys: BTreeMap<Box<[u8]>, Vec<Record>> = BTreeMap::new();
         for (key, r) in records {
-            keys.entry(key).or_default().push(r);
+            keys.entry(key.into_boxed_slice()).or_default().push(r);
         }
         for h in keys.values_mut() {
             h.reverse();
             h.sort_by_key(|r| r.rev);
             h.dedup_by_key(|r| r.rev);
+            h.shrink_to_fit();
         }
         Index { keys }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rev(main: i64) -> Revision {
+        Revision { main, sub: 0 }
+    }
+
+    #[test]
+    fn a_record_stays_small() {
+        // Every retained revision costs this much besides its value: it must not regrow.
+        assert!(
+            std::mem::size_of::<Record>() <= 56,
+            "{}",
+            std::mem::size_of::<Record>()
+        );
+    }
+
+    #[test]
+    fn short_histories_take_only_the_slots_they_use() {
+        let mut index = Index::default();
+        index.push(b"k", Record::put(rev(2), 2, 1, 0, Box::from(&b"v"[..])));
+        index.push(b"k", Record::tombstone(rev(3)));
+        let h = index.keys.get(&b"k"[..]).expect("history");
+        assert_eq!((h.len(), h.capacity()), (2, 2));
+        for main in 4..40 {
+            index.push(b"k", Record::put(rev(main), 4, 1, 0, Box::default()));
+        }
+        let mut removed = Vec::new();
+        index.compact(38, &mut removed);
+        let h = index.keys.get(&b"k"[..]).expect("history");
+        assert_eq!(h.len(), 2);
+        assert!(h.capacity() <= 4, "{}", h.capacity());
     }
 }

@@ -53,7 +53,7 @@ fn compare(target: SortTarget, a: (&[u8], &Record), b: (&[u8], &Record)) -> Orde
         SortTarget::Version => a.1.version.cmp(&b.1.version),
         SortTarget::Create => a.1.create_revision.cmp(&b.1.create_revision),
         SortTarget::Mod => a.1.rev.main.cmp(&b.1.rev.main),
-        SortTarget::Value => a.1.value.cmp(&b.1.value),
+        SortTarget::Value => a.1.value().cmp(b.1.value()),
     }
 }
 

@@ -4,6 +4,7 @@
 //! id (`id` → ttl, remaining ttl). Lease key sets are not stored: they are rebuilt from the
 //! live keys' `lease` fields, as etcd does on restore.
 
+use prost::encoding::{self, WireType};
 use prost::Message;
 use proto::mvccpb::KeyValue;
 
@@ -79,7 +80,7 @@ impl KeyRecord {
         KeyRecord {
             main: r.rev.main,
             sub: r.rev.sub,
-            tombstone: r.tombstone,
+            tombstone: r.is_tombstone(),
             kv: Some(r.to_kv(key, false)),
         }
     }
@@ -110,14 +111,13 @@ impl KeyRecord {
         let record = if self.tombstone {
             Record::tombstone(rev)
         } else {
-            Record {
+            Record::put(
                 rev,
-                create_revision: kv.create_revision,
-                version: kv.version,
-                lease: kv.lease,
-                value: kv.value,
-                tombstone: false,
-            }
+                kv.create_revision,
+                kv.version,
+                kv.lease,
+                kv.value.into_boxed_slice(),
+            )
         };
         Some((kv.key, record))
     }
@@ -208,16 +208,135 @@ impl Store {
             leases: table,
             revision: revision.max(max_main).max(compact_revision),
             compact_revision,
+            track_changes: true,
         }
     }
 
-    /// The snapshot encoded as bytes.
+    /// The snapshot encoded as bytes: the same bytes as `self.snapshot().encode_to_vec()`,
+    /// but written straight from the index into one buffer of the exact size, without the
+    /// intermediate [`Snapshot`] (which would copy every key and value of the history once
+    /// more, doubling the store's memory while a snapshot is built).
     pub fn encode_snapshot(&self) -> Vec<u8> {
-        self.snapshot().encode_to_vec()
+        let records = || self.index.records().map(|(key, r)| RecordRef { key, r });
+        let leases = || self.leases.iter().map(LeaseRecord::new);
+        let len = int64::encoded_len_nonzero(1, self.revision)
+            + int64::encoded_len_nonzero(2, self.compact_revision)
+            + records()
+                .map(|r| delimited_len(KEYS_TAG, r.encoded_len()))
+                .sum::<usize>()
+            + leases()
+                .map(|l| encoding::message::encoded_len(LEASES_TAG, &l))
+                .sum::<usize>();
+        let mut buf = Vec::with_capacity(len);
+        int64::encode_nonzero(1, self.revision, &mut buf);
+        int64::encode_nonzero(2, self.compact_revision, &mut buf);
+        for r in records() {
+            encoding::encode_key(KEYS_TAG, WireType::LengthDelimited, &mut buf);
+            encoding::encode_varint(r.encoded_len() as u64, &mut buf);
+            r.encode(&mut buf);
+        }
+        for l in leases() {
+            encoding::message::encode(LEASES_TAG, &l, &mut buf);
+        }
+        debug_assert_eq!(buf.len(), len);
+        buf
     }
 
     /// A store from [`Store::encode_snapshot`]'s bytes.
     pub fn decode_snapshot(config: Config, bytes: &[u8]) -> Result<Self, prost::DecodeError> {
         Ok(Store::from_snapshot(config, Snapshot::decode(bytes)?))
+    }
+}
+
+/// Field numbers of [`Snapshot`]'s repeated fields.
+const KEYS_TAG: u32 = 3;
+const LEASES_TAG: u32 = 4;
+
+/// Length of a length-delimited field of `tag` whose body is `body` bytes long.
+fn delimited_len(tag: u32, body: usize) -> usize {
+    encoding::key_len(tag) + encoding::encoded_len_varint(body as u64) + body
+}
+
+/// prost's proto3 scalars: a field holding the default value is not written.
+mod int64 {
+    use prost::encoding;
+
+    pub(super) fn encoded_len_nonzero(tag: u32, v: i64) -> usize {
+        if v == 0 {
+            0
+        } else {
+            encoding::int64::encoded_len(tag, &v)
+        }
+    }
+
+    pub(super) fn encode_nonzero(tag: u32, v: i64, buf: &mut Vec<u8>) {
+        if v != 0 {
+            encoding::int64::encode(tag, &v, buf);
+        }
+    }
+}
+
+fn bytes_len(tag: u32, b: &[u8]) -> usize {
+    if b.is_empty() {
+        0
+    } else {
+        delimited_len(tag, b.len())
+    }
+}
+
+fn encode_bytes(tag: u32, b: &[u8], buf: &mut Vec<u8>) {
+    if !b.is_empty() {
+        encoding::encode_key(tag, WireType::LengthDelimited, buf);
+        encoding::encode_varint(b.len() as u64, buf);
+        buf.extend_from_slice(b);
+    }
+}
+
+/// A [`KeyRecord`] borrowed from the index, encoded without copying its key or value.
+struct RecordRef<'a> {
+    key: &'a [u8],
+    r: &'a Record,
+}
+
+impl RecordRef<'_> {
+    /// [`KeyValue`] of the record, field by field (what [`Record::to_kv`] would build).
+    fn kv_len(&self) -> usize {
+        let r = self.r;
+        bytes_len(1, self.key)
+            + int64::encoded_len_nonzero(2, r.create_revision)
+            + int64::encoded_len_nonzero(3, r.rev.main)
+            + int64::encoded_len_nonzero(4, r.version)
+            + bytes_len(5, r.value())
+            + int64::encoded_len_nonzero(6, r.lease)
+    }
+
+    /// Length of the [`KeyRecord`] message body.
+    fn encoded_len(&self) -> usize {
+        let r = self.r;
+        int64::encoded_len_nonzero(1, r.rev.main)
+            + int64::encoded_len_nonzero(2, r.rev.sub)
+            + if r.is_tombstone() {
+                encoding::bool::encoded_len(3, &true)
+            } else {
+                0
+            }
+            + delimited_len(4, self.kv_len())
+    }
+
+    fn encode(&self, buf: &mut Vec<u8>) {
+        let r = self.r;
+        int64::encode_nonzero(1, r.rev.main, buf);
+        int64::encode_nonzero(2, r.rev.sub, buf);
+        if r.is_tombstone() {
+            encoding::bool::encode(3, &true, buf);
+        }
+        encoding::encode_key(4, WireType::LengthDelimited, buf);
+        encoding::encode_varint(self.kv_len() as u64, buf);
+        encode_bytes(1, self.key, buf);
+        int64::encode_nonzero(2, r.create_revision, buf);
+        int64::encode_nonzero(3, r.rev.main, buf);
+        int64::encode_nonzero(4, r.version, buf);
+        encode_bytes(5, r.value(), buf);
+        int64::encode_nonzero(6, r.lease, buf);
     }
 }

@@ -56,6 +56,8 @@ pub struct Store {
     pub(crate) leases: LeaseTable,
     pub(crate) revision: i64,
     pub(crate) compact_revision: i64,
+    /// Whether applies report [`Applied::changes`] (see [`Store::set_track_changes`]).
+    pub(crate) track_changes: bool,
 }
 
 impl Store {
@@ -67,7 +69,14 @@ impl Store {
             leases: LeaseTable::default(),
             revision: 1,
             compact_revision: 0,
+            track_changes: true,
         }
+    }
+
+    /// Whether applies report [`Applied::changes`] (on by default). A holder that persists
+    /// whole snapshots instead turns it off: each change copies the key and value written.
+    pub fn set_track_changes(&mut self, on: bool) {
+        self.track_changes = on;
     }
 
     pub fn config(&self) -> &Config {
@@ -121,6 +130,14 @@ impl Store {
     /// grant with id 0 derives its id from it. An empty `InternalRequest` is rejected with
     /// [`Error::KeyNotFound`] (etcd's answer to an empty op).
     pub fn apply(&mut self, index: u64, req: &InternalRequest) -> Result<Applied, Error> {
+        let mut applied = self.dispatch(index, req)?;
+        if !self.track_changes {
+            applied.changes = Vec::new();
+        }
+        Ok(applied)
+    }
+
+    fn dispatch(&mut self, index: u64, req: &InternalRequest) -> Result<Applied, Error> {
         match &req.request {
             None => Err(Error::KeyNotFound),
             Some(Request::Put(p)) => self.apply_put(p),
@@ -136,7 +153,12 @@ impl Store {
 
     /// Runs `f` on a writer for the next revision and commits what it did.
     pub(crate) fn write<T>(&mut self, f: impl FnOnce(&mut Writer<'_>) -> T) -> WriteOutcome<T> {
-        let mut w = Writer::new(&mut self.index, &mut self.leases, self.revision);
+        let mut w = Writer::new(
+            &mut self.index,
+            &mut self.leases,
+            self.revision,
+            self.track_changes,
+        );
         let value = f(&mut w);
         let (changed, events, changes) = w.finish();
         if changed {

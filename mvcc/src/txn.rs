@@ -182,7 +182,7 @@ fn compare_one(c: &Compare, r: Option<&Record>) -> bool {
                 Some(TargetUnion::Value(v)) => v,
                 _ => &[],
             };
-            r.map_or(&[][..], |r| r.value.as_slice()).cmp(want)
+            r.map_or(&[][..], |r| r.value()).cmp(want)
         }
         Err(_) => std::cmp::Ordering::Equal,
     };

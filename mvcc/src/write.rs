@@ -18,11 +18,18 @@ pub(crate) struct Writer<'a> {
     sub: i64,
     pub(crate) events: Vec<Event>,
     pub(crate) changes: Vec<Change>,
+    /// Whether key records go to `changes` (each one copies the key and value).
+    track_changes: bool,
 }
 
 impl<'a> Writer<'a> {
     /// Starts the revision after `current`.
-    pub(crate) fn new(index: &'a mut Index, leases: &'a mut LeaseTable, current: i64) -> Self {
+    pub(crate) fn new(
+        index: &'a mut Index,
+        leases: &'a mut LeaseTable,
+        current: i64,
+        track_changes: bool,
+    ) -> Self {
         Writer {
             index,
             leases,
@@ -30,6 +37,7 @@ impl<'a> Writer<'a> {
             sub: 0,
             events: Vec::new(),
             changes: Vec::new(),
+            track_changes,
         }
     }
 
@@ -62,22 +70,21 @@ impl<'a> Writer<'a> {
         let key = req.key.as_slice();
         let prev = self.index.latest(key).cloned();
         let value = match &prev {
-            Some(p) if req.ignore_value => p.value.clone(),
-            _ => req.value.clone(),
+            Some(p) if req.ignore_value => p.value(),
+            _ => &req.value,
         };
         let lease = match &prev {
             Some(p) if req.ignore_lease => p.lease,
             _ => req.lease,
         };
         let rev = self.next_rev();
-        let record = Record {
+        let record = Record::put(
             rev,
-            create_revision: prev.as_ref().map_or(rev.main, |p| p.create_revision),
-            version: prev.as_ref().map_or(1, |p| p.version.saturating_add(1)),
+            prev.as_ref().map_or(rev.main, |p| p.create_revision),
+            prev.as_ref().map_or(1, |p| p.version.saturating_add(1)),
             lease,
-            value,
-            tombstone: false,
-        };
+            value.into(),
+        );
         if let Some(p) = prev.as_ref().filter(|p| p.lease != 0) {
             self.leases.detach(p.lease, key);
         }
@@ -85,8 +92,10 @@ impl<'a> Writer<'a> {
             self.leases.attach(lease, key);
         }
         self.events.push(record.to_event(key, prev.as_ref()));
-        self.changes
-            .push(Change::PutKey(KeyRecord::new(key, &record)));
+        if self.track_changes {
+            self.changes
+                .push(Change::PutKey(KeyRecord::new(key, &record)));
+        }
         self.index.push(key, record);
         PutResponse {
             header: header(rev.main),
@@ -102,8 +111,10 @@ impl<'a> Writer<'a> {
             self.leases.detach(prev.lease, key);
         }
         self.events.push(record.to_event(key, Some(&prev)));
-        self.changes
-            .push(Change::PutKey(KeyRecord::new(key, &record)));
+        if self.track_changes {
+            self.changes
+                .push(Change::PutKey(KeyRecord::new(key, &record)));
+        }
         self.index.push(key, record);
         Some(prev.to_kv(key, false))
     }

@@ -62,7 +62,13 @@ impl Disk {
 
 /// A history touching every kind of command; every apply is recorded on `disk`.
 fn busy_store(disk: &mut Disk) -> Store {
+    busy_store_with(disk, true)
+}
+
+/// [`busy_store`], with change tracking as given.
+fn busy_store_with(disk: &mut Disk, track_changes: bool) -> Store {
     let mut s = store();
+    s.set_track_changes(track_changes);
     let g = proto::registrypb::InternalRequest {
         request: Some(Request::LeaseGrant(LeaseGrantRequest { ttl: 30, id: 0 })),
     };
@@ -139,6 +145,27 @@ fn snapshot_round_trip_reproduces_every_answer() {
     assert_eq!(r.snapshot(), s.snapshot());
     let r2 = Store::from_snapshot(Config::default(), s.snapshot());
     assert_same(&s, &r2);
+}
+
+#[test]
+fn streamed_encoding_is_byte_for_byte_the_message_encoding() {
+    use prost::Message;
+    let mut disk = Disk::default();
+    let s = busy_store(&mut disk);
+    assert_eq!(s.encode_snapshot(), s.snapshot().encode_to_vec());
+    let empty = store();
+    assert_eq!(empty.encode_snapshot(), empty.snapshot().encode_to_vec());
+}
+
+#[test]
+fn with_change_tracking_off_the_store_is_the_same_and_reports_no_changes() {
+    let mut tracked_disk = Disk::default();
+    let tracked = busy_store(&mut tracked_disk);
+    let mut quiet_disk = Disk::default();
+    let quiet = busy_store_with(&mut quiet_disk, false);
+    assert_same(&tracked, &quiet);
+    assert!(!tracked_disk.keys.is_empty() && !tracked_disk.leases.is_empty());
+    assert!(quiet_disk.keys.is_empty() && quiet_disk.leases.is_empty());
 }
 
 #[test]

@@ -4,7 +4,7 @@
 //!  etcd clients ──gRPC──▶ api (kv, cluster, maintenance) ──▶ route: leader? ─┬─ propose via Raft
 //!                                                                            └─ forward to leader
 //!  peers ◀──gRPC (raft::peer_service / raft::network)──▶ openraft ──▶ raft-log (WAL)
-//!                                                                └──▶ store (mvcc + sled)
+//!                                                                └──▶ store (mvcc + snapshot file)
 //! ```
 
 // openraft's error types are large by design; boxing them everywhere buys nothing here.

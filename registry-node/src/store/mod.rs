@@ -1,10 +1,10 @@
-//! The Raft state machine of a member: the pure [`mvcc::Store`] in memory, its snapshots in
-//! sled (really synced, since a snapshot lets the Raft log behind it be purged), and the
+//! The Raft state machine of a member: the pure [`mvcc::Store`] in memory, its snapshots in a
+//! file (really synced, since a snapshot lets the Raft log behind it be purged), and the
 //! applied index published for readers that wait on it.
 //!
 //! ```text
 //!  openraft ──apply(entries)──▶ StateMachine ──▶ mvcc::Store (memory)
-//!                 build/install snapshot ──▶ sled tree "snapshot" + fsync
+//!                 build/install snapshot ──▶ file state/snapshot (temp, fsync, rename)
 //!  api readers ◀── read(|store| ..) / applied index watch
 //! ```
 
@@ -50,12 +50,12 @@ pub struct StateMachine {
 }
 
 impl StateMachine {
-    /// Opens the sled database under `dir` and restores the latest snapshot, if any; openraft
+    /// Opens the state folder `dir` and restores the latest snapshot, if any; openraft
     /// then re-applies the committed log entries after it.
     pub fn open(dir: &Path, mvcc_config: mvcc::Config) -> Result<Self, StorageError<NodeId>> {
         let snapshots = SnapshotStore::open(dir)?;
         let mut inner = Inner {
-            store: mvcc::Store::new(mvcc_config.clone()),
+            store: untracked(mvcc::Store::new(mvcc_config.clone())),
             last_applied: None,
             membership: StoredMembership::default(),
         };
@@ -91,7 +91,7 @@ impl StateMachine {
         self.events_tx.subscribe()
     }
 
-    /// Bytes used on disk by the state machine's database.
+    /// Bytes used on disk by the state machine (its snapshot file).
     pub fn db_size(&self) -> u64 {
         self.snapshots.size_on_disk()
     }
@@ -137,11 +137,14 @@ impl StateMachine {
         events: &mut Vec<AppliedEvents>,
     ) -> CommandResult {
         match inner.store.apply(index, req) {
-            Ok(applied) => {
-                if !applied.events.is_empty() {
+            Ok(mut applied) => {
+                // The events go to the watch hub (moved, not copied); the caller of the
+                // proposal only reads the response.
+                let applied_events = std::mem::take(&mut applied.events);
+                if !applied_events.is_empty() {
                     events.push(AppliedEvents {
                         revision: applied.revision,
-                        events: Arc::new(applied.events.clone()),
+                        events: Arc::new(applied_events),
                     });
                 }
                 CommandResult::Applied(Arc::new(applied))
@@ -158,18 +161,27 @@ fn sub_index(index: u64, i: usize) -> u64 {
     index.wrapping_add((i as u64).wrapping_mul(0x5851_f42d_4c95_7f2d))
 }
 
+/// This member persists whole snapshots, not the per-apply [`mvcc::Change`]s (each of which
+/// would copy the key and value written): the store is told not to report them.
+fn untracked(mut store: mvcc::Store) -> mvcc::Store {
+    store.set_track_changes(false);
+    store
+}
+
 fn decode_store(
     config: &mvcc::Config,
     meta: &SnapshotMeta<NodeId, MemberNode>,
     data: &[u8],
 ) -> Result<mvcc::Store, StorageError<NodeId>> {
-    mvcc::Store::decode_snapshot(config.clone(), data).map_err(|e| {
-        StorageIOError::read_snapshot(
-            Some(meta.signature()),
-            &std::io::Error::other(e.to_string()),
-        )
-        .into()
-    })
+    mvcc::Store::decode_snapshot(config.clone(), data)
+        .map(untracked)
+        .map_err(|e| {
+            StorageIOError::read_snapshot(
+                Some(meta.signature()),
+                &std::io::Error::other(e.to_string()),
+            )
+            .into()
+        })
 }
 
 impl RaftStateMachine<TypeConfig> for StateMachine {

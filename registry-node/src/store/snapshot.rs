@@ -1,104 +1,233 @@
-//! Snapshots in sled, made durable for real: sled 0.34's `flush` only `sync_file_range`s, so
-//! after it every file of the database is `fsync`ed before a snapshot counts as saved (the
-//! Raft log behind it is purged afterwards).
+//! Snapshots in one plain file per member, `<state dir>/snapshot`, replaced atomically and
+//! durably: written to a temporary file, `fsync`ed, renamed over the old one, and the folder
+//! `fsync`ed, before a snapshot counts as saved (the Raft log behind it is purged afterwards).
+//!
+//! ```text
+//!  "RSNAP001" | meta len u32 | meta (bincode) | data len u64 | data | crc32 of all before, u32
+//! ```
+//!
+//! (Snapshots used to live in a sled tree; sled kept the whole encoded snapshot in its cache
+//! and ~13 MiB of page table and buffers besides, for a single key. A state folder still
+//! holding that database is refused rather than silently ignored.)
 
-use std::fs::File;
+use std::fs::{self, File};
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
-use openraft::{SnapshotMeta, StorageError, StorageIOError};
+use openraft::{LogId, SnapshotMeta, StorageError, StorageIOError};
 
 use crate::raft::{codec, MemberNode, NodeId};
 
-const META: &[u8] = b"meta";
-
 /// A saved snapshot: its metadata and the encoded store.
 pub type Saved = (SnapshotMeta<NodeId, MemberNode>, Vec<u8>);
-const DATA: &[u8] = b"data";
 
-/// The sled database of a member's state machine.
+const MAGIC: &[u8; 8] = b"RSNAP001";
+const FILE: &str = "snapshot";
+const TEMP: &str = "snapshot.tmp";
+/// Files only an old sled database in the state folder has.
+const SLED_FILES: [&str; 2] = ["conf", "db"];
+
+/// The snapshot file of a member's state machine.
 #[derive(Clone)]
 pub struct SnapshotStore {
-    db: sled::Db,
-    tree: sled::Tree,
     dir: PathBuf,
+    /// Serialises saves, and remembers the last log id of the snapshot on disk so that a
+    /// build that finishes after a newer snapshot was installed does not replace it.
+    saved: Arc<Mutex<Option<LogId<NodeId>>>>,
 }
 
-fn io_err(e: impl std::fmt::Display) -> std::io::Error {
-    std::io::Error::other(e.to_string())
+fn io_err(e: impl std::fmt::Display) -> io::Error {
+    io::Error::other(e.to_string())
+}
+
+fn invalid(what: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, format!("snapshot file: {what}"))
 }
 
 impl SnapshotStore {
+    /// Opens (creating it if needed) the state folder `dir`.
     pub fn open(dir: &Path) -> Result<Self, StorageError<NodeId>> {
-        let fail = |e: std::io::Error| -> StorageError<NodeId> {
+        let fail = |e: io::Error| -> StorageError<NodeId> {
             StorageIOError::read_state_machine(&e).into()
         };
-        let db = sled::Config::new()
-            .path(dir)
-            .cache_capacity(8 * 1024 * 1024)
-            .open()
-            .map_err(|e| fail(io_err(e)))?;
-        let tree = db.open_tree("snapshot").map_err(|e| fail(io_err(e)))?;
-        Ok(SnapshotStore {
-            db,
-            tree,
+        fs::create_dir_all(dir).map_err(fail)?;
+        if SLED_FILES.iter().any(|f| dir.join(f).exists()) && !dir.join(FILE).exists() {
+            return Err(fail(io_err(format!(
+                "{} holds a sled snapshot database of an older version; start this member \
+                 from an empty data folder",
+                dir.display()
+            ))));
+        }
+        let store = SnapshotStore {
             dir: dir.to_owned(),
-        })
+            saved: Arc::new(Mutex::new(None)),
+        };
+        if let Some((meta, _)) = store.load()? {
+            *store.lock() = meta.last_log_id;
+        }
+        Ok(store)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<LogId<NodeId>>> {
+        self.saved.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The latest saved snapshot.
     pub fn load(&self) -> Result<Option<Saved>, StorageError<NodeId>> {
-        let fail = |e: std::io::Error| -> StorageError<NodeId> {
+        let fail = |e: io::Error| -> StorageError<NodeId> {
             StorageIOError::read_snapshot(None, &e).into()
         };
-        let Some(meta) = self.tree.get(META).map_err(|e| fail(io_err(e)))? else {
-            return Ok(None);
+        let mut file = match File::open(self.dir.join(FILE)) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(fail(e)),
         };
-        let (meta, _): (SnapshotMeta<NodeId, MemberNode>, _) =
-            bincode::serde::decode_from_slice(&meta, codec()).map_err(|e| fail(io_err(e)))?;
-        let data = self.tree.get(DATA).map_err(|e| fail(io_err(e)))?;
-        let data = data.ok_or_else(|| fail(io_err("snapshot meta without data")))?;
-        Ok(Some((meta, data.to_vec())))
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes).map_err(fail)?;
+        decode(bytes).map(Some).map_err(fail)
     }
 
-    /// Saves `meta` + `data` atomically and durably.
+    /// Saves `meta` + `data` atomically and durably, unless the snapshot on disk is newer.
     pub fn save(
         &self,
         meta: &SnapshotMeta<NodeId, MemberNode>,
         data: &[u8],
     ) -> Result<(), StorageError<NodeId>> {
-        let fail = |e: std::io::Error| -> StorageError<NodeId> {
+        let fail = |e: io::Error| -> StorageError<NodeId> {
             StorageIOError::write_snapshot(Some(meta.signature()), &e).into()
         };
+        let mut saved = self.lock();
+        if saved.is_some() && *saved > meta.last_log_id {
+            tracing::info!(snapshot = %meta.snapshot_id, "not saved: a newer snapshot is on disk");
+            return Ok(());
+        }
         let meta_bytes =
             bincode::serde::encode_to_vec(meta, codec()).map_err(|e| fail(io_err(e)))?;
-        let mut batch = sled::Batch::default();
-        batch.insert(META, meta_bytes);
-        batch.insert(DATA, data);
-        self.tree.apply_batch(batch).map_err(|e| fail(io_err(e)))?;
-        self.db.flush().map_err(|e| fail(io_err(e)))?;
-        sync_tree(&self.dir).map_err(fail)
+        let meta_len = u32::try_from(meta_bytes.len()).map_err(|e| fail(io_err(e)))?;
+        let temp = self.dir.join(TEMP);
+        let mut file = File::create(&temp).map_err(fail)?;
+        let mut crc = crc32fast::Hasher::new();
+        let data_len = (data.len() as u64).to_le_bytes();
+        let meta_len = meta_len.to_le_bytes();
+        for part in [&MAGIC[..], &meta_len, &meta_bytes, &data_len, data] {
+            crc.update(part);
+            file.write_all(part).map_err(fail)?;
+        }
+        file.write_all(&crc.finalize().to_le_bytes())
+            .map_err(fail)?;
+        file.sync_all().map_err(fail)?;
+        drop(file);
+        fs::rename(&temp, self.dir.join(FILE)).map_err(fail)?;
+        File::open(&self.dir)
+            .and_then(|d| d.sync_all())
+            .map_err(fail)?;
+        *saved = meta.last_log_id;
+        Ok(())
     }
 
+    /// Bytes of the snapshot file (0 before the first snapshot).
     pub fn size_on_disk(&self) -> u64 {
-        self.db.size_on_disk().unwrap_or(0)
+        fs::metadata(self.dir.join(FILE)).map_or(0, |m| m.len())
     }
 }
 
-/// fsync every file below `dir`, then the folders themselves.
-fn sync_tree(dir: &Path) -> std::io::Result<()> {
-    for entry in std::fs::read_dir(dir)? {
-        let entry = entry?;
-        let path = entry.path();
-        if entry.file_type()?.is_dir() {
-            sync_tree(&path)?;
-        } else {
-            match File::open(&path) {
-                Ok(f) => f.sync_all()?,
-                // sled may remove a file between the listing and the open.
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(e),
-            }
+/// Splits and checks a snapshot file's bytes; the data is moved out without a copy.
+fn decode(mut bytes: Vec<u8>) -> io::Result<Saved> {
+    let body_len = bytes
+        .len()
+        .checked_sub(4)
+        .ok_or_else(|| invalid("too short"))?;
+    let (body, tail) = bytes.split_at(body_len);
+    let stored = u32::from_le_bytes(tail.try_into().map_err(|_| invalid("too short"))?);
+    if crc32fast::hash(body) != stored {
+        return Err(invalid("checksum mismatch"));
+    }
+    let rest = body
+        .strip_prefix(&MAGIC[..])
+        .ok_or_else(|| invalid("bad magic"))?;
+    let (meta_len, rest) = rest
+        .split_first_chunk::<4>()
+        .ok_or_else(|| invalid("too short"))?;
+    let meta_len = u32::from_le_bytes(*meta_len) as usize;
+    if rest.len() < meta_len {
+        return Err(invalid("meta truncated"));
+    }
+    let (meta_bytes, rest) = rest.split_at(meta_len);
+    let (meta, _): (SnapshotMeta<NodeId, MemberNode>, _) =
+        bincode::serde::decode_from_slice(meta_bytes, codec()).map_err(io_err)?;
+    let (data_len, data) = rest
+        .split_first_chunk::<8>()
+        .ok_or_else(|| invalid("too short"))?;
+    if u64::from_le_bytes(*data_len) != data.len() as u64 {
+        return Err(invalid("data length mismatch"));
+    }
+    let start = body_len - data.len();
+    bytes.truncate(body_len);
+    bytes.drain(..start);
+    Ok((meta, bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use openraft::{CommittedLeaderId, StoredMembership};
+
+    fn meta(index: u64) -> SnapshotMeta<NodeId, MemberNode> {
+        SnapshotMeta {
+            last_log_id: Some(LogId::new(CommittedLeaderId::new(1, 7), index)),
+            last_membership: StoredMembership::default(),
+            snapshot_id: format!("s-{index}"),
         }
     }
-    File::open(dir)?.sync_all()
+
+    #[test]
+    fn saves_loads_and_survives_reopen() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = SnapshotStore::open(dir.path()).expect("open");
+        assert!(store.load().expect("load").is_none());
+        assert_eq!(store.size_on_disk(), 0);
+        store.save(&meta(10), b"ten").expect("save");
+        store.save(&meta(20), b"twenty").expect("save");
+        let reopened = SnapshotStore::open(dir.path()).expect("reopen");
+        let (m, data) = reopened.load().expect("load").expect("a snapshot");
+        assert_eq!((m, data.as_slice()), (meta(20), &b"twenty"[..]));
+        assert!(reopened.size_on_disk() > 6);
+    }
+
+    #[test]
+    fn an_older_snapshot_does_not_replace_a_newer_one() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = SnapshotStore::open(dir.path()).expect("open");
+        store.save(&meta(20), b"new").expect("save");
+        store.save(&meta(10), b"old").expect("save");
+        let (m, data) = store.load().expect("load").expect("a snapshot");
+        assert_eq!(
+            (m.last_log_id, data),
+            (meta(20).last_log_id, b"new".to_vec())
+        );
+    }
+
+    #[test]
+    fn a_damaged_file_is_an_error_not_a_snapshot() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = SnapshotStore::open(dir.path()).expect("open");
+        store.save(&meta(10), b"some data").expect("save");
+        let path = dir.path().join(FILE);
+        let mut bytes = fs::read(&path).expect("read");
+        let mid = bytes.len() / 2;
+        bytes[mid] ^= 0xff;
+        fs::write(&path, &bytes).expect("write");
+        assert!(store.load().is_err());
+        fs::write(&path, &bytes[..5]).expect("write");
+        assert!(store.load().is_err());
+    }
+
+    #[test]
+    fn an_old_sled_state_folder_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        fs::write(dir.path().join("conf"), b"segment_size: 524288").expect("write");
+        let e = SnapshotStore::open(dir.path()).err().expect("refused");
+        assert!(e.to_string().contains("sled"), "{e}");
+    }
 }
