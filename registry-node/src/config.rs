@@ -56,6 +56,9 @@ pub struct RaftSection {
     pub log_cache_entries: usize,
     /// Byte budget (encoded size) of that in-memory cache (raft-log's default: 64 MiB).
     pub log_cache_bytes: usize,
+    /// Raft entries of batched client writes on their way at once (each entry carries every
+    /// write that queued while the earlier ones were in flight).
+    pub proposals_in_flight: usize,
 }
 
 impl Default for RaftSection {
@@ -70,6 +73,7 @@ impl Default for RaftSection {
             progress_notify_ms: 600_000,
             log_cache_entries: 1_024,
             log_cache_bytes: 4 * 1024 * 1024,
+            proposals_in_flight: 3,
         }
     }
 }
@@ -343,14 +347,21 @@ peer_url = "http://127.0.0.1:2480"
             .expect("known member");
         assert_eq!(c.raft.log_cache_entries, 1_024);
         assert_eq!(c.raft.log_cache_bytes, 4 * 1024 * 1024);
-        let text = format!("[raft]\nlog_cache_entries = 8192\nlog_cache_bytes = 67108864\n{GOOD}");
+        assert_eq!(c.raft.proposals_in_flight, 3);
+        let text = format!(
+            "[raft]\nlog_cache_entries = 8192\nlog_cache_bytes = 67108864\nproposals_in_flight = 8\n{GOOD}"
+        );
         let c = ClusterFile::parse(p, &text)
             .expect("valid file")
             .node_config(p, "cd0")
             .expect("known member");
         assert_eq!(
-            (c.raft.log_cache_entries, c.raft.log_cache_bytes),
-            (8192, 64 << 20)
+            (
+                c.raft.log_cache_entries,
+                c.raft.log_cache_bytes,
+                c.raft.proposals_in_flight
+            ),
+            (8192, 64 << 20, 8)
         );
         let e = ClusterFile::parse(p, &format!("[raft]\nlog_cache = 1\n{GOOD}")).expect_err("typo");
         assert!(e.to_string().contains("log_cache"), "{e}");

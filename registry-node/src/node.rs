@@ -198,7 +198,7 @@ impl Node {
                 stopping: shutdown.clone(),
                 channels: Mutex::new(HashMap::new()),
                 reads: Default::default(),
-                proposals: Default::default(),
+                proposals: crate::raft::batch::ProposalBatch::new(config.raft.proposals_in_flight),
                 follower_reads: Default::default(),
                 read_stats: Default::default(),
                 peers,

@@ -21,7 +21,8 @@ use tokio::sync::{oneshot, Semaphore};
 
 use super::{Command, CommandResult, MemberNode, NodeId, Raft};
 
-/// Entries of batched proposals on their way through Raft at once.
+/// Entries of batched proposals on their way through Raft at once, by default
+/// (`[raft] proposals_in_flight`).
 pub const MAX_IN_FLIGHT: usize = 3;
 /// At most this many requests in one entry.
 pub const MAX_BATCH: usize = 256;
@@ -49,14 +50,19 @@ struct State {
 
 impl Default for ProposalBatch {
     fn default() -> Self {
-        ProposalBatch {
-            state: Default::default(),
-            in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
-        }
+        ProposalBatch::new(MAX_IN_FLIGHT)
     }
 }
 
 impl ProposalBatch {
+    /// A queue that lets `in_flight` entries (at least one) be on their way at once.
+    pub fn new(in_flight: usize) -> Self {
+        ProposalBatch {
+            state: Default::default(),
+            in_flight: Arc::new(Semaphore::new(in_flight.max(1))),
+        }
+    }
+
     /// Queues `encoded` (an encoded `InternalRequest`) and waits for its applied result.
     pub async fn propose(&self, raft: &Raft, encoded: Vec<u8>) -> Option<Outcome> {
         // A lone request with a free slot goes straight from the caller's task: no driver
