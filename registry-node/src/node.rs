@@ -67,6 +67,8 @@ pub struct Core {
     pub proposals: crate::raft::batch::ProposalBatch,
     /// Linearizable reads of a follower waiting for a read index from the leader.
     pub follower_reads: crate::api::route::FollowerReads,
+    /// KV writes this member, as a follower, sends on to the leader in batches.
+    pub forward: crate::api::forward::ForwardQueue,
     /// Where linearizable reads were served (local or forwarded).
     pub read_stats: Arc<crate::api::route::ReadStats>,
     /// The peer transport's channels (shared with Raft), for `ReadIndex` requests.
@@ -200,6 +202,7 @@ impl Node {
                 reads: Default::default(),
                 proposals: crate::raft::batch::ProposalBatch::new(config.raft.proposals_in_flight),
                 follower_reads: Default::default(),
+                forward: Default::default(),
                 read_stats: Default::default(),
                 peers,
             });

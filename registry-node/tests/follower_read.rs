@@ -242,3 +242,81 @@ async fn lone_member_answers_linearizable_reads_with_etcds_errors() {
     assert_eq!(s.kvs[0].value, b"v");
     c.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn follower_sends_concurrent_writes_to_the_leader_in_batches() {
+    let c = TestCluster::start(3).await;
+    let leader = c
+        .wait_for_leader(Duration::from_secs(20))
+        .await
+        .expect("leader");
+    let follower = (leader + 1) % 3;
+    let before = c.node(follower).core.forward.counts();
+    // 200 puts through the follower, 50 at a time.
+    let url = c.client_url(follower);
+    let revs = futures::future::join_all((0..4).map(|t| {
+        let url = url.clone();
+        async move {
+            let mut kv = client(url);
+            let mut revs = Vec::new();
+            for n in 0..50 {
+                let r = kv
+                    .put(put_req(&format!("/fw/{t}/{n:02}"), "v"))
+                    .await
+                    .expect("put through the follower")
+                    .into_inner();
+                revs.push(r.header.expect("header").revision);
+            }
+            revs
+        }
+    }))
+    .await;
+    let mut all: Vec<i64> = revs.into_iter().flatten().collect();
+    all.sort_unstable();
+    all.dedup();
+    assert_eq!(all.len(), 200, "every put got its own revision");
+    let after = c.node(follower).core.forward.counts();
+    assert_eq!(
+        after.writes - before.writes,
+        200,
+        "every put went over the peer link"
+    );
+    assert!(after.calls > before.calls, "{before:?} -> {after:?}");
+    // The leader has them all.
+    let got = client(c.client_url(leader))
+        .range(RangeRequest {
+            key: b"/fw/".to_vec(),
+            range_end: b"/fw0".to_vec(),
+            count_only: true,
+            ..Default::default()
+        })
+        .await
+        .expect("count")
+        .into_inner()
+        .count;
+    assert_eq!(got, 200);
+    // A Txn and a delete go the same way and answer like the leader would.
+    let mut kv = client(url);
+    let d = kv
+        .delete_range(DeleteRangeRequest {
+            key: b"/fw/0/".to_vec(),
+            range_end: b"/fw/00".to_vec(),
+            ..Default::default()
+        })
+        .await
+        .expect("delete through the follower")
+        .into_inner();
+    assert_eq!(d.deleted, 50);
+    let e = kv
+        .put(PutRequest {
+            key: b"/fw/x".to_vec(),
+            value: b"v".to_vec(),
+            lease: 12345,
+            ..Default::default()
+        })
+        .await
+        .expect_err("unknown lease");
+    assert_eq!(e.code(), Code::NotFound);
+    assert_eq!(e.message(), "etcdserver: requested lease not found");
+    c.shutdown().await;
+}

@@ -12,6 +12,7 @@ use proto::registrypb::InternalRequest;
 use tonic::{Request, Response, Status};
 
 use super::error;
+use super::forward;
 use super::route::{forwarded_request, CallCtx, Redirect};
 use crate::node::Core;
 
@@ -44,8 +45,20 @@ impl KvService {
         core.route(
             &ctx,
             || async {
-                let applied = core.propose(&req).await?;
-                pick(applied.response.clone())
+                let response = match core.propose(&req).await {
+                    Ok(applied) => applied.response.clone(),
+                    // A follower sends the write on to the leader over the peer link, batched
+                    // with the others queued there (see `forward`); a call that was already
+                    // forwarded by another member's client API stays with the old path.
+                    Err(Redirect::Leader(node)) if !ctx.forwarded => {
+                        let o = core.forward.send(&core.peers, &node.peer_url, req.clone());
+                        forward::response_of(o.await?).ok_or_else(|| {
+                            Redirect::Fail(Status::internal("mismatched forwarded response"))
+                        })?
+                    }
+                    Err(e) => return Err(e),
+                };
+                pick(response)
                     .ok_or_else(|| Redirect::Fail(Status::internal("mismatched apply response")))
             },
             |ch| {

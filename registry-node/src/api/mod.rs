@@ -3,6 +3,7 @@
 
 pub mod cluster;
 pub mod error;
+pub mod forward;
 pub mod kv;
 pub mod lease;
 pub mod maintenance;

@@ -14,7 +14,9 @@ use openraft::raft::{
     VoteRequest, VoteResponse,
 };
 use proto::registrypb::raft_peer_client::RaftPeerClient;
-use proto::registrypb::{RaftMessage, ReadIndexRequest, ReadIndexResponse};
+use proto::registrypb::{
+    ProposeRequest, ProposeResponse, RaftMessage, ReadIndexRequest, ReadIndexResponse,
+};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tonic::transport::{Channel, Endpoint};
@@ -69,6 +71,24 @@ impl PeerNetwork {
         let mut request = tonic::Request::new(ReadIndexRequest {});
         request.set_timeout(timeout);
         let reply = RaftPeerClient::new(channel).read_index(request).await?;
+        Ok(reply.into_inner())
+    }
+
+    /// Sends a batch of client writes to the member at `peer_url` (the leader) to be proposed
+    /// there (see [`crate::api::forward`]). Fails at once while this member is isolated.
+    pub async fn propose(
+        &self,
+        peer_url: &str,
+        req: ProposeRequest,
+        timeout: Duration,
+    ) -> Result<ProposeResponse, tonic::Status> {
+        if self.isolated.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(tonic::Status::unavailable("link cut (member isolated)"));
+        }
+        let channel = self.channel(peer_url).map_err(tonic::Status::internal)?;
+        let mut request = tonic::Request::new(req);
+        request.set_timeout(timeout);
+        let reply = RaftPeerClient::new(channel).propose(request).await?;
         Ok(reply.into_inner())
     }
 }

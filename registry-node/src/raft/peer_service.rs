@@ -6,7 +6,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use proto::registrypb::raft_peer_server::{RaftPeer, RaftPeerServer};
-use proto::registrypb::{RaftMessage, ReadIndexRequest, ReadIndexResponse};
+use proto::registrypb::{
+    ProposeRequest, ProposeResponse, RaftMessage, ReadIndexRequest, ReadIndexResponse,
+};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tonic::{Request, Response, Status};
@@ -110,5 +112,20 @@ impl RaftPeer for PeerService {
             Err(Redirect::NoLeader) => Err(error::no_leader()),
             Err(Redirect::Fail(s)) => Err(s),
         }
+    }
+
+    async fn propose(
+        &self,
+        req: Request<ProposeRequest>,
+    ) -> Result<Response<ProposeResponse>, Status> {
+        if self.isolated.load(Ordering::Relaxed) {
+            return Err(Status::unavailable("member isolated"));
+        }
+        let Some(core) = &self.core else {
+            return Err(Status::unimplemented("propose not served here"));
+        };
+        Ok(Response::new(
+            crate::api::forward::serve(core, req.into_inner()).await,
+        ))
     }
 }

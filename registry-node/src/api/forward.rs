@@ -1,0 +1,255 @@
+//! Follower writes sent on to the leader in batches, over the peer link.
+//!
+//! A KV write (put, delete range, txn, compaction) that reaches a follower used to be re-sent
+//! to the leader's client API as its own gRPC call. etcd's followers forward proposals inside
+//! their Raft message stream instead; here every write queued on a follower while earlier
+//! batches are on their way goes in ONE `RaftPeer.Propose` call (at most [`MAX_IN_FLIGHT`]
+//! calls at once). The leader proposes each request through its own proposal queue (so they
+//! share Raft entries with its local writes) and answers each one, in order: the etcd
+//! response, the gRPC status the leader would have returned, or "not the leader".
+//!
+//! ```text
+//!  follower: write ─┐                          leader: Propose ─▶ propose(r1) ┐
+//!            write ─┼─▶ queue ─▶ Propose(r1..rn)                   propose(r2) ├─▶ results
+//!            write ─┘                                              ...         ┘
+//! ```
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use proto::registrypb::propose_result::Result as Outcome;
+use proto::registrypb::{
+    InternalRequest, ProposeError, ProposeRequest, ProposeResponse, ProposeResult,
+};
+use tokio::sync::{oneshot, Semaphore};
+use tonic::{Code, Status};
+
+use super::error;
+use super::route::Redirect;
+use crate::node::Core;
+use crate::raft::network::PeerNetwork;
+
+/// `Propose` calls of one follower on their way at once.
+pub const MAX_IN_FLIGHT: usize = 4;
+/// At most this many writes in one call.
+pub const MAX_BATCH: usize = 256;
+/// How long a follower waits for the leader's answers.
+const PROPOSE_TIMEOUT: Duration = Duration::from_secs(5);
+
+type Waiter = (InternalRequest, oneshot::Sender<Result<Outcome, Redirect>>);
+
+/// The queue of writes a follower sends on to the leader.
+#[derive(Clone)]
+pub struct ForwardQueue {
+    state: Arc<Mutex<State>>,
+    in_flight: Arc<Semaphore>,
+    stats: Arc<Stats>,
+}
+
+#[derive(Default)]
+struct Stats {
+    calls: AtomicU64,
+    writes: AtomicU64,
+}
+
+/// How many `Propose` calls a follower made and how many writes they carried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ForwardCounts {
+    pub calls: u64,
+    pub writes: u64,
+}
+
+#[derive(Default)]
+struct State {
+    running: bool,
+    /// Queued writes with the leader's peer URL they are meant for.
+    waiting: Vec<(String, Waiter)>,
+}
+
+impl Default for ForwardQueue {
+    fn default() -> Self {
+        ForwardQueue {
+            state: Default::default(),
+            in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
+            stats: Default::default(),
+        }
+    }
+}
+
+impl ForwardQueue {
+    /// Calls made and writes sent so far.
+    pub fn counts(&self) -> ForwardCounts {
+        ForwardCounts {
+            calls: self.stats.calls.load(Ordering::Relaxed),
+            writes: self.stats.writes.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Sends `req` to the leader at `peer_url` with the writes queued alongside it and waits
+    /// for its answer. `Redirect::NoLeader` when the member asked is not (or no longer) the
+    /// leader or could not be reached before sending; a failure after sending is returned as
+    /// it is, since the write may have been applied.
+    pub async fn send(
+        &self,
+        peers: &PeerNetwork,
+        peer_url: &str,
+        req: InternalRequest,
+    ) -> Result<Outcome, Redirect> {
+        let (tx, rx) = oneshot::channel();
+        let start = {
+            let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+            st.waiting.push((peer_url.to_string(), (req, tx)));
+            !std::mem::replace(&mut st.running, true)
+        };
+        if start {
+            tokio::spawn(self.clone().drive(peers.clone()));
+        }
+        match rx.await {
+            Ok(r) => r,
+            Err(_) => Err(Redirect::Fail(error::stopped())),
+        }
+    }
+
+    async fn drive(self, peers: PeerNetwork) {
+        loop {
+            let Ok(permit) = self.in_flight.clone().acquire_owned().await else {
+                return;
+            };
+            let (url, batch) = {
+                let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+                if st.waiting.is_empty() {
+                    st.running = false;
+                    return;
+                }
+                // The oldest writes for the same leader as the first one.
+                let url = st.waiting[0].0.clone();
+                let mut batch = Vec::new();
+                let mut rest = Vec::new();
+                for (u, w) in st.waiting.drain(..) {
+                    if u == url && batch.len() < MAX_BATCH {
+                        batch.push(w);
+                    } else {
+                        rest.push((u, w));
+                    }
+                }
+                st.waiting = rest;
+                (url, batch)
+            };
+            self.stats.calls.fetch_add(1, Ordering::Relaxed);
+            self.stats
+                .writes
+                .fetch_add(batch.len() as u64, Ordering::Relaxed);
+            let peers = peers.clone();
+            tokio::spawn(async move {
+                send_batch(&peers, &url, batch).await;
+                drop(permit);
+            });
+        }
+    }
+}
+
+async fn send_batch(peers: &PeerNetwork, url: &str, batch: Vec<Waiter>) {
+    let (reqs, txs): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
+    let n = reqs.len();
+    match peers
+        .propose(url, ProposeRequest { requests: reqs }, PROPOSE_TIMEOUT)
+        .await
+    {
+        Ok(ProposeResponse { results }) if results.len() == n => {
+            for (tx, r) in txs.into_iter().zip(results) {
+                let _ = tx.send(outcome_of(r));
+            }
+        }
+        Ok(_) => {
+            for tx in txs {
+                let _ = tx.send(Err(Redirect::Fail(Status::internal(
+                    "leader answered a different number of writes",
+                ))));
+            }
+        }
+        Err(s) => {
+            // Not sent at all (link down, refused): the write can go again once a leader is
+            // known. Anything else may have been applied and is answered as it is.
+            let retry = error::safe_to_retry(&s);
+            for tx in txs {
+                let _ = tx.send(Err(if retry {
+                    Redirect::NoLeader
+                } else {
+                    Redirect::Fail(s.clone())
+                }));
+            }
+        }
+    }
+}
+
+fn outcome_of(r: ProposeResult) -> Result<Outcome, Redirect> {
+    match r.result {
+        Some(Outcome::Error(e)) if e.not_leader => Err(Redirect::NoLeader),
+        Some(Outcome::Error(e)) => Err(Redirect::Fail(Status::new(
+            Code::from_i32(e.code),
+            e.message,
+        ))),
+        Some(o) => Ok(o),
+        None => Err(Redirect::Fail(Status::internal(
+            "empty answer from the leader",
+        ))),
+    }
+}
+
+/// The etcd response for a forwarded write's outcome.
+pub fn response_of(o: Outcome) -> Option<mvcc::Response> {
+    Some(match o {
+        Outcome::Put(r) => mvcc::Response::Put(r),
+        Outcome::DeleteRange(r) => mvcc::Response::DeleteRange(r),
+        Outcome::Txn(r) => mvcc::Response::Txn(r),
+        Outcome::Compaction(r) => mvcc::Response::Compaction(r),
+        Outcome::Error(_) => return None,
+    })
+}
+
+/// Leader side of `Propose`: every request proposed here (concurrently, so they share
+/// entries), each answered in order.
+pub async fn serve(core: &Core, req: ProposeRequest) -> ProposeResponse {
+    use proto::registrypb::internal_request::Request as Kind;
+    let results = futures::future::join_all(req.requests.iter().map(|r| async move {
+        let is_kv_write = matches!(
+            r.request,
+            Some(Kind::Put(_) | Kind::DeleteRange(_) | Kind::Txn(_) | Kind::Compaction(_))
+        );
+        if !is_kv_write {
+            return ProposeResult {
+                result: Some(error_of(&Status::invalid_argument(
+                    "only KV writes are forwarded",
+                ))),
+            };
+        }
+        let result = match core.propose(r).await {
+            Ok(applied) => match &applied.response {
+                mvcc::Response::Put(p) => Outcome::Put(p.clone()),
+                mvcc::Response::DeleteRange(d) => Outcome::DeleteRange(d.clone()),
+                mvcc::Response::Txn(t) => Outcome::Txn(t.clone()),
+                mvcc::Response::Compaction(c) => Outcome::Compaction(*c),
+                _ => error_of(&Status::invalid_argument("not a KV write")),
+            },
+            Err(Redirect::Fail(s)) => error_of(&s),
+            Err(Redirect::Leader(_)) | Err(Redirect::NoLeader) => Outcome::Error(ProposeError {
+                not_leader: true,
+                ..Default::default()
+            }),
+        };
+        ProposeResult {
+            result: Some(result),
+        }
+    }))
+    .await;
+    ProposeResponse { results }
+}
+
+fn error_of(s: &Status) -> Outcome {
+    Outcome::Error(ProposeError {
+        code: s.code() as i32,
+        message: s.message().to_string(),
+        not_leader: false,
+    })
+}
