@@ -38,20 +38,78 @@ pub enum Redirect {
     Fail(Status),
 }
 
-/// Linearizable reads waiting for a leadership check, as etcd's read loop batches them: a read
-/// joins the next check that has not started yet, so the read index it gets was taken after
-/// it arrived, and 64 concurrent reads cost one heartbeat round instead of 64. Followers'
-/// [`ReadIndex`](proto::registrypb::raft_peer_server::RaftPeer::read_index) requests join the
-/// same checks.
-#[derive(Default)]
-pub struct ReadBatch(Arc<Mutex<ReadBatchState>>);
+/// Callers waiting for the next round of one shared operation: a caller joins the next round
+/// that has not started yet, so the answer it gets was obtained after it arrived, and one round
+/// answers every caller queued before it began (etcd's read loop). Used for the leader's
+/// leadership checks ([`ReadBatch`]: 64 concurrent reads cost one heartbeat round instead of
+/// 64; followers' `ReadIndex` requests join the same checks) and for a follower's `ReadIndex`
+/// requests to the leader ([`FollowerReads`]).
+pub struct Rounds<T>(Arc<Mutex<RoundsState<T>>>);
 
-#[derive(Default)]
-struct ReadBatchState {
-    /// Whether a [`drive_reads`] task is running.
+struct RoundsState<T> {
+    /// Whether a driver task is running.
     running: bool,
-    waiting: Vec<oneshot::Sender<Result<ReadIndex, Redirect>>>,
+    waiting: Vec<oneshot::Sender<T>>,
 }
+
+impl<T> Default for Rounds<T> {
+    fn default() -> Self {
+        Rounds(Arc::new(Mutex::new(RoundsState {
+            running: false,
+            waiting: Vec::new(),
+        })))
+    }
+}
+
+impl<T: Clone + Send + 'static> Rounds<T> {
+    /// Joins the next round; `round` runs it (a driver task is started if none is running).
+    /// `None` if the driver went away.
+    async fn join<F, Fut>(&self, round: F) -> Option<T>
+    where
+        F: FnMut() -> Fut + Send + 'static,
+        Fut: Future<Output = T> + Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel();
+        let start = {
+            let mut st = self.0.lock().unwrap_or_else(|p| p.into_inner());
+            st.waiting.push(tx);
+            !std::mem::replace(&mut st.running, true)
+        };
+        if start {
+            tokio::spawn(drive_rounds(self.0.clone(), round));
+        }
+        rx.await.ok()
+    }
+}
+
+/// Runs rounds while callers wait, each answering every caller queued before it began.
+async fn drive_rounds<T, F, Fut>(state: Arc<Mutex<RoundsState<T>>>, mut round: F)
+where
+    T: Clone,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = T>,
+{
+    loop {
+        let batch = {
+            let mut st = state.lock().unwrap_or_else(|p| p.into_inner());
+            if st.waiting.is_empty() {
+                st.running = false;
+                return;
+            }
+            std::mem::take(&mut st.waiting)
+        };
+        let result = round().await;
+        for tx in batch {
+            let _ = tx.send(result.clone());
+        }
+    }
+}
+
+/// Linearizable reads on the leader waiting for a leadership check (see [`Rounds`]).
+pub type ReadBatch = Rounds<Result<ReadIndex, Redirect>>;
+
+/// Linearizable reads of a follower waiting for a read index from the leader (see [`Rounds`]).
+pub type FollowerReads = Rounds<Result<ReadIndex, Redirect>>;
 
 /// A read index the leader confirmed: reads served from a state machine that has applied
 /// `index` are linearizable.
@@ -62,49 +120,22 @@ pub struct ReadIndex {
     pub leader_id: NodeId,
 }
 
-/// Runs leadership checks while reads wait, each answering every read queued before it began.
-async fn drive_reads(raft: crate::raft::Raft, state: Arc<Mutex<ReadBatchState>>) {
-    loop {
-        let batch = {
-            let mut st = state.lock().unwrap_or_else(|p| p.into_inner());
-            if st.waiting.is_empty() {
-                st.running = false;
-                return;
-            }
-            std::mem::take(&mut st.waiting)
-        };
-        let result = match raft.get_read_log_id().await {
-            Ok((read_log_id, _applied)) => {
-                let m = raft.metrics();
-                let m = m.borrow();
-                Ok(ReadIndex {
-                    index: read_log_id.map(|l| l.index).unwrap_or(0),
-                    term: m.current_term,
-                    leader_id: m.id,
-                })
-            }
-            Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => Err(redirect_of(f)),
-            Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(_))) => {
-                Err(Redirect::NoLeader)
-            }
-            Err(RaftError::Fatal(_)) => Err(Redirect::Fail(error::stopped())),
-        };
-        for tx in batch {
-            let _ = tx.send(result.clone());
+/// One leadership check with a quorum: the read index for every read that joined it.
+async fn check_leadership(raft: crate::raft::Raft) -> Result<ReadIndex, Redirect> {
+    match raft.get_read_log_id().await {
+        Ok((read_log_id, _applied)) => {
+            let m = raft.metrics();
+            let m = m.borrow();
+            Ok(ReadIndex {
+                index: read_log_id.map(|l| l.index).unwrap_or(0),
+                term: m.current_term,
+                leader_id: m.id,
+            })
         }
+        Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => Err(redirect_of(f)),
+        Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(_))) => Err(Redirect::NoLeader),
+        Err(RaftError::Fatal(_)) => Err(Redirect::Fail(error::stopped())),
     }
-}
-
-/// Linearizable reads of a follower waiting for a read index from the leader, batched like
-/// [`ReadBatch`]: a read joins the next `ReadIndex` request that has not been sent yet, so the
-/// leader confirms its leadership after the read arrived; one request serves them all.
-#[derive(Default)]
-pub struct FollowerReads(Arc<Mutex<FollowerReadsState>>);
-
-#[derive(Default)]
-struct FollowerReadsState {
-    running: bool,
-    waiting: Vec<oneshot::Sender<Result<ReadIndex, Redirect>>>,
 }
 
 /// How many reads were served where, for tests and diagnostics.
@@ -233,19 +264,11 @@ impl Core {
     /// Confirms, as leader, leadership with a quorum in a check that starts after the call
     /// and returns the read index; shared by concurrent callers (see [`ReadBatch`]).
     pub async fn leader_read_index(&self) -> Result<ReadIndex, Redirect> {
-        let (tx, rx) = oneshot::channel();
-        let start = {
-            let mut st = self.reads.0.lock().unwrap_or_else(|p| p.into_inner());
-            st.waiting.push(tx);
-            !std::mem::replace(&mut st.running, true)
-        };
-        if start {
-            tokio::spawn(drive_reads(self.raft.clone(), self.reads.0.clone()));
-        }
-        match rx.await {
-            Ok(r) => r,
-            Err(_) => Err(Redirect::Fail(error::stopped())),
-        }
+        let raft = self.raft.clone();
+        self.reads
+            .join(move || check_leadership(raft.clone()))
+            .await
+            .unwrap_or_else(|| Err(Redirect::Fail(error::stopped())))
     }
 
     /// Makes a local read that follows linearizable, on any member: the leader confirms its
@@ -301,27 +324,18 @@ impl Core {
     /// A read index from the leader, asked on behalf of every read queued before the request
     /// was sent (see [`FollowerReads`]).
     async fn follower_read_index(&self) -> Result<ReadIndex, Redirect> {
-        let (tx, rx) = oneshot::channel();
-        let start = {
-            let mut st = self
-                .follower_reads
-                .0
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
-            st.waiting.push(tx);
-            !std::mem::replace(&mut st.running, true)
-        };
-        if start {
-            let state = self.follower_reads.0.clone();
-            let raft = self.raft.clone();
-            let peers = self.peers.clone();
-            let stats = self.read_stats.clone();
-            tokio::spawn(drive_follower_reads(raft, peers, stats, state));
-        }
-        match rx.await {
-            Ok(r) => r,
-            Err(_) => Err(Redirect::Fail(error::stopped())),
-        }
+        let (raft, peers, stats) = (
+            self.raft.clone(),
+            self.peers.clone(),
+            self.read_stats.clone(),
+        );
+        self.follower_reads
+            .join(move || {
+                let (raft, peers, stats) = (raft.clone(), peers.clone(), stats.clone());
+                async move { ask_read_index(&raft, &peers, &stats).await }
+            })
+            .await
+            .unwrap_or_else(|| Err(Redirect::Fail(error::stopped())))
     }
 
     /// Waits until the local state machine has applied `index`, up to `deadline` (then etcd's
@@ -408,30 +422,7 @@ impl Core {
 /// How long a follower waits for the leader's answer to `ReadIndex`.
 const READ_INDEX_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Sends `ReadIndex` requests to the leader while reads wait, each answering every read queued
-/// before it was sent.
-async fn drive_follower_reads(
-    raft: crate::raft::Raft,
-    peers: PeerNetwork,
-    stats: Arc<ReadStats>,
-    state: Arc<Mutex<FollowerReadsState>>,
-) {
-    loop {
-        let batch = {
-            let mut st = state.lock().unwrap_or_else(|p| p.into_inner());
-            if st.waiting.is_empty() {
-                st.running = false;
-                return;
-            }
-            std::mem::take(&mut st.waiting)
-        };
-        let result = ask_read_index(&raft, &peers, &stats).await;
-        for tx in batch {
-            let _ = tx.send(result.clone());
-        }
-    }
-}
-
+/// One `ReadIndex` request to the leader, for every follower read that joined it.
 async fn ask_read_index(
     raft: &crate::raft::Raft,
     peers: &PeerNetwork,
