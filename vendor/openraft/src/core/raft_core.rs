@@ -108,8 +108,8 @@ use crate::Vote;
 /// A temp struct to hold the data for a node that is being applied.
 #[derive(Debug)]
 pub(crate) struct ApplyingEntry<NID: NodeId, N: Node> {
-    log_id: LogId<NID>,
-    membership: Option<Membership<NID, N>>,
+    pub(crate) log_id: LogId<NID>,
+    pub(crate) membership: Option<Membership<NID, N>>,
 }
 
 impl<NID: NodeId, N: Node> ApplyingEntry<NID, N> {
@@ -830,7 +830,11 @@ where
 
         let last_applied = entries[entries.len() - 1].get_log_id().clone();
 
-        let cmd = sm::Command::apply(entries).with_seq(seq);
+        // PATCHED (registry): the responders of these entries go with them to the worker,
+        // which answers each client once its entry is applied (see `sm::worker`).
+        let rest = self.client_resp_channels.split_off(&end);
+        let responders = std::mem::replace(&mut self.client_resp_channels, rest);
+        let cmd = sm::Command::apply(entries, responders).with_seq(seq);
         self.sm_handle.send(cmd).map_err(|e| StorageIOError::apply(last_applied, AnyError::error(e)))?;
 
         Ok(())
@@ -842,14 +846,10 @@ where
     pub(crate) fn handle_apply_result(&mut self, res: ApplyResult<C>) {
         tracing::debug!(last_applied = display(res.last_applied), "{}", func_name!());
 
-        let mut results = res.apply_results.into_iter();
-        let mut applying_entries = res.applying_entries.into_iter();
-
-        for log_index in res.since..res.end {
-            let ent = applying_entries.next().unwrap();
-            let apply_res = results.next().unwrap();
-            let tx = self.client_resp_channels.remove(&log_index);
-
+        // PATCHED (registry): the worker answered the entries that had a responder and sends
+        // back only the others (upstream: every entry of `since..end`, in order).
+        for (ent, apply_res) in res.applying_entries.into_iter().zip(res.apply_results) {
+            let tx = self.client_resp_channels.remove(&ent.log_id.index);
             Self::send_response(ent, apply_res, tx);
         }
     }

@@ -1,3 +1,5 @@
+use std::collections::BTreeMap;
+
 use tokio::sync::mpsc;
 
 use crate::async_runtime::AsyncOneshotSendExt;
@@ -14,7 +16,10 @@ use crate::core::ApplyingEntry;
 use crate::display_ext::DisplayOptionExt;
 use crate::entry::RaftPayload;
 use crate::storage::RaftStateMachine;
+use crate::raft::responder::Responder;
+use crate::raft::ClientWriteResponse;
 use crate::type_config::alias::JoinHandleOf;
+use crate::type_config::alias::ResponderOf;
 use crate::AsyncRuntime;
 use crate::RaftLogId;
 use crate::RaftSnapshotBuilder;
@@ -117,8 +122,8 @@ where
                     let _ = tx.send(Ok(snapshot_data));
                     // No response to RaftCore
                 }
-                CommandPayload::Apply { entries } => {
-                    let resp = self.apply(entries).await?;
+                CommandPayload::Apply { entries, responders } => {
+                    let resp = self.apply(entries, responders).await?;
                     let res = CommandResult::new(cmd.seq, Ok(Response::Apply(resp)));
                     let _ = self.resp_tx.send(Notify::sm(res));
                 }
@@ -126,7 +131,11 @@ where
         }
     }
     #[tracing::instrument(level = "debug", skip_all)]
-    async fn apply(&mut self, entries: Vec<C::Entry>) -> Result<ApplyResult<C>, StorageError<C::NodeId>> {
+    async fn apply(
+        &mut self,
+        entries: Vec<C::Entry>,
+        mut responders: BTreeMap<u64, ResponderOf<C>>,
+    ) -> Result<ApplyResult<C>, StorageError<C::NodeId>> {
         // TODO: prepare response before apply,
         //       so that an Entry does not need to be Clone,
         //       and no references will be used by apply
@@ -154,12 +163,31 @@ where
             n_entries, n_replies
         );
 
+        // PATCHED (registry): answer the clients here, not after a round trip through RaftCore
+        // (upstream sends the results back and RaftCore answers them); RaftCore gets the
+        // results of entries without a responder here only.
+        let mut rest_entries = Vec::new();
+        let mut rest_results = Vec::new();
+        for (entry, result) in applying_entries.into_iter().zip(apply_results) {
+            match responders.remove(&entry.log_id.index) {
+                Some(tx) => tx.send(Ok(ClientWriteResponse {
+                    log_id: entry.log_id,
+                    data: result,
+                    membership: entry.membership,
+                })),
+                None => {
+                    rest_entries.push(entry);
+                    rest_results.push(result);
+                }
+            }
+        }
+
         let resp = ApplyResult {
             since,
             end,
             last_applied,
-            applying_entries,
-            apply_results,
+            applying_entries: rest_entries,
+            apply_results: rest_results,
         };
 
         Ok(resp)
