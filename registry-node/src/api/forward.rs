@@ -96,7 +96,24 @@ impl ForwardQueue {
         peer_url: &str,
         req: InternalRequest,
     ) -> Result<Outcome, Redirect> {
+        // A lone write with a free slot is sent from the caller's task: no driver task and
+        // no hand-off on the path of a single client's write.
+        let direct = {
+            let st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+            if !st.running && st.waiting.is_empty() {
+                self.in_flight.clone().try_acquire_owned().ok()
+            } else {
+                None
+            }
+        };
         let (tx, rx) = oneshot::channel();
+        if let Some(permit) = direct {
+            self.stats.calls.fetch_add(1, Ordering::Relaxed);
+            self.stats.writes.fetch_add(1, Ordering::Relaxed);
+            send_batch(peers, peer_url, vec![(req, tx)]).await;
+            drop(permit);
+            return rx.await.unwrap_or_else(|_| Err(Redirect::Fail(error::stopped())));
+        }
         let start = {
             let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
             st.waiting.push((peer_url.to_string(), (req, tx)));

@@ -45,7 +45,14 @@ impl KvService {
         core.route(
             &ctx,
             || async {
-                let response = match core.propose(&req).await {
+                // A follower that knows the leader sends the write there at once instead of
+                // first asking its own Raft core, which would only say where the leader is.
+                let known = if ctx.forwarded { None } else { core.known_leader() };
+                let proposed = match known {
+                    Some(node) => Err(Redirect::Leader(node)),
+                    None => core.propose(&req).await,
+                };
+                let response = match proposed {
                     Ok(applied) => applied.response.clone(),
                     // A follower sends the write on to the leader over the peer link, batched
                     // with the others queued there (see `forward`); a call that was already

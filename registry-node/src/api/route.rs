@@ -364,6 +364,14 @@ impl Core {
         }
     }
 
+    /// The leader as this member's Raft metrics know it, when that is another member.
+    pub fn known_leader(&self) -> Option<MemberNode> {
+        let rx = self.raft.metrics();
+        let m = rx.borrow();
+        let leader = m.current_leader.filter(|l| *l != m.id)?;
+        m.membership_config.membership().get_node(&leader).cloned()
+    }
+
     /// The Raft membership's record of member `id`.
     pub fn member(&self, id: NodeId) -> Option<MemberNode> {
         let rx = self.raft.metrics();
