@@ -50,6 +50,8 @@ pub enum NodeError {
     RaftConfig(#[from] openraft::ConfigError),
     #[error("raft: {0}")]
     Raft(#[from] openraft::error::Fatal<NodeId>),
+    #[error("raft thread: {0}")]
+    Runtime(std::io::Error),
 }
 
 /// What every request handler of a member shares.
@@ -136,6 +138,44 @@ pub struct NodeHandle {
     isolated: Arc<AtomicBool>,
     shutdown: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
+    raft_rt: RaftThread,
+}
+
+/// The thread that runs this member's Raft: openraft's core, its state-machine worker and the
+/// replication tasks, on one single-threaded runtime. A write passes from the core to the
+/// replication task, to the peer connection and back, and to the state machine: on one thread
+/// each of those steps is a queue push instead of a wake-up of another tokio worker (on this
+/// 2-core machine, put latency 1 client: see bench/findings.md, third round). The peer server
+/// and the peer connections run here too; client gRPC serving stays on the process's
+/// multi-threaded runtime.
+struct RaftThread {
+    handle: tokio::runtime::Handle,
+    /// Ends the thread (and drops whatever still runs on it) when cancelled or dropped.
+    stop: tokio_util::sync::DropGuard,
+}
+
+impl RaftThread {
+    fn start(name: &str) -> Result<Self, NodeError> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(NodeError::Runtime)?;
+        let handle = rt.handle().clone();
+        let stop = CancellationToken::new();
+        let stopped = stop.clone();
+        let span = tracing::Span::current();
+        std::thread::Builder::new()
+            .name(format!("raft-{name}"))
+            .spawn(move || {
+                let _span = span.entered();
+                rt.block_on(stopped.cancelled());
+            })
+            .map_err(NodeError::Runtime)?;
+        Ok(RaftThread {
+            handle,
+            stop: stop.drop_guard(),
+        })
+    }
 }
 
 pub struct Node;
@@ -186,11 +226,20 @@ impl Node {
                 min_lease_ttl: config.min_lease_ttl(),
             };
             let sm = StateMachine::open(&data.join("state"), mvcc_config)?;
-            let network = PeerNetwork::default();
+            let raft_rt = RaftThread::start(&config.name)?;
+            let network = PeerNetwork::on(raft_rt.handle.clone());
             let isolated = network.isolated.clone();
             let peers = network.clone();
-            let raft = Raft::new(config.id, Arc::new(raft_config(&config)?), network, log, sm.clone())
-                .await?;
+            let raft = {
+                let (id, rc, sm) = (config.id, Arc::new(raft_config(&config)?), sm.clone());
+                // Raft::new spawns openraft's core and state-machine worker on the runtime it
+                // runs on, and the core spawns the replication tasks there too.
+                raft_rt
+                    .handle
+                    .spawn(async move { Raft::new(id, rc, network, log, sm).await })
+                    .await
+                    .map_err(|e| NodeError::Runtime(std::io::Error::other(e)))??
+            };
             let shutdown = CancellationToken::new();
             let core = Arc::new(Core {
                 config: config.clone(),
@@ -236,7 +285,11 @@ impl Node {
                 );
             let span = tracing::Span::current();
             let tasks = vec![
-                tokio::spawn(log_exit("peer server", peer_server).instrument(span.clone())),
+                // Peer requests (append-entries above all) are handled on the Raft thread,
+                // next to the core they go to.
+                raft_rt
+                    .handle
+                    .spawn(log_exit("peer server", peer_server).instrument(span.clone())),
                 tokio::spawn(log_exit("client server", client_server).instrument(span.clone())),
                 tokio::spawn(
                     crate::lease::run(core.clone(), shutdown.clone()).instrument(span.clone()),
@@ -244,7 +297,7 @@ impl Node {
             ];
             form_cluster(&raft, &config).await;
             tracing::info!(%client_addr, %peer_addr, id = %format!("{:x}", config.id), "member started");
-            Ok(NodeHandle { core, client_addr, peer_addr, isolated, shutdown, tasks })
+            Ok(NodeHandle { core, client_addr, peer_addr, isolated, shutdown, tasks, raft_rt })
         }
         .instrument(span)
         .await
@@ -342,6 +395,7 @@ impl NodeHandle {
         if let Err(e) = self.core.raft.shutdown().await {
             tracing::warn!(error = %e, "raft shutdown");
         }
+        drop(self.raft_rt.stop);
         for task in self.tasks {
             let abort = task.abort_handle();
             if tokio::time::timeout(Duration::from_secs(2), task)

@@ -35,14 +35,26 @@ pub struct PeerNetwork {
     /// leadership check (each linearizable read): without this each one dialled a new TCP
     /// connection to every follower.
     channels: Arc<Mutex<HashMap<String, Channel>>>,
+    /// Where the channels' connection tasks run (the member's Raft thread, see
+    /// `node::RaftThread`); `None`: the caller's runtime.
+    runtime: Option<tokio::runtime::Handle>,
 }
 
 impl PeerNetwork {
+    /// A network whose connections run on `runtime`.
+    pub fn on(runtime: tokio::runtime::Handle) -> Self {
+        PeerNetwork {
+            runtime: Some(runtime),
+            ..Default::default()
+        }
+    }
+
     fn channel(&self, url: &str) -> Result<Channel, String> {
         let mut map = self.channels.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(ch) = map.get(url) {
             return Ok(ch.clone());
         }
+        let _rt = self.runtime.as_ref().map(|h| h.enter());
         let ch = Endpoint::from_shared(url.to_owned())
             .map(|e| {
                 e.connect_timeout(Duration::from_secs(1))
