@@ -78,8 +78,16 @@ where
         I: IntoIterator<Item = C::Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        self.append_with(entries, move |r| callback.log_io_completed(r))
-            .map_err(Error::write_logs)
+        let callback_awaited = callback.is_awaited();
+        // RaftCore waits for a follower's flush before anything else: do it on this thread
+        // when the writer is idle (see `append_inline`); a leader's append is handed off.
+        let done = move |r| callback.log_io_completed(r);
+        if callback_awaited {
+            self.append_inline(entries, done)
+        } else {
+            self.append_with(entries, done)
+        }
+        .map_err(Error::write_logs)
     }
 
     async fn truncate(&mut self, log_id: LogId<C::NodeId>) -> Result<(), StorageError<C::NodeId>> {

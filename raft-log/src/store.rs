@@ -43,6 +43,7 @@ pub(crate) struct Shared<C: RaftTypeConfig> {
 struct Inner<C: RaftTypeConfig> {
     shared: Arc<Shared<C>>,
     tx: Option<Sender<Job>>,
+    writer: writer::SharedWriter,
     handle: Option<JoinHandle<()>>,
     /// Holds the exclusive lock on `<dir>/LOCK`; released after the writer exited.
     _lock: File,
@@ -100,6 +101,7 @@ where
         let meta: Meta<C::NodeId> = read_meta(dir)?;
         let committed = read_committed(dir);
         let state = recover::<C>(dir, meta, committed)?;
+        let first_seq = state.next_seq;
 
         let counters = Arc::new(Counters::default());
         let shared = Arc::new(Shared {
@@ -124,12 +126,13 @@ where
                 st.evict(o.cache_entries, o.cache_bytes);
             }
         });
-        let handle = writer::spawn(dir.to_path_buf(), rx, counters, progress)
+        let (writer, handle) = writer::spawn(dir.to_path_buf(), rx, counters, progress, first_seq)
             .map_err(|e| Error::io(dir, e))?;
         Ok(Self {
             inner: Arc::new(Inner {
                 shared,
                 tx: Some(tx),
+                writer,
                 handle: Some(handle),
                 _lock: lock,
             }),
@@ -152,6 +155,26 @@ where
         I: IntoIterator<Item = C::Entry>,
         F: FnOnce(io::Result<()>) + Send + 'static,
     {
+        self.append_impl(entries, Box::new(on_durable), false)
+    }
+
+    /// Like [`append_with`](Self::append_with), but when the writer thread is idle the
+    /// entries are written and synced on the caller's thread, and `on_durable` has run when
+    /// this returns. For a caller that would only wait for the sync anyway (a Raft follower
+    /// must have the entries on disk before it answers): it saves the hand-off to the writer
+    /// thread and back. Otherwise the job is queued as usual (group commit).
+    pub fn append_inline<I, F>(&self, entries: I, on_durable: F) -> Result<(), Error>
+    where
+        I: IntoIterator<Item = C::Entry>,
+        F: FnOnce(io::Result<()>) + Send + 'static,
+    {
+        self.append_impl(entries, Box::new(on_durable), true)
+    }
+
+    fn append_impl<I>(&self, entries: I, on_durable: Done, inline: bool) -> Result<(), Error>
+    where
+        I: IntoIterator<Item = C::Entry>,
+    {
         let mut items = Vec::new();
         for e in entries {
             let rec = encode_record(&e)?;
@@ -167,7 +190,24 @@ where
                 self.forget_readers(delete)?;
             }
         }
-        self.submit(&mut st, ops, Some(Box::new(on_durable)))
+        let idle = if inline {
+            writer::Writer::idle(&self.inner.writer, st.next_seq)
+        } else {
+            None
+        };
+        let Some(mut writer) = idle else {
+            return self.submit(&mut st, ops, Some(on_durable));
+        };
+        let job = Job {
+            seq: st.take_seq(),
+            ops,
+            done: Some(on_durable),
+        };
+        // The state lock goes first: the writer's progress hook takes it. A job submitted
+        // from here on gets a later number and waits in the queue for the writer held here.
+        drop(st);
+        writer.process(vec![job]);
+        Ok(())
     }
 
     /// Wait until everything submitted so far is durable.

@@ -53,6 +53,13 @@ where C: RaftTypeConfig
         }
     }
 
+    /// PATCHED (registry): whether RaftCore waits for this report before it does anything
+    /// else (a follower's append: its reply to the leader must follow the flush). A log
+    /// store may then do the io on the calling thread instead of handing it off.
+    pub fn is_awaited(&self) -> bool {
+        matches!(self.done, FlushDone::Oneshot(_))
+    }
+
     /// Report log io completion event.
     ///
     /// It will be called when the log is successfully appended to the storage or an error occurs.
