@@ -112,7 +112,9 @@ impl ForwardQueue {
             self.stats.writes.fetch_add(1, Ordering::Relaxed);
             send_batch(peers, peer_url, vec![(req, tx)]).await;
             drop(permit);
-            return rx.await.unwrap_or_else(|_| Err(Redirect::Fail(error::stopped())));
+            return rx
+                .await
+                .unwrap_or_else(|_| Err(Redirect::Fail(error::stopped())));
         }
         let start = {
             let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());

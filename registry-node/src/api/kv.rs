@@ -47,7 +47,11 @@ impl KvService {
             || async {
                 // A follower that knows the leader sends the write there at once instead of
                 // first asking its own Raft core, which would only say where the leader is.
-                let known = if ctx.forwarded { None } else { core.known_leader() };
+                let known = if ctx.forwarded {
+                    None
+                } else {
+                    core.known_leader()
+                };
                 let proposed = match known {
                     Some(node) => Err(Redirect::Leader(node)),
                     None => core.propose(&req).await,
