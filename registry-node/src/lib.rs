@@ -11,6 +11,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod api;
+pub mod batching;
 pub mod cli;
 pub mod config;
 pub mod lease;

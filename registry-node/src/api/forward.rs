@@ -15,18 +15,19 @@
 //! ```
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use proto::registrypb::propose_result::Result as Outcome;
 use proto::registrypb::{
     InternalRequest, ProposeError, ProposeRequest, ProposeResponse, ProposeResult,
 };
-use tokio::sync::{oneshot, Semaphore};
+use tokio::sync::oneshot;
 use tonic::{Code, Status};
 
 use super::error;
 use super::route::Redirect;
+use crate::batching::Batching;
 use crate::node::Core;
 use crate::raft::network::PeerNetwork;
 
@@ -42,8 +43,8 @@ type Waiter = (InternalRequest, oneshot::Sender<Result<Outcome, Redirect>>);
 /// The queue of writes a follower sends on to the leader.
 #[derive(Clone)]
 pub struct ForwardQueue {
-    state: Arc<Mutex<State>>,
-    in_flight: Arc<Semaphore>,
+    /// Queued writes with the leader's peer URL they are meant for.
+    queue: Batching<(String, Waiter)>,
     stats: Arc<Stats>,
 }
 
@@ -60,18 +61,10 @@ pub struct ForwardCounts {
     pub writes: u64,
 }
 
-#[derive(Default)]
-struct State {
-    running: bool,
-    /// Queued writes with the leader's peer URL they are meant for.
-    waiting: Vec<(String, Waiter)>,
-}
-
 impl Default for ForwardQueue {
     fn default() -> Self {
         ForwardQueue {
-            state: Default::default(),
-            in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
+            queue: Batching::new(MAX_IN_FLIGHT),
             stats: Default::default(),
         }
     }
@@ -96,81 +89,51 @@ impl ForwardQueue {
         peer_url: &str,
         req: InternalRequest,
     ) -> Result<Outcome, Redirect> {
+        let (tx, rx) = oneshot::channel();
         // A lone write with a free slot is sent from the caller's task: no driver task and
         // no hand-off on the path of a single client's write.
-        let direct = {
-            let st = self.state.lock().unwrap_or_else(|p| p.into_inner());
-            if !st.running && st.waiting.is_empty() {
-                self.in_flight.clone().try_acquire_owned().ok()
-            } else {
-                None
-            }
-        };
-        let (tx, rx) = oneshot::channel();
-        if let Some(permit) = direct {
-            self.stats.calls.fetch_add(1, Ordering::Relaxed);
-            self.stats.writes.fetch_add(1, Ordering::Relaxed);
-            send_batch(peers, peer_url, vec![(req, tx)]).await;
+        if let Some(permit) = self.queue.direct() {
+            send_batch(peers, peer_url, vec![(req, tx)], &self.stats).await;
             drop(permit);
-            return rx
-                .await
-                .unwrap_or_else(|_| Err(Redirect::Fail(error::stopped())));
-        }
-        let start = {
-            let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
-            st.waiting.push((peer_url.to_string(), (req, tx)));
-            !std::mem::replace(&mut st.running, true)
-        };
-        if start {
-            tokio::spawn(self.clone().drive(peers.clone()));
+        } else {
+            let (peers, stats) = (peers.clone(), self.stats.clone());
+            self.queue.push(
+                (peer_url.to_string(), (req, tx)),
+                take_batch,
+                move |(url, batch)| {
+                    let (peers, stats) = (peers.clone(), stats.clone());
+                    async move { send_batch(&peers, &url, batch, &stats).await }
+                },
+            );
         }
         match rx.await {
             Ok(r) => r,
             Err(_) => Err(Redirect::Fail(error::stopped())),
         }
     }
-
-    async fn drive(self, peers: PeerNetwork) {
-        loop {
-            let Ok(permit) = self.in_flight.clone().acquire_owned().await else {
-                return;
-            };
-            let (url, batch) = {
-                let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
-                if st.waiting.is_empty() {
-                    st.running = false;
-                    return;
-                }
-                // The oldest writes for the same leader as the first one.
-                let url = st.waiting[0].0.clone();
-                let mut batch = Vec::new();
-                let mut rest = Vec::new();
-                for (u, w) in st.waiting.drain(..) {
-                    if u == url && batch.len() < MAX_BATCH {
-                        batch.push(w);
-                    } else {
-                        rest.push((u, w));
-                    }
-                }
-                st.waiting = rest;
-                (url, batch)
-            };
-            self.stats.calls.fetch_add(1, Ordering::Relaxed);
-            self.stats
-                .writes
-                .fetch_add(batch.len() as u64, Ordering::Relaxed);
-            let peers = peers.clone();
-            tokio::spawn(async move {
-                send_batch(&peers, &url, batch).await;
-                drop(permit);
-            });
-        }
-    }
 }
 
-async fn send_batch(peers: &PeerNetwork, url: &str, batch: Vec<Waiter>) {
+/// The oldest writes for the same leader as the first one, up to [`MAX_BATCH`].
+fn take_batch(waiting: &mut Vec<(String, Waiter)>) -> (String, Vec<Waiter>) {
+    let url = waiting[0].0.clone();
+    let mut batch = Vec::new();
+    let mut rest = Vec::new();
+    for (u, w) in waiting.drain(..) {
+        if u == url && batch.len() < MAX_BATCH {
+            batch.push(w);
+        } else {
+            rest.push((u, w));
+        }
+    }
+    *waiting = rest;
+    (url, batch)
+}
+
+async fn send_batch(peers: &PeerNetwork, url: &str, batch: Vec<Waiter>, stats: &Stats) {
     let (reqs, txs): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
     let n = reqs.len();
+    stats.calls.fetch_add(1, Ordering::Relaxed);
+    stats.writes.fetch_add(n as u64, Ordering::Relaxed);
     match peers
         .propose(url, ProposeRequest { requests: reqs }, PROPOSE_TIMEOUT)
         .await

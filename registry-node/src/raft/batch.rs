@@ -1,8 +1,9 @@
 //! Proposal batching: concurrent client writes share one Raft entry.
 //!
-//! openraft 0.9's core handles one `client_write` at a time and waits for its log append to
-//! be durable before it takes the next one, so one request per entry costs the leader one
-//! `fdatasync` per request, whatever the log store's group commit does. Here proposals wait
+//! Upstream openraft 0.9's core handles one `client_write` at a time and waits for its log
+//! append to be durable before it takes the next one (our vendored copy no longer waits, see
+//! vendor/README.md), and every entry costs the core, the log and replication their
+//! per-entry work. Here proposals wait
 //! in a queue; a driver takes everything queued into ONE entry ([`Command::batch`]) whenever
 //! fewer than [`MAX_IN_FLIGHT`] entries are on their way, and hands each waiter its own
 //! result. Under load, a batch is whatever arrived while the previous entries were being
@@ -14,12 +15,11 @@
 //!  propose ─┘   (≤ MAX_IN_FLIGHT) └─ ...
 //! ```
 
-use std::sync::{Arc, Mutex};
-
 use openraft::error::{ClientWriteError, RaftError};
-use tokio::sync::{oneshot, Semaphore};
+use tokio::sync::oneshot;
 
 use super::{Command, CommandResult, MemberNode, NodeId, Raft};
+use crate::batching::Batching;
 
 /// Entries of batched proposals on their way through Raft at once, by default
 /// (`[raft] proposals_in_flight`).
@@ -37,15 +37,7 @@ type Waiter = (Vec<u8>, oneshot::Sender<Outcome>);
 /// The proposal queue of a member.
 #[derive(Clone)]
 pub struct ProposalBatch {
-    state: Arc<Mutex<State>>,
-    in_flight: Arc<Semaphore>,
-}
-
-#[derive(Default)]
-struct State {
-    /// Whether a driver task is running.
-    running: bool,
-    waiting: Vec<Waiter>,
+    queue: Batching<Waiter>,
 }
 
 impl Default for ProposalBatch {
@@ -58,60 +50,26 @@ impl ProposalBatch {
     /// A queue that lets `in_flight` entries (at least one) be on their way at once.
     pub fn new(in_flight: usize) -> Self {
         ProposalBatch {
-            state: Default::default(),
-            in_flight: Arc::new(Semaphore::new(in_flight.max(1))),
+            queue: Batching::new(in_flight),
         }
     }
 
     /// Queues `encoded` (an encoded `InternalRequest`) and waits for its applied result.
     pub async fn propose(&self, raft: &Raft, encoded: Vec<u8>) -> Option<Outcome> {
-        // A lone request with a free slot goes straight from the caller's task: no driver
-        // task and no hand-off on the path of a single client's write.
-        let direct = {
-            let st = self.state.lock().unwrap_or_else(|p| p.into_inner());
-            if !st.running && st.waiting.is_empty() {
-                self.in_flight.clone().try_acquire_owned().ok()
-            } else {
-                None
-            }
-        };
-        if let Some(permit) = direct {
+        // A lone request with a free slot goes straight from the caller's task, as a plain
+        // entry: no driver task and no hand-off on the path of a single client's write.
+        if let Some(permit) = self.queue.direct() {
             let r = raft.client_write(Command(encoded)).await.map(|r| r.data);
             drop(permit);
             return Some(r);
         }
         let (tx, rx) = oneshot::channel();
-        let start = {
-            let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
-            st.waiting.push((encoded, tx));
-            !std::mem::replace(&mut st.running, true)
-        };
-        if start {
-            tokio::spawn(self.clone().drive(raft.clone()));
-        }
-        rx.await.ok()
-    }
-
-    /// Sends batches while proposals wait; ends when the queue is empty.
-    async fn drive(self, raft: Raft) {
-        loop {
-            let Ok(permit) = self.in_flight.clone().acquire_owned().await else {
-                return;
-            };
-            let batch = {
-                let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
-                if st.waiting.is_empty() {
-                    st.running = false;
-                    return;
-                }
-                take_batch(&mut st.waiting)
-            };
+        let raft = raft.clone();
+        self.queue.push((encoded, tx), take_batch, move |batch| {
             let raft = raft.clone();
-            tokio::spawn(async move {
-                write_batch(&raft, batch).await;
-                drop(permit);
-            });
-        }
+            async move { write_batch(&raft, batch).await }
+        });
+        rx.await.ok()
     }
 }
 
