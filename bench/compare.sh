@@ -46,9 +46,10 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# Fixed high loopback ports, distinct for the two clusters; refuse to start on a busy one.
+# Fixed loopback ports below the ephemeral range (32768+ here: a port in it can be taken by any
+# process's outgoing connection), distinct for the two clusters; refuse to start on a busy one.
 ETCD_CLIENT=(32379 32479 32579); ETCD_PEER=(32380 32480 32580)
-OURS_CLIENT=(42379 42479 42579); OURS_PEER=(42380 42480 42580)
+OURS_CLIENT=(22379 22479 22579); OURS_PEER=(22380 22480 22580)
 for p in "${ETCD_CLIENT[@]}" "${ETCD_PEER[@]}" "${OURS_CLIENT[@]}" "${OURS_PEER[@]}"; do
   if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "port $p is busy" >&2; exit 1; fi
 done
