@@ -225,12 +225,13 @@ impl Body for ResponseBody {
         }
     }
 
+    /// Unknown for a message, as tonic's streaming body: with an exact size hyper would add a
+    /// `content-length` header, which tonic's responses did not carry (and which hpack never
+    /// indexes, so it would cost a literal per response).
     fn size_hint(&self) -> SizeHint {
         match &self.0 {
             Kind::Empty => SizeHint::with_exact(0),
-            Kind::Message { frame, .. } => {
-                SizeHint::with_exact(frame.as_ref().map_or(0, |f| f.len() as u64))
-            }
+            Kind::Message { .. } => SizeHint::default(),
             Kind::Tonic(body) => body.size_hint(),
         }
     }
@@ -342,6 +343,8 @@ impl hyper::service::Service<Request<Incoming>> for Dispatch {
 fn builder() -> http2::Builder<TokioExecutor> {
     let mut builder = http2::Builder::new(TokioExecutor::new());
     builder.timer(TokioTimer::new());
+    // gRPC has no use for `date` (grpc-go sends none); it cost a header per response.
+    builder.auto_date_header(false);
     builder
 }
 

@@ -15,15 +15,38 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use http::Uri;
-use http_body_util::Full;
 use hyper::client::conn::http2::{self, SendRequest};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use prost::bytes::Bytes;
 use tokio::net::TcpStream;
 use tokio::sync::OnceCell;
 
-/// A request body: one encoded gRPC frame.
-pub(crate) type Body = Full<Bytes>;
+/// A request body: one encoded gRPC frame, of no declared size (as tonic's: with an exact size
+/// hyper would add `content-length`, which tonic's requests did not carry).
+#[derive(Debug)]
+pub(crate) struct Body(Option<Bytes>);
+
+impl Body {
+    pub(crate) fn new(frame: Bytes) -> Self {
+        Body(Some(frame))
+    }
+}
+
+impl http_body::Body for Body {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        std::task::Poll::Ready(self.0.take().map(|data| Ok(http_body::Frame::data(data))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.0.is_none()
+    }
+}
 
 /// The connections of one client, by node address; clones of the client share it.
 #[derive(Debug, Default)]
