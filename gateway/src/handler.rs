@@ -7,11 +7,11 @@
 //!        timeout: 408)─► go.api.Response ─► HTTP
 //! ```
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::{Body, Bytes};
+use axum::body::Bytes;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
@@ -61,13 +61,39 @@ impl Gateway {
         &self.inner.client
     }
 
-    /// Serves one request; every failure is a [`GatewayError`].
-    #[tracing::instrument(level = "debug", skip_all, fields(method = %req.method(), uri = %req.uri()))]
+    /// Serves one request (the client's address from its `ConnectInfo` extension, if any);
+    /// every failure is a [`GatewayError`].
     pub async fn serve(&self, req: Request) -> Result<Response, GatewayError> {
         let remote = req
             .extensions()
             .get::<ConnectInfo<SocketAddr>>()
             .map(|ConnectInfo(addr)| addr.ip());
+        self.serve_from(req, remote).await
+    }
+
+    /// The HTTP answer to a request from `remote`, errors rendered as go-micro's JSON.
+    pub async fn answer<B>(&self, req: axum::http::Request<B>, remote: Option<IpAddr>) -> Response
+    where
+        B: http_body::Body<Data = Bytes> + Unpin,
+        B::Error: Into<axum::BoxError>,
+    {
+        match self.serve_from(req, remote).await {
+            Ok(response) => response,
+            Err(error) => error.into_response(),
+        }
+    }
+
+    /// Serves one request from `remote`; every failure is a [`GatewayError`].
+    #[tracing::instrument(level = "debug", skip_all, fields(method = %req.method(), uri = %req.uri()))]
+    pub async fn serve_from<B>(
+        &self,
+        req: axum::http::Request<B>,
+        remote: Option<IpAddr>,
+    ) -> Result<Response, GatewayError>
+    where
+        B: http_body::Body<Data = Bytes> + Unpin,
+        B::Error: Into<axum::BoxError>,
+    {
         let path = resolve::decode(req.uri().path())?;
         let parts = resolve::clean(&path)?;
         let (service, endpoint) =
@@ -131,11 +157,15 @@ async fn handle(State(gateway): State<Gateway>, req: Request) -> Response {
 
 /// The whole body if it is at most `limit` bytes; otherwise [`GatewayError::BodyTooLarge`],
 /// after reading a bounded amount more so the client sees the answer.
-async fn read_body(
+async fn read_body<B>(
     head: &axum::http::request::Parts,
-    mut body: Body,
+    mut body: B,
     limit: usize,
-) -> Result<Bytes, GatewayError> {
+) -> Result<Bytes, GatewayError>
+where
+    B: http_body::Body<Data = Bytes> + Unpin,
+    B::Error: Into<axum::BoxError>,
+{
     let declared = head
         .headers
         .get(header::CONTENT_LENGTH)
@@ -159,7 +189,7 @@ async fn read_body(
         let frame = match frame {
             Ok(frame) => frame,
             Err(_) if drain_until.is_some() => break,
-            Err(e) => return Err(GatewayError::Body(e)),
+            Err(e) => return Err(GatewayError::Body(axum::Error::new(e))),
         };
         let Ok(data) = frame.into_data() else {
             continue;
@@ -184,6 +214,7 @@ async fn read_body(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::body::Body;
     use axum::http::Request as HttpRequest;
 
     fn head(content_length: Option<usize>) -> axum::http::request::Parts {

@@ -118,16 +118,66 @@ pub fn gateway(args: &GatewayArgs) -> Result<Gateway, Error> {
 }
 
 /// Serves `gateway` on `listener` until `shutdown` is cancelled; in-flight requests finish.
+///
+/// HTTP/1.1 and HTTP/2 (prior knowledge) straight on hyper, every request to
+/// [`Gateway::answer`] (what [`router`] does through axum's router and extractors, which cost
+/// more per request than they do here).
 pub async fn serve(
     listener: TcpListener,
     gateway: Gateway,
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
-    let app = router(gateway).into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await
-        .map_err(Error::Serve)
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    use hyper_util::server::conn::auto;
+
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    // hyper's default HTTP/1 header read timeout needs a timer (as axum::serve sets).
+    builder.http1().timer(TokioTimer::new());
+    let (closing, watch) = tokio::sync::watch::channel(());
+    loop {
+        let (stream, remote) = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // Out of descriptors and the like: do not spin (axum::serve waits 1 s).
+                    tracing::debug!(%error, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let gateway = gateway.clone();
+        let service = hyper::service::service_fn(move |req| {
+            let gateway = gateway.clone();
+            async move {
+                Ok::<_, std::convert::Infallible>(gateway.answer(req, Some(remote.ip())).await)
+            }
+        });
+        let builder = builder.clone();
+        let mut watch = watch.clone();
+        tokio::spawn(async move {
+            let connection = builder.serve_connection(TokioIo::new(stream), service);
+            let mut connection = std::pin::pin!(connection);
+            tokio::select! {
+                served = connection.as_mut() => {
+                    if let Err(error) = served {
+                        tracing::debug!(%error, "connection ended");
+                    }
+                    return;
+                }
+                _ = watch.changed() => connection.as_mut().graceful_shutdown(),
+            }
+            if let Err(error) = connection.await {
+                tracing::debug!(%error, "connection ended while closing");
+            }
+        });
+    }
+    drop(listener);
+    let _ = closing.send(());
+    drop(watch);
+    closing.closed().await;
+    Ok(())
 }
 
 /// Runs the gateway until `shutdown` is cancelled; logs `HTTP API Listening on <address>` with

@@ -8,11 +8,11 @@
 //! ```
 
 use micro::registry::{Endpoint, Value};
+use micro::server::Routes;
 use micro::Client;
 use proto::go_api;
 use proto::greeter as srv;
 use serde::Serialize;
-use tonic::service::Routes;
 
 use crate::rpc::{unary_route, RouteError};
 

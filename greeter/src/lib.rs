@@ -98,7 +98,7 @@ impl Instance {
         let service = Service::new(options, registry.clone());
         let service = match &role {
             Role::Srv(args) => {
-                service.handle(srv::Greeter::new(&args.name).server(), srv::endpoints())
+                service.routes(srv::Greeter::new(&args.name).routes()?, srv::endpoints())
             }
             Role::Api(args) => {
                 let selector = Selector::new(registry, args.micro.selector_options());

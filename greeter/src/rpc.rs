@@ -2,20 +2,14 @@
 //! no generated server (the API services take `go.api.Request`, whatever their name).
 //!
 //! ```text
-//!   POST /<service>.<Handler>/<Method>  ──► tonic::server::Grpc::unary ──► handler(Req) ──► Resp
-//!                                                                          └─ Err(micro::Error)
-//!                                                                             └─► grpc Status
+//!   POST /<service>.<Handler>/<Method>  ──► micro::server (decode Req) ──► handler(Req) ──► Resp
+//!                                                                       └─ Err(micro::Error)
+//!                                                                          └─► grpc Status
 //! ```
 
 use std::future::Future;
-use std::sync::Arc;
 
-use std::pin::Pin;
-
-use tonic::service::Routes;
-use tonic_prost::ProstCodec;
-
-type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+use micro::server::Routes;
 
 /// Why a route could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -45,30 +39,6 @@ pub fn grpc_path(service: &str, endpoint: &str) -> Result<String, RouteError> {
     }
 }
 
-/// Adapts an async function to tonic's unary service.
-struct Unary<F>(Arc<F>);
-
-impl<F, Req, Resp, Fut> tonic::server::UnaryService<Req> for Unary<F>
-where
-    F: Fn(Req) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Result<Resp, micro::Error>> + Send + 'static,
-    Req: Send + 'static,
-    Resp: Send + 'static,
-{
-    type Response = Resp;
-    type Future = BoxFuture<Result<tonic::Response<Resp>, tonic::Status>>;
-
-    fn call(&mut self, request: tonic::Request<Req>) -> Self::Future {
-        let f = Arc::clone(&self.0);
-        Box::pin(async move {
-            f(request.into_inner())
-                .await
-                .map(tonic::Response::new)
-                .map_err(tonic::Status::from)
-        })
-    }
-}
-
 /// Routes serving `endpoint` of `service` with `handler`; a handler's [`micro::Error`] reaches
 /// the caller unchanged.
 pub fn unary_route<F, Req, Resp, Fut>(
@@ -79,20 +49,11 @@ pub fn unary_route<F, Req, Resp, Fut>(
 where
     F: Fn(Req) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<Resp, micro::Error>> + Send + 'static,
-    Req: prost::Message + Default + Send + 'static,
-    Resp: prost::Message + Send + 'static,
+    Req: prost::Message + Default + 'static,
+    Resp: prost::Message + 'static,
 {
     let path = grpc_path(service, endpoint)?;
-    let handler = Arc::new(handler);
-    let serve = move |request: axum::extract::Request| {
-        let method = Unary(Arc::clone(&handler));
-        async move {
-            let mut grpc = tonic::server::Grpc::new(ProstCodec::<Resp, Req>::default());
-            grpc.unary(method, request).await
-        }
-    };
-    let router = axum::Router::new().route(&path, axum::routing::post(serve));
-    Ok(Routes::from(router))
+    Ok(Routes::new().unary(path, handler))
 }
 
 #[cfg(test)]

@@ -2,9 +2,11 @@
 //! `Hello <name> srv <instance>. rand:<letter>` as the go-micro demo's srv one and srv two do.
 
 use micro::registry::{Endpoint, Value};
-use proto::greeter::say_server::{Say, SayServer};
+use micro::server::Routes;
 use proto::greeter::{Request, Response};
 use rand::Rng;
+
+use crate::rpc::{unary_route, RouteError};
 
 /// The backend's service name.
 pub const SERVICE: &str = "go.micro.srv.greeter";
@@ -29,21 +31,20 @@ impl Greeter {
         format!("Hello {name} srv {}. rand:{letter}", self.instance)
     }
 
-    /// The gRPC service to mount (`/go.micro.srv.greeter.Say/Hello`).
-    pub fn server(self) -> SayServer<Greeter> {
-        SayServer::new(self)
-    }
-}
-
-#[tonic::async_trait]
-impl Say for Greeter {
+    /// `Say.Hello`.
     #[tracing::instrument(level = "debug", skip_all, fields(instance = %self.instance))]
-    async fn hello(
-        &self,
-        request: tonic::Request<Request>,
-    ) -> Result<tonic::Response<Response>, tonic::Status> {
-        let msg = self.answer(&request.into_inner().name);
-        Ok(tonic::Response::new(Response { msg }))
+    pub async fn hello(&self, request: Request) -> Result<Response, micro::Error> {
+        Ok(Response {
+            msg: self.answer(&request.name),
+        })
+    }
+
+    /// The gRPC routes to mount (`/go.micro.srv.greeter.Say/Hello`).
+    pub fn routes(self) -> Result<Routes, RouteError> {
+        unary_route(SERVICE, "Say.Hello", move |request: Request| {
+            let greeter = self.clone();
+            async move { greeter.hello(request).await }
+        })
     }
 }
 
@@ -63,12 +64,11 @@ mod tests {
     async fn answers_like_the_demo() {
         let greeter = Greeter::new("two");
         let reply = greeter
-            .hello(tonic::Request::new(Request {
+            .hello(Request {
                 name: "John".into(),
-            }))
+            })
             .await
-            .expect("answer")
-            .into_inner();
+            .expect("answer");
         let (head, letter) = reply.msg.split_at(reply.msg.len() - 1);
         assert_eq!(head, "Hello John srv two. rand:");
         assert!(letter.chars().all(|c| c.is_ascii_alphabetic()), "{letter}");

@@ -4,7 +4,9 @@
 //! - [`registry`]: go-micro's registry over etcd v3 (key layout, JSON, leases, watch).
 //! - [`selector`]: picks a node: `cache` (watch-driven) or `registry`; `random` or `round_robin`.
 //! - [`client`]: gRPC calls with go-micro naming, per-call timeout, one retry on another node.
-//! - [`service`]: the runner: tonic server, registration, heartbeat, graceful stop.
+//! - [`server`]: the gRPC server on hyper (unary handlers by path, tonic services as fallback).
+//! - [`grpc`]: gRPC framing, `grpc-timeout` and status trailers, shared by server and client.
+//! - [`service`]: the runner: server, registration, heartbeat, graceful stop.
 //! - [`config`]: go-micro's flags and environment variables.
 //! - [`errors`]: go-micro's `{id, code, detail, status}` error.
 //! - [`testing`]: a real three-member etcd launcher and the backends the tests run against.
@@ -12,9 +14,11 @@
 pub mod client;
 pub mod config;
 pub mod errors;
+pub mod grpc;
 pub mod process;
 pub mod registry;
 pub mod selector;
+pub mod server;
 pub mod service;
 pub mod testing;
 

@@ -1,6 +1,6 @@
 //! The service runner: go-micro's `micro.NewService(...).Run()`.
 //!
-//! [`Service::start`] binds a tonic server (free port or `--server_address`), registers one node
+//! [`Service::start`] binds the gRPC server ([`crate::server`]: free port or `--server_address`), registers one node
 //! with the given endpoints and keeps it alive. [`Running::stop`] deregisters first, so callers
 //! stop choosing the node, and then drains in-flight calls; [`Service::run`] does that on Ctrl-C,
 //! SIGTERM or a cancelled token. [`Running::kill`] simulates a crash (no deregistration).
@@ -10,14 +10,13 @@ use std::net::SocketAddr;
 
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
-use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tonic::body::Body;
 use tonic::codegen::http::{Request, Response};
 use tonic::server::NamedService;
-use tonic::service::Routes;
 
 use crate::registry::{self, Endpoint, Metadata, Node, RegisterOptions, Registration, Registry};
+use crate::server::{self, Routes};
 
 /// What a service is and how it registers.
 #[derive(Debug, Clone)]
@@ -57,8 +56,6 @@ pub enum Error {
     },
     #[error(transparent)]
     Registry(#[from] registry::Error),
-    #[error("server")]
-    Server(#[from] tonic::transport::Error),
     #[error("server task")]
     Join(#[from] tokio::task::JoinError),
     #[error("signal handler")]
@@ -81,7 +78,7 @@ pub struct Running {
     address: SocketAddr,
     registration: Registration,
     stop_server: CancellationToken,
-    server: JoinHandle<Result<(), tonic::transport::Error>>,
+    server: JoinHandle<()>,
 }
 
 impl Service {
@@ -95,7 +92,8 @@ impl Service {
     }
 
     /// Adds a tonic-generated service (e.g. `SayServer::new(handler)`) and the go-micro endpoints
-    /// it serves (registered with the node).
+    /// it serves (registered with the node). It is served through tonic's router, for paths no
+    /// [`Routes`] handler serves; [`Service::routes`] with unary handlers is the lean path.
     pub fn handle<S>(mut self, svc: S, endpoints: impl IntoIterator<Item = Endpoint>) -> Self
     where
         S: tonic::codegen::Service<Request<Body>, Response = Response<Body>, Error = Infallible>
@@ -106,16 +104,18 @@ impl Service {
             + 'static,
         S::Future: Send + 'static,
     {
-        self.routes = self.routes.add_service(svc);
+        self.routes = self.routes.tonic(svc);
         self.endpoints.extend(endpoints);
         self
     }
 
-    /// Adds prepared routes and their endpoints.
-    pub fn routes(mut self, routes: Routes, endpoints: impl IntoIterator<Item = Endpoint>) -> Self {
-        let mut router = self.routes.into_axum_router();
-        router = router.merge(routes.into_axum_router());
-        self.routes = Routes::from(router);
+    /// Adds prepared routes ([`Routes`], or tonic's) and their endpoints.
+    pub fn routes(
+        mut self,
+        routes: impl Into<Routes>,
+        endpoints: impl IntoIterator<Item = Endpoint>,
+    ) -> Self {
+        self.routes = self.routes.merge(routes.into());
         self.endpoints.extend(endpoints);
         self
     }
@@ -151,13 +151,7 @@ impl Service {
         };
 
         let stop_server = CancellationToken::new();
-        let incoming = TcpListenerStream::new(listener);
-        let signal = stop_server.clone();
-        let server = tokio::spawn(
-            tonic::transport::Server::builder()
-                .add_routes(self.routes)
-                .serve_with_incoming_shutdown(incoming, async move { signal.cancelled().await }),
-        );
+        let server = tokio::spawn(server::serve(listener, self.routes, stop_server.clone()));
         let registration = match self
             .registry
             .register(&service, self.options.register)
@@ -217,7 +211,7 @@ impl Running {
         let served = self.server.await;
         tracing::info!(service = %self.service.name, "service stopped");
         deregistered?;
-        served??;
+        served?;
         Ok(())
     }
 

@@ -1,9 +1,8 @@
 //! One HTTP/2 connection per node, straight on hyper: the client's transport.
 //!
 //! ```text
-//!   Client::call ─► Pool::get(address) ─► Slot (origin, lazily dialled SendRequest) ─► H2
+//!   Client::call ─► Pool::get(address) ─► Slot (origin, lazily dialled SendRequest)
 //!                                                      └─ closed? replaced on next use
-//!   H2: tower Service for tonic's Grpc: poll_ready / send_request on the shared connection
 //! ```
 //!
 //! tonic's `Channel` puts a `tower::Buffer` (a queue and a worker task) and a reconnecting
@@ -12,20 +11,42 @@
 //! gone) surfaces as UNAVAILABLE, which the client treats as "node unreachable".
 
 use std::collections::HashMap;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use hyper::body::Incoming;
+use http::Uri;
 use hyper::client::conn::http2::{self, SendRequest};
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use prost::bytes::Bytes;
 use tokio::net::TcpStream;
 use tokio::sync::OnceCell;
-use tonic::body::Body;
-use tonic::codegen::http::{Request, Response, Uri};
-use tonic::Status;
+
+/// A request body: one encoded gRPC frame, of no declared size (as tonic's: with an exact size
+/// hyper would add `content-length`, which tonic's requests did not carry).
+#[derive(Debug)]
+pub(crate) struct Body(Option<Bytes>);
+
+impl Body {
+    pub(crate) fn new(frame: Bytes) -> Self {
+        Body(Some(frame))
+    }
+}
+
+impl http_body::Body for Body {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        std::task::Poll::Ready(self.0.take().map(|data| Ok(http_body::Frame::data(data))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.0.is_none()
+    }
+}
 
 /// The connections of one client, by node address; clones of the client share it.
 #[derive(Debug, Default)]
@@ -39,10 +60,6 @@ struct Slot {
     origin: Uri,
     conn: OnceCell<SendRequest<Body>>,
 }
-
-/// A connection as a tower service for `tonic::client::Grpc`.
-#[derive(Debug, Clone)]
-pub(crate) struct H2(SendRequest<Body>);
 
 /// Why no connection to a node could be had.
 #[derive(Debug, thiserror::Error)]
@@ -64,13 +81,13 @@ impl Pool {
         &self,
         address: &str,
         dial_timeout: Duration,
-    ) -> Result<(Uri, H2), ConnectError> {
+    ) -> Result<(Uri, SendRequest<Body>), ConnectError> {
         let slot = self.slot(address)?;
         let send = slot
             .conn
             .get_or_try_init(|| connect(address, dial_timeout))
             .await?;
-        Ok((slot.origin.clone(), H2(send.clone())))
+        Ok((slot.origin.clone(), send.clone()))
     }
 
     /// Drops the connection to `address`: the next call dials again.
@@ -121,24 +138,4 @@ async fn connect(address: &str, dial_timeout: Duration) -> Result<SendRequest<Bo
         }
     });
     Ok(send)
-}
-
-/// A transport failure, as the status the client reads as "unreachable".
-fn unavailable(error: hyper::Error) -> Status {
-    Status::unavailable(format!("transport: {error}"))
-}
-
-impl tonic::codegen::Service<Request<Body>> for H2 {
-    type Response = Response<Incoming>;
-    type Error = Status;
-    type Future = Pin<Box<dyn Future<Output = Result<Response<Incoming>, Status>> + Send>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Status>> {
-        self.0.poll_ready(cx).map_err(unavailable)
-    }
-
-    fn call(&mut self, request: Request<Body>) -> Self::Future {
-        let response = self.0.send_request(request);
-        Box::pin(async move { response.await.map_err(unavailable) })
-    }
 }

@@ -48,6 +48,8 @@ impl Default for ClientOptions {
 pub struct Client {
     selector: Selector,
     options: ClientOptions,
+    /// `grpc-timeout` of every call: the request timeout.
+    timeout_header: http::HeaderValue,
     connections: Arc<conn::Pool>,
     retried: Arc<AtomicU64>,
 }
@@ -73,6 +75,7 @@ impl Client {
     pub fn new(selector: Selector, options: ClientOptions) -> Self {
         Client {
             selector,
+            timeout_header: crate::grpc::timeout_value(options.request_timeout),
             options,
             connections: Arc::default(),
             retried: Arc::default(),
@@ -100,8 +103,8 @@ impl Client {
         Resp: prost::Message + Default + Send + Sync + 'static,
     {
         let path = grpc_path(service, endpoint)?;
-        // Encoded once: a retry resends the same bytes.
-        let request = Bytes::from(request.encode_to_vec());
+        // Encoded once, as a gRPC frame: a retry resends the same bytes.
+        let request = crate::grpc::encode(&request);
         let mut tried: Vec<String> = Vec::new();
         let mut last = None;
         for attempt in 0..=self.options.retries {
@@ -145,45 +148,49 @@ impl Client {
         let timeout = self.options.request_timeout;
         let dial_timeout = self.options.dial_timeout;
         let call = async move {
-            let (origin, connection) =
-                self.connections
-                    .get(address, dial_timeout)
-                    .await
-                    .map_err(|e| {
-                        Attempt::<Resp>::Unreachable(Error::internal_server_error(
-                            CLIENT_ID,
-                            e.to_string(),
-                        ))
-                    })?;
-            let mut grpc = tonic::client::Grpc::with_origin(connection, origin);
-            grpc.ready().await.map_err(|e| {
-                Attempt::<Resp>::Unreachable(Error::internal_server_error(
-                    CLIENT_ID,
-                    format!("connect {address}: {e}"),
-                ))
-            })?;
-            let mut req = tonic::Request::new(request);
-            req.set_timeout(timeout);
-            grpc.unary(req, path, codec::PreEncoded::<Resp>::default())
+            let (origin, mut connection) = self
+                .connections
+                .get(address, dial_timeout)
                 .await
-                .map(tonic::Response::into_inner)
-                .map_err(|status| {
-                    // A deadline enforced by the transport (tonic answers CANCELLED "Timeout
-                    // expired") is the client's timeout, as go-micro reports it.
-                    let deadline = matches!(
-                        status.code(),
-                        tonic::Code::DeadlineExceeded | tonic::Code::Cancelled
-                    ) && !Error::is_carried_by(&status);
-                    if deadline {
-                        return Attempt::Done(Err(Error::timeout(CLIENT_ID, status.message())));
-                    }
-                    let error = Error::from_status(service, &status);
-                    if status.code() == tonic::Code::Unavailable && !Error::is_carried_by(&status) {
-                        Attempt::Unreachable(error)
-                    } else {
-                        Attempt::Done(Err(error))
-                    }
-                })
+                .map_err(|e| {
+                    Attempt::<Resp>::Unreachable(Error::internal_server_error(
+                        CLIENT_ID,
+                        e.to_string(),
+                    ))
+                })?;
+            std::future::poll_fn(|cx| connection.poll_ready(cx))
+                .await
+                .map_err(|e| {
+                    Attempt::<Resp>::Unreachable(Error::internal_server_error(
+                        CLIENT_ID,
+                        format!("connect {address}: transport: {e}"),
+                    ))
+                })?;
+            codec::unary::<Resp>(
+                &mut connection,
+                &origin,
+                path,
+                request,
+                &self.timeout_header,
+            )
+            .await
+            .map_err(|status| {
+                // A deadline enforced by the server (it answers CANCELLED "Timeout expired",
+                // as tonic's does) is the client's timeout, as go-micro reports it.
+                let deadline = matches!(
+                    status.code(),
+                    tonic::Code::DeadlineExceeded | tonic::Code::Cancelled
+                ) && !Error::is_carried_by(&status);
+                if deadline {
+                    return Attempt::Done(Err(Error::timeout(CLIENT_ID, status.message())));
+                }
+                let error = Error::from_status(service, &status);
+                if status.code() == tonic::Code::Unavailable && !Error::is_carried_by(&status) {
+                    Attempt::Unreachable(error)
+                } else {
+                    Attempt::Done(Err(error))
+                }
+            })
         };
         match tokio::time::timeout(timeout, call).await {
             Ok(Ok(response)) => Attempt::Done(Ok(response)),

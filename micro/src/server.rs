@@ -1,0 +1,711 @@
+//! The services' gRPC server, straight on hyper's HTTP/2 connection:
+//!
+//! ```text
+//!   TCP accept ─► hyper http2 connection ─► dispatch on the path `/<Service>/<Method>`
+//!        ├─ a unary handler: grpc-timeout? ─► read the frames ─► handler(bytes) ─► frame + trailers
+//!        ├─ a tonic service added with `Routes::tonic` (fallback, e.g. generated servers)
+//!        └─ nothing: UNIMPLEMENTED (trailers-only)
+//! ```
+//!
+//! It answers as tonic's server did: `content-type: application/grpc`, one DATA frame, trailers
+//! `grpc-status: 0`; a failure is a trailers-only response with `grpc-status`, `grpc-message`
+//! and `grpc-status-details-bin` (tonic's own encoding of a [`Status`]); a `grpc-timeout` that
+//! expires answers CANCELLED `Timeout expired`; malformed frames get tonic's statuses
+//! ([`crate::grpc`]). tonic's server stack (its tower layers, the axum router behind its
+//! `Routes`, a boxed body per message) is what this replaces: per request it cost more than the
+//! handlers.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use http::{HeaderMap, HeaderValue, Request, Response};
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper::server::conn::http2;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use prost::bytes::Bytes;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tonic::Status;
+
+use crate::grpc::{self, Direction, Frames};
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+/// A unary method on encoded messages: the request message (without prefix) in, the response
+/// as one gRPC frame ([`grpc::encode`]) or a status out.
+pub trait Handler: Send + Sync + 'static {
+    fn call(&self, message: Bytes) -> BoxFuture<Result<Bytes, Status>>;
+}
+
+/// An async function on prost messages as a [`Handler`]; its error (e.g. a [`crate::Error`])
+/// becomes the status.
+struct Unary<F, Req, Resp> {
+    f: Arc<F>,
+    _types: std::marker::PhantomData<fn(Req) -> Resp>,
+}
+
+impl<F, Req, Resp, E, Fut> Handler for Unary<F, Req, Resp>
+where
+    F: Fn(Req) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<Resp, E>> + Send + 'static,
+    E: Into<Status>,
+    Req: prost::Message + Default + 'static,
+    Resp: prost::Message + 'static,
+{
+    fn call(&self, message: Bytes) -> BoxFuture<Result<Bytes, Status>> {
+        let request = grpc::decode::<Req>(message);
+        let f = Arc::clone(&self.f);
+        Box::pin(async move {
+            let response = f(request?).await.map_err(Into::into)?;
+            Ok(grpc::encode(&response))
+        })
+    }
+}
+
+/// What a server answers: unary handlers by gRPC path, and optionally tonic services for every
+/// other path.
+#[derive(Clone, Default)]
+pub struct Routes {
+    handlers: HashMap<String, Arc<dyn Handler>>,
+    fallback: Option<tonic::service::Routes>,
+}
+
+impl std::fmt::Debug for Routes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut paths: Vec<_> = self.handlers.keys().collect();
+        paths.sort();
+        f.debug_struct("Routes")
+            .field("unary", &paths)
+            .field("tonic", &self.fallback.is_some())
+            .finish()
+    }
+}
+
+impl Routes {
+    pub fn new() -> Self {
+        Routes::default()
+    }
+
+    /// Serves `path` (`/go.micro.srv.greeter.Say/Hello`) with an async function of the decoded
+    /// request; its error is sent as a status (a [`crate::Error`] as go-micro's JSON).
+    pub fn unary<F, Req, Resp, E, Fut>(self, path: impl Into<String>, f: F) -> Self
+    where
+        F: Fn(Req) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Resp, E>> + Send + 'static,
+        E: Into<Status>,
+        Req: prost::Message + Default + 'static,
+        Resp: prost::Message + 'static,
+    {
+        self.handler(
+            path,
+            Arc::new(Unary {
+                f: Arc::new(f),
+                _types: std::marker::PhantomData,
+            }),
+        )
+    }
+
+    /// Serves `path` with `handler`.
+    pub fn handler(mut self, path: impl Into<String>, handler: Arc<dyn Handler>) -> Self {
+        self.handlers.insert(path.into(), handler);
+        self
+    }
+
+    /// Adds a tonic service (e.g. a generated `SayServer`), for the paths no handler serves.
+    pub fn tonic<S>(self, svc: S) -> Self
+    where
+        S: tonic::codegen::Service<
+                Request<tonic::body::Body>,
+                Response = Response<tonic::body::Body>,
+                Error = Infallible,
+            > + tonic::server::NamedService
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Future: Send + 'static,
+    {
+        self.merge(Routes::from(tonic::service::Routes::new(svc)))
+    }
+
+    /// Both sets of routes (`other`'s handler wins on a path both serve).
+    pub fn merge(mut self, other: Routes) -> Self {
+        self.handlers.extend(other.handlers);
+        self.fallback = match (self.fallback, other.fallback) {
+            (Some(a), Some(b)) => {
+                let router = a.into_axum_router().merge(b.into_axum_router());
+                Some(tonic::service::Routes::from(router))
+            }
+            (a, b) => a.or(b),
+        };
+        self
+    }
+
+    /// The paths served by unary handlers.
+    pub fn paths(&self) -> impl Iterator<Item = &str> {
+        self.handlers.keys().map(String::as_str)
+    }
+}
+
+impl From<tonic::service::Routes> for Routes {
+    fn from(routes: tonic::service::Routes) -> Self {
+        Routes {
+            handlers: HashMap::new(),
+            fallback: Some(routes),
+        }
+    }
+}
+
+/// A response body: one gRPC frame then `grpc-status: 0`, nothing (trailers-only responses),
+/// or a tonic service's body.
+#[derive(Debug, Default)]
+pub struct ResponseBody(Kind);
+
+#[derive(Debug, Default)]
+enum Kind {
+    #[default]
+    Empty,
+    Message {
+        frame: Option<Bytes>,
+        trailers: bool,
+    },
+    Tonic(tonic::body::Body),
+}
+
+impl ResponseBody {
+    fn message(frame: Bytes) -> Self {
+        ResponseBody(Kind::Message {
+            frame: Some(frame),
+            trailers: true,
+        })
+    }
+}
+
+fn ok_trailers() -> HeaderMap {
+    let mut trailers = HeaderMap::with_capacity(1);
+    trailers.insert(grpc::GRPC_STATUS, HeaderValue::from_static("0"));
+    trailers
+}
+
+impl Body for ResponseBody {
+    type Data = Bytes;
+    type Error = Status;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Status>>> {
+        match &mut self.0 {
+            Kind::Empty => Poll::Ready(None),
+            Kind::Message { frame, trailers } => {
+                if let Some(data) = frame.take() {
+                    return Poll::Ready(Some(Ok(Frame::data(data))));
+                }
+                if std::mem::take(trailers) {
+                    return Poll::Ready(Some(Ok(Frame::trailers(ok_trailers()))));
+                }
+                Poll::Ready(None)
+            }
+            Kind::Tonic(body) => Pin::new(body).poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.0 {
+            Kind::Empty => true,
+            Kind::Message { frame, trailers } => frame.is_none() && !trailers,
+            Kind::Tonic(body) => body.is_end_stream(),
+        }
+    }
+
+    /// Unknown for a message, as tonic's streaming body: with an exact size hyper would add a
+    /// `content-length` header, which tonic's responses did not carry (and which hpack never
+    /// indexes, so it would cost a literal per response).
+    fn size_hint(&self) -> SizeHint {
+        match &self.0 {
+            Kind::Empty => SizeHint::with_exact(0),
+            Kind::Message { .. } => SizeHint::default(),
+            Kind::Tonic(body) => body.size_hint(),
+        }
+    }
+}
+
+/// `status` as a trailers-only response (tonic's `Status::into_http`).
+fn status_response(status: Status) -> Response<ResponseBody> {
+    status.into_http()
+}
+
+fn message_response(frame: Bytes) -> Response<ResponseBody> {
+    let mut response = Response::new(ResponseBody::message(frame));
+    response
+        .headers_mut()
+        .insert(http::header::CONTENT_TYPE, grpc::CONTENT_TYPE);
+    response
+}
+
+/// Runs `work` under the request's `grpc-timeout`; on expiry tonic's CANCELLED `Timeout expired`.
+async fn with_timeout<T>(
+    timeout: Option<Duration>,
+    work: impl Future<Output = Result<T, Status>>,
+) -> Result<T, Status> {
+    match timeout {
+        None => work.await,
+        Some(limit) => match tokio::time::timeout(limit, work).await {
+            Ok(result) => result,
+            Err(_) => Err(Status::cancelled("Timeout expired")),
+        },
+    }
+}
+
+/// The request's one message: its DATA frames through [`Frames`]; a body error is mapped as
+/// tonic maps it.
+async fn read_message(mut body: Incoming) -> Result<Bytes, Status> {
+    let mut frames = Frames::new(Direction::Request);
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| Status::from_error(Box::new(e)))?;
+        if let Ok(data) = frame.into_data() {
+            frames.push(data)?;
+        }
+    }
+    frames
+        .finish()?
+        .ok_or_else(|| Status::internal("Missing request message."))
+}
+
+/// Answers one request.
+async fn dispatch(routes: Arc<Routes>, request: Request<Incoming>) -> Response<ResponseBody> {
+    let timeout = grpc::parse_timeout(request.headers());
+    let Some(handler) = routes.handlers.get(request.uri().path()) else {
+        return match routes.fallback.clone() {
+            Some(fallback) => call_tonic(fallback, request, timeout).await,
+            None => status_response(Status::unimplemented("")),
+        };
+    };
+    let handler = Arc::clone(handler);
+    let work = async move {
+        if let Some(status) = grpc::unsupported_encoding(request.headers()) {
+            return Err(status);
+        }
+        let message = read_message(request.into_body()).await?;
+        handler.call(message).await
+    };
+    match with_timeout(timeout, work).await {
+        Ok(frame) => message_response(frame),
+        Err(status) => status_response(status),
+    }
+}
+
+/// Hands a request to the tonic services (under the same `grpc-timeout`).
+async fn call_tonic(
+    mut routes: tonic::service::Routes,
+    request: Request<Incoming>,
+    timeout: Option<Duration>,
+) -> Response<ResponseBody> {
+    use tonic::codegen::Service as _;
+    let request = request.map(tonic::body::Body::new);
+    let work = async move {
+        let Ok(()) = std::future::poll_fn(|cx| {
+            tonic::codegen::Service::<Request<tonic::body::Body>>::poll_ready(&mut routes, cx)
+        })
+        .await;
+        let Ok(response) = routes.call(request).await;
+        Ok::<_, Status>(response)
+    };
+    match with_timeout(timeout, work).await {
+        Ok(response) => response.map(|body| ResponseBody(Kind::Tonic(body))),
+        Err(status) => status_response(status),
+    }
+}
+
+/// The hyper service of one connection.
+#[derive(Clone)]
+struct Dispatch(Arc<Routes>);
+
+impl hyper::service::Service<Request<Incoming>> for Dispatch {
+    type Response = Response<ResponseBody>;
+    type Error = Infallible;
+    type Future = BoxFuture<Result<Response<ResponseBody>, Infallible>>;
+
+    fn call(&self, request: Request<Incoming>) -> Self::Future {
+        let routes = Arc::clone(&self.0);
+        Box::pin(async move { Ok(dispatch(routes, request).await) })
+    }
+}
+
+/// HTTP/2 settings of the server's connections.
+fn builder() -> http2::Builder<TokioExecutor> {
+    let mut builder = http2::Builder::new(TokioExecutor::new());
+    builder.timer(TokioTimer::new());
+    // gRPC has no use for `date` (grpc-go sends none); it cost a header per response.
+    builder.auto_date_header(false);
+    builder
+}
+
+/// Serves `routes` on `listener` until `shutdown` is cancelled, then closes the listener, lets
+/// every connection finish its in-flight calls (HTTP/2 GOAWAY) and returns.
+pub async fn serve(listener: TcpListener, routes: Routes, shutdown: CancellationToken) {
+    let service = Dispatch(Arc::new(routes));
+    let builder = builder();
+    let (closing, watch) = tokio::sync::watch::channel(());
+    loop {
+        let stream = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(error) => {
+                    // Out of descriptors and the like: do not spin.
+                    tracing::debug!(%error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+            },
+        };
+        // Small frames both ways: no Nagle delay.
+        let _ = stream.set_nodelay(true);
+        let connection = builder.serve_connection(TokioIo::new(stream), service.clone());
+        let mut watch = watch.clone();
+        tokio::spawn(async move {
+            let mut connection = std::pin::pin!(connection);
+            tokio::select! {
+                served = connection.as_mut() => {
+                    if let Err(error) = served {
+                        tracing::debug!(%error, "connection ended");
+                    }
+                    return;
+                }
+                _ = watch.changed() => connection.as_mut().graceful_shutdown(),
+            }
+            if let Err(error) = connection.await {
+                tracing::debug!(%error, "connection ended while closing");
+            }
+        });
+    }
+    drop(listener);
+    let _ = closing.send(());
+    drop(watch);
+    closing.closed().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::Full;
+    use hyper::client::conn::http2::SendRequest;
+    use proto::greeter::{Request as Hello, Response as Reply};
+    use tonic::Code;
+
+    const HELLO: &str = "/go.micro.srv.greeter.Say/Hello";
+
+    /// The answer: HTTP status, headers, the body's bytes, the trailers.
+    struct Answer {
+        status: http::StatusCode,
+        headers: HeaderMap,
+        body: Vec<u8>,
+        trailers: Option<HeaderMap>,
+    }
+
+    impl Answer {
+        /// The gRPC status, from the trailers or (trailers-only) the headers.
+        fn grpc(&self) -> Status {
+            let map = self.trailers.as_ref().unwrap_or(&self.headers);
+            grpc::status_from_headers(map).expect("a grpc-status")
+        }
+    }
+
+    fn routes() -> Routes {
+        Routes::new()
+            .unary(HELLO, |req: Hello| async move {
+                match req.name.as_str() {
+                    "" => Err(crate::Error::bad_request(
+                        "go.micro.srv.greeter",
+                        "Name cannot be blank",
+                    )),
+                    "slow" => {
+                        tokio::time::sleep(Duration::from_secs(3)).await;
+                        Ok(Reply { msg: "late".into() })
+                    }
+                    name => Ok(Reply {
+                        msg: format!("Hello {name}"),
+                    }),
+                }
+            })
+            .tonic(proto::greeter::say_server::SayServer::new(Tonic))
+    }
+
+    /// A tonic-generated service on another path, served through the fallback.
+    struct Tonic;
+
+    #[tonic::async_trait]
+    impl proto::greeter::say_server::Say for Tonic {
+        async fn hello(
+            &self,
+            request: tonic::Request<Hello>,
+        ) -> Result<tonic::Response<Reply>, Status> {
+            Ok(tonic::Response::new(Reply {
+                msg: format!("tonic {}", request.into_inner().name),
+            }))
+        }
+    }
+
+    async fn start() -> (
+        SendRequest<Full<Bytes>>,
+        CancellationToken,
+        tokio::task::JoinHandle<()>,
+    ) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let address = listener.local_addr().expect("address");
+        let stop = CancellationToken::new();
+        let server = tokio::spawn(serve(listener, routes(), stop.clone()));
+        let stream = tokio::net::TcpStream::connect(address)
+            .await
+            .expect("connect");
+        let (send, connection) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+            .handshake(TokioIo::new(stream))
+            .await
+            .expect("handshake");
+        tokio::spawn(connection);
+        (send, stop, server)
+    }
+
+    async fn call(
+        send: &mut SendRequest<Full<Bytes>>,
+        path: &str,
+        headers: &[(&'static str, &'static str)],
+        body: Vec<u8>,
+    ) -> Answer {
+        let mut request = Request::post(format!("http://localhost{path}"))
+            .header("content-type", "application/grpc")
+            .header("te", "trailers");
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let request = request.body(Full::new(Bytes::from(body))).expect("request");
+        send.ready().await.expect("ready");
+        let response = send.send_request(request).await.expect("response");
+        let (head, mut incoming) = response.into_parts();
+        let mut body = Vec::new();
+        let mut trailers = None;
+        while let Some(frame) = incoming.frame().await {
+            let frame = frame.expect("frame");
+            match frame.into_data() {
+                Ok(data) => body.extend_from_slice(&data),
+                Err(frame) => trailers = frame.into_trailers().ok(),
+            }
+        }
+        Answer {
+            status: head.status,
+            headers: head.headers,
+            body,
+            trailers,
+        }
+    }
+
+    fn framed(message: &impl prost::Message) -> Vec<u8> {
+        grpc::encode(message).to_vec()
+    }
+
+    fn hello(name: &str) -> Vec<u8> {
+        framed(&Hello { name: name.into() })
+    }
+
+    #[tokio::test]
+    async fn answers_one_frame_then_ok_trailers() {
+        let (mut send, _stop, _server) = start().await;
+        let answer = call(&mut send, HELLO, &[], hello("John")).await;
+        assert_eq!(answer.status, 200);
+        assert_eq!(answer.headers["content-type"], "application/grpc");
+        assert!(
+            answer.headers.get("grpc-status").is_none(),
+            "not trailers-only"
+        );
+        let trailers = answer.trailers.as_ref().expect("trailers");
+        assert_eq!(trailers["grpc-status"], "0");
+        assert!(trailers.get("grpc-message").is_none());
+        assert_eq!(answer.body[0], 0, "uncompressed");
+        let len = u32::from_be_bytes(answer.body[1..5].try_into().expect("prefix")) as usize;
+        assert_eq!(len, answer.body.len() - 5);
+        let reply: Reply = grpc::decode(Bytes::copy_from_slice(&answer.body[5..])).expect("reply");
+        assert_eq!(reply.msg, "Hello John");
+    }
+
+    #[tokio::test]
+    async fn a_handlers_error_travels_in_trailers_only() {
+        let (mut send, _stop, _server) = start().await;
+        let answer = call(&mut send, HELLO, &[], hello("")).await;
+        assert_eq!(answer.status, 200);
+        assert!(
+            answer.body.is_empty() && answer.trailers.is_none(),
+            "trailers-only"
+        );
+        assert_eq!(answer.headers["content-type"], "application/grpc");
+        let status = answer.grpc();
+        assert_eq!(status.code(), Code::InvalidArgument);
+        let expected = crate::Error::bad_request("go.micro.srv.greeter", "Name cannot be blank");
+        assert!(crate::Error::is_carried_by(&status));
+        assert_eq!(crate::Error::from_status("other", &status), expected);
+        // Percent-encoded JSON in grpc-message, base64 JSON in the details, as tonic sends them.
+        assert!(answer.headers["grpc-message"]
+            .to_str()
+            .expect("ascii")
+            .starts_with("%7B%22id%22"));
+        assert_eq!(status.details(), expected.to_json().as_bytes());
+    }
+
+    #[tokio::test]
+    async fn unknown_methods_are_unimplemented() {
+        let (mut send, _stop, _server) = start().await;
+        for path in ["/go.micro.srv.greeter.Say/Nope", "/x", "/"] {
+            let answer = call(&mut send, path, &[], hello("John")).await;
+            assert_eq!(answer.status, 200, "{path}");
+            assert_eq!(answer.grpc().code(), Code::Unimplemented, "{path}");
+        }
+        // A unary handler wins over a tonic service on the same path.
+        let answer = call(&mut send, HELLO, &[], hello("x")).await;
+        let reply: Reply = grpc::decode(Bytes::copy_from_slice(&answer.body[5..])).expect("reply");
+        assert_eq!(reply.msg, "Hello x");
+    }
+
+    #[tokio::test]
+    async fn tonic_services_serve_the_paths_no_handler_serves() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let address = listener.local_addr().expect("address");
+        let stop = CancellationToken::new();
+        let only_tonic = Routes::new().tonic(proto::greeter::say_server::SayServer::new(Tonic));
+        tokio::spawn(serve(listener, only_tonic, stop.clone()));
+        let stream = tokio::net::TcpStream::connect(address)
+            .await
+            .expect("connect");
+        let (mut send, connection) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+            .handshake(TokioIo::new(stream))
+            .await
+            .expect("handshake");
+        tokio::spawn(connection);
+        let answer = call(&mut send, HELLO, &[], hello("John")).await;
+        let reply: Reply = grpc::decode(Bytes::copy_from_slice(&answer.body[5..])).expect("reply");
+        assert_eq!(reply.msg, "tonic John");
+        let answer = call(&mut send, "/go.micro.srv.greeter.Say/Nope", &[], hello("x")).await;
+        assert_eq!(answer.grpc().code(), Code::Unimplemented);
+        stop.cancel();
+    }
+
+    #[tokio::test]
+    async fn malformed_frames_get_statuses_not_panics() {
+        let (mut send, _stop, _server) = start().await;
+        let mut compressed = hello("John");
+        compressed[0] = 1;
+        let mut bad_flag = hello("John");
+        bad_flag[0] = 9;
+        let mut truncated = hello("John");
+        truncated.pop();
+        let mut oversized = vec![0u8];
+        oversized.extend_from_slice(&(grpc::MAX_MESSAGE_SIZE as u32 + 1).to_be_bytes());
+        // Field 1 as a length-delimited string whose length runs past the end.
+        let not_protobuf = vec![0, 0, 0, 0, 2, 0x0a, 0x05];
+        for (what, body, code, message) in [
+            (
+                "compressed flag",
+                compressed,
+                Code::Internal,
+                "compressed-flag",
+            ),
+            (
+                "unknown flag",
+                bad_flag,
+                Code::Internal,
+                "invalid compression flag: 9",
+            ),
+            ("truncated", truncated, Code::Internal, "Unexpected EOF"),
+            ("oversized", oversized, Code::OutOfRange, "too large"),
+            (
+                "empty",
+                Vec::new(),
+                Code::Internal,
+                "Missing request message.",
+            ),
+            (
+                "half a prefix",
+                vec![0, 0],
+                Code::Internal,
+                "Unexpected EOF",
+            ),
+            ("not protobuf", not_protobuf, Code::Internal, ""),
+        ] {
+            let answer = call(&mut send, HELLO, &[], body).await;
+            let status = answer.grpc();
+            assert_eq!(status.code(), code, "{what}: {status:?}");
+            assert!(status.message().contains(message), "{what}: {status:?}");
+        }
+        let answer = call(
+            &mut send,
+            HELLO,
+            &[("grpc-encoding", "gzip")],
+            hello("John"),
+        )
+        .await;
+        assert_eq!(answer.grpc().code(), Code::Unimplemented);
+        let answer = call(
+            &mut send,
+            HELLO,
+            &[("grpc-encoding", "identity")],
+            hello("J"),
+        )
+        .await;
+        assert_eq!(answer.trailers.expect("trailers")["grpc-status"], "0");
+        // The server is still serving the same connection.
+        let answer = call(&mut send, HELLO, &[], hello("again")).await;
+        assert_eq!(answer.trailers.expect("trailers")["grpc-status"], "0");
+    }
+
+    #[tokio::test]
+    async fn grpc_timeout_cancels_like_tonic() {
+        let (mut send, _stop, _server) = start().await;
+        let started = std::time::Instant::now();
+        let answer = call(&mut send, HELLO, &[("grpc-timeout", "100m")], hello("slow")).await;
+        let status = answer.grpc();
+        assert_eq!(
+            (status.code(), status.message()),
+            (Code::Cancelled, "Timeout expired")
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+        // A malformed timeout is ignored, as tonic does; a roomy one lets the call finish.
+        let answer = call(&mut send, HELLO, &[("grpc-timeout", "bogus")], hello("a")).await;
+        assert_eq!(answer.trailers.expect("trailers")["grpc-status"], "0");
+        let answer = call(&mut send, HELLO, &[("grpc-timeout", "5S")], hello("a")).await;
+        assert_eq!(answer.trailers.expect("trailers")["grpc-status"], "0");
+    }
+
+    #[tokio::test]
+    async fn stopping_lets_in_flight_calls_finish() {
+        let (mut send, stop, server) = start().await;
+        let mut second = send.clone();
+        let slow = tokio::spawn(async move { call(&mut second, HELLO, &[], hello("slow")).await });
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        stop.cancel();
+        let answer = slow.await.expect("join");
+        assert_eq!(answer.trailers.expect("trailers")["grpc-status"], "0");
+        tokio::time::timeout(Duration::from_secs(5), server)
+            .await
+            .expect("server stops once the call is done")
+            .expect("join");
+        assert!(
+            send.ready().await.is_err() || send.is_closed() || {
+                // The connection may still look open; a new call must not be served.
+                let request = Request::post(format!("http://localhost{HELLO}"))
+                    .body(Full::new(Bytes::from(hello("late"))))
+                    .expect("request");
+                send.send_request(request).await.is_err()
+            }
+        );
+    }
+}
