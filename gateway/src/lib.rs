@@ -133,7 +133,7 @@ pub async fn serve(
     let mut builder = auto::Builder::new(TokioExecutor::new());
     // hyper's default HTTP/1 header read timeout needs a timer (as axum::serve sets).
     builder.http1().timer(TokioTimer::new());
-    let (closing, watch) = tokio::sync::watch::channel(());
+    let connections = micro::server::Connections::default();
     loop {
         let (stream, remote) = tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -155,28 +155,14 @@ pub async fn serve(
             }
         });
         let builder = builder.clone();
-        let mut watch = watch.clone();
+        let closer = connections.closer();
         tokio::spawn(async move {
             let connection = builder.serve_connection(TokioIo::new(stream), service);
-            let mut connection = std::pin::pin!(connection);
-            tokio::select! {
-                served = connection.as_mut() => {
-                    if let Err(error) = served {
-                        tracing::debug!(%error, "connection ended");
-                    }
-                    return;
-                }
-                _ = watch.changed() => connection.as_mut().graceful_shutdown(),
-            }
-            if let Err(error) = connection.await {
-                tracing::debug!(%error, "connection ended while closing");
-            }
+            closer.serve(connection, |c| c.graceful_shutdown()).await;
         });
     }
     drop(listener);
-    let _ = closing.send(());
-    drop(watch);
-    closing.closed().await;
+    connections.drain().await;
     Ok(())
 }
 

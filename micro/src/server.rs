@@ -353,7 +353,7 @@ fn builder() -> http2::Builder<TokioExecutor> {
 pub async fn serve(listener: TcpListener, routes: Routes, shutdown: CancellationToken) {
     let service = Dispatch(Arc::new(routes));
     let builder = builder();
-    let (closing, watch) = tokio::sync::watch::channel(());
+    let connections = Connections::default();
     loop {
         let stream = tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -370,27 +370,66 @@ pub async fn serve(listener: TcpListener, routes: Routes, shutdown: Cancellation
         // Small frames both ways: no Nagle delay.
         let _ = stream.set_nodelay(true);
         let connection = builder.serve_connection(TokioIo::new(stream), service.clone());
-        let mut watch = watch.clone();
-        tokio::spawn(async move {
-            let mut connection = std::pin::pin!(connection);
-            tokio::select! {
-                served = connection.as_mut() => {
-                    if let Err(error) = served {
-                        tracing::debug!(%error, "connection ended");
-                    }
-                    return;
-                }
-                _ = watch.changed() => connection.as_mut().graceful_shutdown(),
-            }
-            if let Err(error) = connection.await {
-                tracing::debug!(%error, "connection ended while closing");
-            }
-        });
+        let closer = connections.closer();
+        tokio::spawn(closer.serve(connection, |c| c.graceful_shutdown()));
     }
     drop(listener);
-    let _ = closing.send(());
-    drop(watch);
-    closing.closed().await;
+    connections.drain().await;
+}
+
+/// The connections of a server, closed gracefully together ([`Connections::drain`]); the
+/// gateway's HTTP server uses it too.
+pub struct Connections {
+    closing: tokio::sync::watch::Sender<()>,
+    watch: tokio::sync::watch::Receiver<()>,
+}
+
+/// One connection's view of [`Connections`], to serve it with.
+#[derive(Clone)]
+pub struct Closer(tokio::sync::watch::Receiver<()>);
+
+impl Default for Connections {
+    fn default() -> Self {
+        let (closing, watch) = tokio::sync::watch::channel(());
+        Connections { closing, watch }
+    }
+}
+
+impl Connections {
+    pub fn closer(&self) -> Closer {
+        Closer(self.watch.clone())
+    }
+
+    /// Tells every connection to close gracefully and waits until all have ended.
+    pub async fn drain(self) {
+        let _ = self.closing.send(());
+        drop(self.watch);
+        self.closing.closed().await;
+    }
+}
+
+impl Closer {
+    /// Runs `connection` until it ends, or until [`Connections::drain`]: then `close` starts
+    /// its graceful shutdown and it finishes its in-flight requests.
+    pub async fn serve<C, E>(mut self, connection: C, close: impl FnOnce(Pin<&mut C>))
+    where
+        C: Future<Output = Result<(), E>>,
+        E: std::fmt::Display,
+    {
+        let mut connection = std::pin::pin!(connection);
+        tokio::select! {
+            served = connection.as_mut() => {
+                if let Err(error) = served {
+                    tracing::debug!(%error, "connection ended");
+                }
+                return;
+            }
+            _ = self.0.changed() => close(connection.as_mut()),
+        }
+        if let Err(error) = connection.await {
+            tracing::debug!(%error, "connection ended while closing");
+        }
+    }
 }
 
 #[cfg(test)]
