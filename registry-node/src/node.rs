@@ -22,7 +22,8 @@ use crate::api::{
 };
 use crate::config::NodeConfig;
 use crate::lease::LeaseManager;
-use crate::raft::network::PeerNetwork;
+use crate::raft::link;
+use crate::raft::network::{PeerNetwork, MAX_PEER_MESSAGE};
 use crate::raft::peer_service::PeerService;
 use crate::raft::{MemberNode, NodeId, Raft, TypeConfig};
 use crate::store::StateMachine;
@@ -263,16 +264,31 @@ impl Node {
                 addr: config.peer_addr,
                 source,
             })?;
-            let peer_server = Server::builder()
-                .add_service(
-                    PeerService::new(raft.clone(), isolated.clone())
-                        .with_core(core.clone())
-                        .into_server(),
-                )
+            // The peer port: the member link, and gRPC `RaftPeer` for any other connection.
+            let peer_service =
+                PeerService::new(raft.clone(), isolated.clone()).with_core(core.clone());
+            let (grpc_conns, grpc_incoming) = tokio::sync::mpsc::unbounded_channel();
+            let peer_grpc = Server::builder()
+                .add_service(peer_service.clone().into_server())
                 .serve_with_incoming_shutdown(
-                    no_delay(peer),
+                    tokio_stream::wrappers::UnboundedReceiverStream::new(grpc_incoming),
                     shutdown.clone().cancelled_owned(),
                 );
+            // Accepted on the Raft thread, so the connections are driven there.
+            let peer = peer.into_std().map_err(|source| NodeError::Bind {
+                addr: config.peer_addr,
+                source,
+            })?;
+            let peer_stop = shutdown.clone();
+            let peer_link = async move {
+                match TcpListener::from_std(peer) {
+                    Ok(peer) => {
+                        link::serve(peer, peer_service, MAX_PEER_MESSAGE, grpc_conns, peer_stop)
+                            .await
+                    }
+                    Err(e) => tracing::error!(error = %e, "peer listener"),
+                }
+            };
             let client_server = Server::builder()
                 .add_service(KvService::new(core.clone()))
                 .add_service(LeaseService::new(core.clone()))
@@ -289,7 +305,8 @@ impl Node {
                 // next to the core they go to.
                 raft_rt
                     .handle
-                    .spawn(log_exit("peer server", peer_server).instrument(span.clone())),
+                    .spawn(log_exit("peer gRPC server", peer_grpc).instrument(span.clone())),
+                raft_rt.handle.spawn(peer_link.instrument(span.clone())),
                 tokio::spawn(log_exit("client server", client_server).instrument(span.clone())),
                 tokio::spawn(
                     crate::lease::run(core.clone(), shutdown.clone()).instrument(span.clone()),

@@ -1,6 +1,8 @@
-//! Raft plumbing: the openraft type configuration and the peer transport over tonic.
+//! Raft plumbing: the openraft type configuration and the peer transport (the member link,
+//! and the `RaftPeer` gRPC service on the same port).
 
 pub mod batch;
+pub mod link;
 pub mod network;
 pub mod peer_service;
 pub mod types;

@@ -1,5 +1,6 @@
-//! Client side of the peer transport: openraft's `RaftNetwork` over tonic, one lazily
-//! connected channel per peer. Payloads are openraft's own types in bincode.
+//! Client side of the peer transport: openraft's `RaftNetwork` over the member link
+//! ([`super::link`]), one lazily connected link per peer. Payloads are openraft's own types in
+//! bincode, and the `RaftPeer` messages in protobuf for read index and propose.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -13,14 +14,12 @@ use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
     VoteRequest, VoteResponse,
 };
-use proto::registrypb::raft_peer_client::RaftPeerClient;
-use proto::registrypb::{
-    ProposeRequest, ProposeResponse, RaftMessage, ReadIndexRequest, ReadIndexResponse,
-};
+use prost::Message;
+use proto::registrypb::{ProposeRequest, ProposeResponse, ReadIndexResponse};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use tonic::transport::{Channel, Endpoint};
 
+use super::link::{self, CallError, Kind, Link};
 use super::{codec, MemberNode, NodeId, TypeConfig};
 
 /// Largest peer message accepted either way (log batches and snapshot chunks).
@@ -31,11 +30,11 @@ pub const MAX_PEER_MESSAGE: usize = 256 * 1024 * 1024;
 pub struct PeerNetwork {
     /// Whether to cut every link (test isolation); shared with the peer server.
     pub isolated: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    /// One channel (HTTP/2 connection) per peer URL. openraft asks for a new client for every
+    /// One link (TCP connection) per peer URL. openraft asks for a new client for every
     /// leadership check (each linearizable read): without this each one dialled a new TCP
     /// connection to every follower.
-    channels: Arc<Mutex<HashMap<String, Channel>>>,
-    /// Where the channels' connection tasks run (the member's Raft thread, see
+    links: Arc<Mutex<HashMap<String, Arc<Link>>>>,
+    /// Where the links' connection tasks run (the member's Raft thread, see
     /// `node::RaftThread`); `None`: the caller's runtime.
     runtime: Option<tokio::runtime::Handle>,
 }
@@ -49,22 +48,25 @@ impl PeerNetwork {
         }
     }
 
-    fn channel(&self, url: &str) -> Result<Channel, String> {
-        let mut map = self.channels.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(ch) = map.get(url) {
-            return Ok(ch.clone());
+    fn link(&self, url: &str) -> Result<Arc<Link>, String> {
+        let mut map = self.links.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(link) = map.get(url) {
+            return Ok(Arc::clone(link));
         }
-        let _rt = self.runtime.as_ref().map(|h| h.enter());
-        let ch = Endpoint::from_shared(url.to_owned())
-            .map(|e| {
-                e.connect_timeout(Duration::from_secs(1))
-                    .tcp_nodelay(true)
-                    .http2_keep_alive_interval(Duration::from_secs(5))
-                    .connect_lazy()
-            })
-            .map_err(|e| e.to_string())?;
-        map.insert(url.to_owned(), ch.clone());
-        Ok(ch)
+        let addr = peer_addr(url)?;
+        let link = Arc::new(Link::new(addr, MAX_PEER_MESSAGE, self.runtime.clone()));
+        map.insert(url.to_owned(), Arc::clone(&link));
+        Ok(link)
+    }
+}
+
+/// `host:port` of a peer URL (`http://127.0.0.1:2380`).
+fn peer_addr(url: &str) -> Result<String, String> {
+    let uri: tonic::codegen::http::Uri = url.parse().map_err(|_| url.to_owned())?;
+    match (uri.host(), uri.port_u16()) {
+        (Some(host), Some(port)) => Ok(format!("{host}:{port}")),
+        (Some(host), None) => Ok(format!("{host}:80")),
+        _ => Err(url.to_owned()),
     }
 }
 
@@ -76,14 +78,8 @@ impl PeerNetwork {
         peer_url: &str,
         timeout: Duration,
     ) -> Result<ReadIndexResponse, tonic::Status> {
-        if self.isolated.load(std::sync::atomic::Ordering::Relaxed) {
-            return Err(tonic::Status::unavailable("link cut (member isolated)"));
-        }
-        let channel = self.channel(peer_url).map_err(tonic::Status::internal)?;
-        let mut request = tonic::Request::new(ReadIndexRequest {});
-        request.set_timeout(timeout);
-        let reply = RaftPeerClient::new(channel).read_index(request).await?;
-        Ok(reply.into_inner())
+        self.prost_call(peer_url, Kind::ReadIndex, None::<&ProposeRequest>, timeout)
+            .await
     }
 
     /// Sends a batch of client writes to the member at `peer_url` (the leader) to be proposed
@@ -94,14 +90,31 @@ impl PeerNetwork {
         req: ProposeRequest,
         timeout: Duration,
     ) -> Result<ProposeResponse, tonic::Status> {
+        self.prost_call(peer_url, Kind::Propose, Some(&req), timeout)
+            .await
+    }
+
+    async fn prost_call<Req: Message, Resp: Message + Default>(
+        &self,
+        peer_url: &str,
+        kind: Kind,
+        req: Option<&Req>,
+        timeout: Duration,
+    ) -> Result<Resp, tonic::Status> {
         if self.isolated.load(std::sync::atomic::Ordering::Relaxed) {
             return Err(tonic::Status::unavailable("link cut (member isolated)"));
         }
-        let channel = self.channel(peer_url).map_err(tonic::Status::internal)?;
-        let mut request = tonic::Request::new(req);
-        request.set_timeout(timeout);
-        let reply = RaftPeerClient::new(channel).propose(request).await?;
-        Ok(reply.into_inner())
+        let link = self
+            .link(peer_url)
+            .map_err(|u| tonic::Status::internal(format!("bad peer url: {u}")))?;
+        let mut frame = link::request(kind, req.map_or(0, Message::encoded_len));
+        if let Some(req) = req {
+            // Cannot fail: a Vec grows as needed.
+            let _ = req.encode(&mut frame);
+        }
+        let body = link.call(frame, timeout).await?;
+        Resp::decode(body)
+            .map_err(|e| tonic::Status::internal(format!("undecodable peer answer: {e}")))
     }
 }
 
@@ -109,11 +122,11 @@ impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
     type Network = PeerClient;
 
     async fn new_client(&mut self, target: NodeId, node: &MemberNode) -> PeerClient {
-        let channel = self.channel(&node.peer_url);
+        let link = self.link(&node.peer_url);
         PeerClient {
             target,
             node: node.clone(),
-            channel,
+            link,
             isolated: self.isolated.clone(),
         }
     }
@@ -123,7 +136,7 @@ impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
 pub struct PeerClient {
     target: NodeId,
     node: MemberNode,
-    channel: Result<Channel, String>,
+    link: Result<Arc<Link>, String>,
     isolated: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
@@ -138,7 +151,7 @@ enum LinkError {
     #[error("decode: {0}")]
     Decode(#[from] bincode::error::DecodeError),
     #[error("rpc: {0}")]
-    Rpc(#[from] tonic::Status),
+    Rpc(#[from] CallError),
 }
 
 impl PeerClient {
@@ -146,7 +159,7 @@ impl PeerClient {
     /// `Unreachable` (openraft backs off) and remote Raft errors `RemoteError`.
     async fn call<Req, Resp, E>(
         &mut self,
-        method: Method,
+        kind: Kind,
         req: &Req,
         option: &RPCOption,
     ) -> Result<Resp, RPCError<NodeId, MemberNode, RaftError<NodeId, E>>>
@@ -156,7 +169,7 @@ impl PeerClient {
         E: std::error::Error + DeserializeOwned,
     {
         let res: Result<Result<Resp, RaftError<NodeId, E>>, LinkError> =
-            self.roundtrip(method, req, option.hard_ttl()).await;
+            self.roundtrip(kind, req, option.hard_ttl()).await;
         match res {
             Ok(Ok(resp)) => Ok(resp),
             Ok(Err(e)) => Err(RPCError::RemoteError(RemoteError::new_with_node(
@@ -173,35 +186,20 @@ impl PeerClient {
 
     async fn roundtrip<Req: Serialize, Out: DeserializeOwned>(
         &mut self,
-        method: Method,
+        kind: Kind,
         req: &Req,
         ttl: Duration,
     ) -> Result<Out, LinkError> {
         if self.isolated.load(std::sync::atomic::Ordering::Relaxed) {
             return Err(LinkError::Isolated);
         }
-        let channel = self.channel.clone().map_err(LinkError::BadUrl)?;
-        let mut client = RaftPeerClient::new(channel)
-            .max_decoding_message_size(MAX_PEER_MESSAGE)
-            .max_encoding_message_size(MAX_PEER_MESSAGE);
-        let data = bincode::serde::encode_to_vec(req, codec())?;
-        let mut request = tonic::Request::new(RaftMessage { data });
-        request.set_timeout(ttl);
-        let reply = match method {
-            Method::Append => client.append_entries(request).await?,
-            Method::Vote => client.vote(request).await?,
-            Method::Snapshot => client.install_snapshot(request).await?,
-        };
-        let (out, _) = bincode::serde::decode_from_slice(&reply.into_inner().data, codec())?;
+        let link = self.link.clone().map_err(LinkError::BadUrl)?;
+        let mut frame = link::request(kind, 256);
+        bincode::serde::encode_into_std_write(req, &mut frame, codec())?;
+        let body = link.call(frame, ttl).await?;
+        let (out, _) = bincode::serde::decode_from_slice(&body, codec())?;
         Ok(out)
     }
-}
-
-#[derive(Clone, Copy)]
-enum Method {
-    Append,
-    Vote,
-    Snapshot,
 }
 
 impl RaftNetwork<TypeConfig> for PeerClient {
@@ -211,7 +209,7 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, MemberNode, RaftError<NodeId>>>
     {
-        self.call(Method::Append, &rpc, &option).await
+        self.call(Kind::Append, &rpc, &option).await
     }
 
     async fn install_snapshot(
@@ -222,7 +220,7 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         InstallSnapshotResponse<NodeId>,
         RPCError<NodeId, MemberNode, RaftError<NodeId, InstallSnapshotError>>,
     > {
-        self.call(Method::Snapshot, &rpc, &option).await
+        self.call(Kind::Snapshot, &rpc, &option).await
     }
 
     async fn vote(
@@ -230,6 +228,6 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         rpc: VoteRequest<NodeId>,
         option: RPCOption,
     ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, MemberNode, RaftError<NodeId>>> {
-        self.call(Method::Vote, &rpc, &option).await
+        self.call(Kind::Vote, &rpc, &option).await
     }
 }
