@@ -4,8 +4,10 @@
 //! - [`registry`]: go-micro's registry over etcd v3 (key layout, JSON, leases, watch).
 //! - [`selector`]: picks a node: `cache` (watch-driven) or `registry`; `random` or `round_robin`.
 //! - [`client`]: gRPC calls with go-micro naming, per-call timeout, one retry on another node.
-//! - [`server`]: the gRPC server on hyper (unary handlers by path, tonic services as fallback).
-//! - [`grpc`]: gRPC framing, `grpc-timeout` and status trailers, shared by server and client.
+//! - [`server`]: the gRPC server on hyper (unary handlers by path, tonic services as fallback);
+//!   from the `grpc-lite` crate, which the registry's client API uses too.
+//! - [`grpc`]: gRPC framing, `grpc-timeout` and status trailers, shared by server and client
+//!   (`grpc-lite`).
 //! - [`service`]: the runner: server, registration, heartbeat, graceful stop.
 //! - [`config`]: go-micro's flags and environment variables.
 //! - [`errors`]: go-micro's `{id, code, detail, status}` error.
@@ -14,13 +16,13 @@
 pub mod client;
 pub mod config;
 pub mod errors;
-pub mod grpc;
 pub mod process;
 pub mod registry;
 pub mod selector;
-pub mod server;
 pub mod service;
 pub mod testing;
+
+pub use grpc_lite::{grpc, server};
 
 pub use client::{Client, ClientOptions};
 pub use config::MicroArgs;

@@ -11,7 +11,6 @@ use proto::etcdserverpb::ResponseHeader;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Channel, Endpoint, Server};
 use tonic::Status;
 use tracing::Instrument;
@@ -289,16 +288,16 @@ impl Node {
                     Err(e) => tracing::error!(error = %e, "peer listener"),
                 }
             };
-            let client_server = Server::builder()
-                .add_service(KvService::new(core.clone()))
-                .add_service(LeaseService::new(core.clone()))
-                .add_service(WatchService::new(core.clone()))
-                .add_service(ClusterService::new(core.clone()))
-                .add_service(MaintenanceService::new(core.clone()))
-                .serve_with_incoming_shutdown(
-                    no_delay(client),
-                    shutdown.clone().cancelled_owned(),
-                );
+            // The client API: KV's busiest methods as unary handlers straight on hyper
+            // (`grpc-lite`), everything else (watch and lease streams included) through tonic.
+            let client_routes = KvService::routes(core.clone())
+                .tonic(KvService::new(core.clone()))
+                .tonic(LeaseService::new(core.clone()))
+                .tonic(WatchService::new(core.clone()))
+                .tonic(ClusterService::new(core.clone()))
+                .tonic(MaintenanceService::new(core.clone()));
+            let client_server =
+                grpc_lite::server::serve(client, client_routes, shutdown.clone());
             let span = tracing::Span::current();
             let tasks = vec![
                 // Peer requests (append-entries above all) are handled on the Raft thread,
@@ -307,7 +306,7 @@ impl Node {
                     .handle
                     .spawn(log_exit("peer gRPC server", peer_grpc).instrument(span.clone())),
                 raft_rt.handle.spawn(peer_link.instrument(span.clone())),
-                tokio::spawn(log_exit("client server", client_server).instrument(span.clone())),
+                tokio::spawn(client_server.instrument(span.clone())),
                 tokio::spawn(
                     crate::lease::run(core.clone(), shutdown.clone()).instrument(span.clone()),
                 ),
@@ -319,13 +318,6 @@ impl Node {
         .instrument(span)
         .await
     }
-}
-
-/// Accepted connections with `TCP_NODELAY`: `serve_with_incoming` ignores the builder's
-/// setting, and with Nagle on, a reply written as several HTTP/2 frames waits for the
-/// peer's delayed ACK (40 ms on Linux) whenever an earlier frame is still unacknowledged.
-fn no_delay(listener: TcpListener) -> TcpIncoming {
-    TcpIncoming::from(listener).with_nodelay(Some(true))
 }
 
 async fn log_exit(

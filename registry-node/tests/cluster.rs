@@ -392,6 +392,17 @@ async fn bad_input_gets_etcds_errors() {
         (e.code(), e.message()),
         (Code::InvalidArgument, "etcdserver: request is too large")
     );
+    // Over the wire limit (max request bytes + 512 KiB): refused before it is decoded.
+    let e = kv
+        .put(PutRequest {
+            key: "bigger".into(),
+            value: vec![b'x'; 3_000_000],
+            ..Default::default()
+        })
+        .await
+        .expect_err("over the message limit");
+    assert_eq!(e.code(), Code::OutOfRange, "{e:?}");
+    assert!(e.message().contains("message length too large"), "{e:?}");
 
     kv.compact(CompactionRequest {
         revision: 2,

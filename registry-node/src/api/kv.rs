@@ -11,9 +11,12 @@ use proto::registrypb::internal_request::Request as Ir;
 use proto::registrypb::InternalRequest;
 use tonic::{Request, Response, Status};
 
+use grpc_lite::server::Routes;
+
 use super::error;
 use super::forward;
 use super::route::{forwarded_request, CallCtx, Redirect};
+use super::unary::handler;
 use crate::node::Core;
 
 /// The KV service of one member.
@@ -24,6 +27,38 @@ pub struct KvService {
 impl KvService {
     pub fn new(core: Arc<Core>) -> KvServer<Self> {
         KvServer::new(KvService { core }).max_decoding_message_size(crate::node::MAX_CLIENT_MESSAGE)
+    }
+
+    /// Range, Put, DeleteRange and Txn as unary handlers of the client API's server (see
+    /// [`super::unary`]); Compact stays with the tonic service ([`KvService::new`]).
+    pub fn routes(core: Arc<Core>) -> Routes {
+        let svc = Arc::new(KvService { core });
+        let s = svc.clone();
+        let range = handler(move |r| {
+            let s = s.clone();
+            async move { s.range(r).await }
+        });
+        let s = svc.clone();
+        let put = handler(move |r| {
+            let s = s.clone();
+            async move { s.put(r).await }
+        });
+        let s = svc.clone();
+        let delete_range = handler(move |r| {
+            let s = s.clone();
+            async move { s.delete_range(r).await }
+        });
+        let s = svc;
+        let txn = handler(move |r| {
+            let s = s.clone();
+            async move { s.txn(r).await }
+        });
+        Routes::new()
+            .max_message_size(crate::node::MAX_CLIENT_MESSAGE)
+            .handler("/etcdserverpb.KV/Range", range)
+            .handler("/etcdserverpb.KV/Put", put)
+            .handler("/etcdserverpb.KV/DeleteRange", delete_range)
+            .handler("/etcdserverpb.KV/Txn", txn)
     }
 
     /// Proposes a write and shapes its applied response; followers forward with `remote`.

@@ -8,4 +8,5 @@ pub mod kv;
 pub mod lease;
 pub mod maintenance;
 pub mod route;
+pub mod unary;
 pub mod watch;

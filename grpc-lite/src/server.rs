@@ -38,10 +38,10 @@ use crate::grpc::{self, Direction, Frames};
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
-/// A unary method on encoded messages: the request message (without prefix) in, the response
-/// as one gRPC frame ([`grpc::encode`]) or a status out.
+/// A unary method on encoded messages: the request's headers (its metadata) and message
+/// (without prefix) in, the response as one gRPC frame ([`grpc::encode`]) or a status out.
 pub trait Handler: Send + Sync + 'static {
-    fn call(&self, message: Bytes) -> BoxFuture<Result<Bytes, Status>>;
+    fn call(&self, headers: HeaderMap, message: Bytes) -> BoxFuture<Result<Bytes, Status>>;
 }
 
 /// An async function on prost messages as a [`Handler`]; its error (e.g. a [`crate::Error`])
@@ -59,7 +59,7 @@ where
     Req: prost::Message + Default + 'static,
     Resp: prost::Message + 'static,
 {
-    fn call(&self, message: Bytes) -> BoxFuture<Result<Bytes, Status>> {
+    fn call(&self, _headers: HeaderMap, message: Bytes) -> BoxFuture<Result<Bytes, Status>> {
         let request = grpc::decode::<Req>(message);
         let f = Arc::clone(&self.f);
         Box::pin(async move {
@@ -71,10 +71,22 @@ where
 
 /// What a server answers: unary handlers by gRPC path, and optionally tonic services for every
 /// other path.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Routes {
     handlers: HashMap<String, Arc<dyn Handler>>,
     fallback: Option<tonic::service::Routes>,
+    /// Largest request message the handlers accept (tonic's `max_decoding_message_size`).
+    max_message: usize,
+}
+
+impl Default for Routes {
+    fn default() -> Self {
+        Routes {
+            handlers: HashMap::new(),
+            fallback: None,
+            max_message: grpc::MAX_MESSAGE_SIZE,
+        }
+    }
 }
 
 impl std::fmt::Debug for Routes {
@@ -112,6 +124,13 @@ impl Routes {
         )
     }
 
+    /// Refuses request messages over `bytes` to the unary handlers, with tonic's OUT_OF_RANGE
+    /// (default [`grpc::MAX_MESSAGE_SIZE`]); tonic services keep their own limits.
+    pub fn max_message_size(mut self, bytes: usize) -> Self {
+        self.max_message = bytes;
+        self
+    }
+
     /// Serves `path` with `handler`.
     pub fn handler(mut self, path: impl Into<String>, handler: Arc<dyn Handler>) -> Self {
         self.handlers.insert(path.into(), handler);
@@ -119,7 +138,7 @@ impl Routes {
     }
 
     /// Adds a tonic service (e.g. a generated `SayServer`), for the paths no handler serves.
-    pub fn tonic<S>(self, svc: S) -> Self
+    pub fn tonic<S>(mut self, svc: S) -> Self
     where
         S: tonic::codegen::Service<
                 Request<tonic::body::Body>,
@@ -132,7 +151,11 @@ impl Routes {
             + 'static,
         S::Future: Send + 'static,
     {
-        self.merge(Routes::from(tonic::service::Routes::new(svc)))
+        self.fallback = Some(match self.fallback.take() {
+            Some(routes) => routes.add_service(svc),
+            None => tonic::service::Routes::new(svc),
+        });
+        self
     }
 
     /// Both sets of routes (`other`'s handler wins on a path both serve).
@@ -140,7 +163,9 @@ impl Routes {
         self.handlers.extend(other.handlers);
         self.fallback = match (self.fallback, other.fallback) {
             (Some(a), Some(b)) => {
-                let router = a.into_axum_router().merge(b.into_axum_router());
+                // Both answer UNIMPLEMENTED for unknown paths; axum refuses two fallbacks.
+                let b = b.into_axum_router().reset_fallback();
+                let router = a.into_axum_router().merge(b);
                 Some(tonic::service::Routes::from(router))
             }
             (a, b) => a.or(b),
@@ -157,8 +182,8 @@ impl Routes {
 impl From<tonic::service::Routes> for Routes {
     fn from(routes: tonic::service::Routes) -> Self {
         Routes {
-            handlers: HashMap::new(),
             fallback: Some(routes),
+            ..Routes::default()
         }
     }
 }
@@ -266,8 +291,8 @@ async fn with_timeout<T>(
 
 /// The request's one message: its DATA frames through [`Frames`]; a body error is mapped as
 /// tonic maps it.
-async fn read_message(mut body: Incoming) -> Result<Bytes, Status> {
-    let mut frames = Frames::new(Direction::Request);
+async fn read_message(mut body: Incoming, limit: usize) -> Result<Bytes, Status> {
+    let mut frames = Frames::with_limit(Direction::Request, limit);
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| Status::from_error(Box::new(e)))?;
         if let Ok(data) = frame.into_data() {
@@ -289,12 +314,14 @@ async fn dispatch(routes: Arc<Routes>, request: Request<Incoming>) -> Response<R
         };
     };
     let handler = Arc::clone(handler);
+    let limit = routes.max_message;
     let work = async move {
         if let Some(status) = grpc::unsupported_encoding(request.headers()) {
             return Err(status);
         }
-        let message = read_message(request.into_body()).await?;
-        handler.call(message).await
+        let (head, body) = request.into_parts();
+        let message = read_message(body, limit).await?;
+        handler.call(head.headers, message).await
     };
     match with_timeout(timeout, work).await {
         Ok(frame) => message_response(frame),
@@ -462,10 +489,7 @@ mod tests {
         Routes::new()
             .unary(HELLO, |req: Hello| async move {
                 match req.name.as_str() {
-                    "" => Err(crate::Error::bad_request(
-                        "go.micro.srv.greeter",
-                        "Name cannot be blank",
-                    )),
+                    "" => Err(blank_name()),
                     "slow" => {
                         tokio::time::sleep(Duration::from_secs(3)).await;
                         Ok(Reply { msg: "late".into() })
@@ -476,6 +500,17 @@ mod tests {
                 }
             })
             .tonic(proto::greeter::say_server::SayServer::new(Tonic))
+    }
+
+    /// go-micro's error JSON, carried as micro's `Error` carries it (message and details).
+    const BLANK: &str = r#"{"id":"go.micro.srv.greeter","code":400,"detail":"Name cannot be blank","status":"Bad Request"}"#;
+
+    fn blank_name() -> Status {
+        Status::with_details(
+            Code::InvalidArgument,
+            BLANK,
+            Bytes::from_static(BLANK.as_bytes()),
+        )
     }
 
     /// A tonic-generated service on another path, served through the fallback.
@@ -586,15 +621,13 @@ mod tests {
         assert_eq!(answer.headers["content-type"], "application/grpc");
         let status = answer.grpc();
         assert_eq!(status.code(), Code::InvalidArgument);
-        let expected = crate::Error::bad_request("go.micro.srv.greeter", "Name cannot be blank");
-        assert!(crate::Error::is_carried_by(&status));
-        assert_eq!(crate::Error::from_status("other", &status), expected);
+        assert_eq!(status.message(), BLANK);
         // Percent-encoded JSON in grpc-message, base64 JSON in the details, as tonic sends them.
         assert!(answer.headers["grpc-message"]
             .to_str()
             .expect("ascii")
             .starts_with("%7B%22id%22"));
-        assert_eq!(status.details(), expected.to_json().as_bytes());
+        assert_eq!(status.details(), BLANK.as_bytes());
     }
 
     #[tokio::test]
@@ -632,6 +665,89 @@ mod tests {
         let answer = call(&mut send, "/go.micro.srv.greeter.Say/Nope", &[], hello("x")).await;
         assert_eq!(answer.grpc().code(), Code::Unimplemented);
         stop.cancel();
+    }
+
+    /// A second tonic service, for routes holding several.
+    struct Peer;
+
+    #[tonic::async_trait]
+    impl proto::registrypb::raft_peer_server::RaftPeer for Peer {
+        async fn append_entries(
+            &self,
+            _: tonic::Request<proto::registrypb::RaftMessage>,
+        ) -> Result<tonic::Response<proto::registrypb::RaftMessage>, Status> {
+            Ok(tonic::Response::new(proto::registrypb::RaftMessage {
+                data: b"peer".to_vec(),
+            }))
+        }
+        async fn vote(
+            &self,
+            _: tonic::Request<proto::registrypb::RaftMessage>,
+        ) -> Result<tonic::Response<proto::registrypb::RaftMessage>, Status> {
+            Err(Status::unimplemented("vote"))
+        }
+        async fn install_snapshot(
+            &self,
+            _: tonic::Request<proto::registrypb::RaftMessage>,
+        ) -> Result<tonic::Response<proto::registrypb::RaftMessage>, Status> {
+            Err(Status::unimplemented("snapshot"))
+        }
+        async fn read_index(
+            &self,
+            _: tonic::Request<proto::registrypb::ReadIndexRequest>,
+        ) -> Result<tonic::Response<proto::registrypb::ReadIndexResponse>, Status> {
+            Err(Status::unimplemented("read index"))
+        }
+        async fn propose(
+            &self,
+            _: tonic::Request<proto::registrypb::ProposeRequest>,
+        ) -> Result<tonic::Response<proto::registrypb::ProposeResponse>, Status> {
+            Err(Status::unimplemented("propose"))
+        }
+    }
+
+    #[tokio::test]
+    async fn several_tonic_services_added_or_merged() {
+        let say = || proto::greeter::say_server::SayServer::new(Tonic);
+        let peer = || proto::registrypb::raft_peer_server::RaftPeerServer::new(Peer);
+        for routes in [
+            Routes::new().tonic(say()).tonic(peer()),
+            Routes::new()
+                .tonic(say())
+                .merge(Routes::new().tonic(peer())),
+        ] {
+            let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+            let address = listener.local_addr().expect("address");
+            let stop = CancellationToken::new();
+            tokio::spawn(serve(listener, routes, stop.clone()));
+            let stream = tokio::net::TcpStream::connect(address)
+                .await
+                .expect("connect");
+            let (mut send, connection) =
+                hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+                    .handshake(TokioIo::new(stream))
+                    .await
+                    .expect("handshake");
+            tokio::spawn(connection);
+            let answer = call(&mut send, HELLO, &[], hello("John")).await;
+            let reply: Reply =
+                grpc::decode(Bytes::copy_from_slice(&answer.body[5..])).expect("reply");
+            assert_eq!(reply.msg, "tonic John");
+            let message = framed(&proto::registrypb::RaftMessage::default());
+            let answer = call(
+                &mut send,
+                "/registrypb.RaftPeer/AppendEntries",
+                &[],
+                message,
+            )
+            .await;
+            let reply: proto::registrypb::RaftMessage =
+                grpc::decode(Bytes::copy_from_slice(&answer.body[5..])).expect("peer reply");
+            assert_eq!(reply.data, b"peer");
+            let answer = call(&mut send, "/nope.Nope/Nope", &[], hello("x")).await;
+            assert_eq!(answer.grpc().code(), Code::Unimplemented);
+            stop.cancel();
+        }
     }
 
     #[tokio::test]

@@ -54,14 +54,22 @@ pub struct Frames {
     direction: Direction,
     pending: BytesMut,
     first: Option<Bytes>,
+    limit: usize,
 }
 
 impl Frames {
+    /// Frames of messages up to [`MAX_MESSAGE_SIZE`].
     pub fn new(direction: Direction) -> Self {
+        Frames::with_limit(direction, MAX_MESSAGE_SIZE)
+    }
+
+    /// Frames of messages up to `limit` bytes.
+    pub fn with_limit(direction: Direction, limit: usize) -> Self {
         Frames {
             direction,
             pending: BytesMut::new(),
             first: None,
+            limit,
         }
     }
 
@@ -127,9 +135,10 @@ impl Frames {
             }
         }
         let len = u32::from_be_bytes([prefix[1], prefix[2], prefix[3], prefix[4]]) as usize;
-        if len > MAX_MESSAGE_SIZE {
+        if len > self.limit {
             return Err(Status::out_of_range(format!(
-                "Error, decoded message length too large: found {len} bytes, the limit is: {MAX_MESSAGE_SIZE} bytes"
+                "Error, decoded message length too large: found {len} bytes, the limit is: {} bytes",
+                self.limit
             )));
         }
         Ok(len)

@@ -1,0 +1,10 @@
+//! gRPC's unary calls straight on hyper's HTTP/2, without tonic's server stack:
+//!
+//! - [`grpc`]: the wire format (message prefix, `grpc-timeout`, statuses as tonic answers them);
+//! - [`server`]: a server of unary handlers by path, with tonic services as the fallback for
+//!   every other path (streams included), and graceful connection close.
+//!
+//! Used by `micro` (the services' server and client) and by the registry's client API.
+
+pub mod grpc;
+pub mod server;
