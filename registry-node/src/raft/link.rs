@@ -219,7 +219,13 @@ pub struct Link {
     /// Where the connection's task runs (the member's Raft thread); `None`: the caller's.
     runtime: Option<tokio::runtime::Handle>,
     conn: tokio::sync::Mutex<Option<Arc<Conn>>>,
+    /// How long a connection may read nothing while calls wait (see [`Conn`]).
+    silence: Duration,
 }
+
+/// Default [`Link::silence`]: HTTP/2 keep-alive's order of magnitude (the old transport pinged
+/// every 5 s); heartbeats go every 100 ms, so a live peer answers far sooner.
+const SILENCE: Duration = Duration::from_secs(10);
 
 /// The calls waiting for an answer, by request id; `None` once the connection has ended.
 type Pending = Option<HashMap<u64, oneshot::Sender<(u8, Bytes)>>>;
@@ -230,14 +236,43 @@ struct Conn {
     out: mpsc::UnboundedSender<Bytes>,
     pending: Mutex<Pending>,
     next_id: AtomicU64,
-    /// Frames read so far: a call that times out with none read since it was sent takes the
-    /// connection down with it (the peer is gone without a reset, e.g. a partition).
-    frames_read: AtomicU64,
+    /// When the connection opened, and milliseconds from then to the last frame read: with
+    /// calls waiting and nothing read for [`Link::silence`], the peer is taken to be gone
+    /// without a reset (e.g. a partition) and the connection is dropped.
+    opened: std::time::Instant,
+    last_read_ms: AtomicU64,
+}
+
+/// Takes a call's entry out of the waiting calls when the call ends, also when its future is
+/// dropped (openraft cancels an append at its own timeout).
+struct Waiting<'a> {
+    conn: &'a Conn,
+    id: u64,
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        if let Some(pending) = self.conn.lock().as_mut() {
+            pending.remove(&self.id);
+        }
+    }
 }
 
 impl Conn {
     fn lock(&self) -> std::sync::MutexGuard<'_, Pending> {
         self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn read_now(&self) {
+        let ms = self.opened.elapsed().as_millis() as u64;
+        self.last_read_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// Whether calls are waiting and nothing has been read for `silence`.
+    fn is_stalled(&self, silence: Duration) -> bool {
+        let waiting = self.lock().as_ref().is_some_and(|p| !p.is_empty());
+        let last = Duration::from_millis(self.last_read_ms.load(Ordering::Relaxed));
+        waiting && self.opened.elapsed().saturating_sub(last) > silence
     }
 
     fn is_closed(&self) -> bool {
@@ -258,7 +293,14 @@ impl Link {
             max,
             runtime,
             conn: tokio::sync::Mutex::new(None),
+            silence: SILENCE,
         }
+    }
+
+    /// Drops the connection when calls wait and nothing is read for `silence`.
+    pub fn with_silence(mut self, silence: Duration) -> Self {
+        self.silence = silence;
+        self
     }
 
     /// Sends a request (a frame from [`frame`] with the id left 0 and the body written) and
@@ -275,7 +317,7 @@ impl Link {
             }
             None => return Err(CallError::Closed(self.addr.clone())),
         }
-        let read_before = conn.frames_read.load(Ordering::Relaxed);
+        let _waiting = Waiting { conn: &conn, id };
         if conn.out.send(request).is_err() {
             conn.close();
             return Err(CallError::Closed(self.addr.clone()));
@@ -284,16 +326,7 @@ impl Link {
             Ok(Ok((ANSWER_OK, body))) => Ok(body),
             Ok(Ok((_, body))) => Err(CallError::Status(status_of(body))),
             Ok(Err(_)) => Err(CallError::Closed(self.addr.clone())),
-            Err(_) => {
-                if let Some(pending) = conn.lock().as_mut() {
-                    pending.remove(&id);
-                }
-                if conn.frames_read.load(Ordering::Relaxed) == read_before {
-                    tracing::debug!(addr = %self.addr, "peer silent for {timeout:?}: dropping the link");
-                    conn.close();
-                }
-                Err(CallError::Timeout(self.addr.clone(), timeout))
-            }
+            Err(_) => Err(CallError::Timeout(self.addr.clone(), timeout)),
         }
     }
 
@@ -307,7 +340,7 @@ impl Link {
         }
         *slot = None;
         let addr = self.addr.clone();
-        let max = self.max;
+        let (max, silence) = (self.max, self.silence);
         let dial = async move {
             let stream = tokio::time::timeout(Duration::from_secs(1), TcpStream::connect(&addr))
                 .await
@@ -321,14 +354,15 @@ impl Link {
                 out,
                 pending: Mutex::new(Some(HashMap::new())),
                 next_id: AtomicU64::new(1),
-                frames_read: AtomicU64::new(0),
+                opened: std::time::Instant::now(),
+                last_read_ms: AtomicU64::new(0),
             });
             let reader = FrameReader {
                 rd,
                 buf: BytesMut::new(),
                 max,
             };
-            tokio::spawn(run_client(Arc::clone(&conn), reader, wr, rx, addr));
+            tokio::spawn(run_client(Arc::clone(&conn), reader, wr, rx, addr, silence));
             Ok::<_, String>(conn)
         };
         let conn = match &self.runtime {
@@ -352,12 +386,23 @@ async fn run_client(
     wr: OwnedWriteHalf,
     rx: mpsc::UnboundedReceiver<Bytes>,
     addr: String,
+    silence: Duration,
 ) {
+    let watchdog = async {
+        let mut tick = tokio::time::interval((silence / 4).max(Duration::from_millis(10)));
+        loop {
+            tick.tick().await;
+            if conn.is_stalled(silence) {
+                tracing::debug!(%addr, "peer silent for {silence:?} with calls waiting: dropping the link");
+                return;
+            }
+        }
+    };
     let read = async {
         loop {
             match reader.next().await {
                 Ok(Some((id, kind, body))) => {
-                    conn.frames_read.fetch_add(1, Ordering::Relaxed);
+                    conn.read_now();
                     let waiter = conn.lock().as_mut().and_then(|p| p.remove(&id));
                     // A call that timed out is no longer waiting.
                     if let Some(tx) = waiter {
@@ -375,6 +420,7 @@ async fn run_client(
     tokio::select! {
         () = read => {}
         () = write_frames(wr, rx) => {}
+        () = watchdog => {}
     }
     conn.close();
 }
@@ -729,9 +775,9 @@ mod tests {
         assert!(crate::api::error::safe_to_retry(&Status::from(err)));
 
         let s = server(1024).await;
-        let link = Link::new(s.addr.clone(), 1024, None);
-        // A slow answer: the call gives up at its timeout; a connection that answered nothing
-        // in that time is dropped, and the next call dials again.
+        let link = Link::new(s.addr.clone(), 1024, None).with_silence(Duration::from_millis(300));
+        // A slow answer: the call gives up at its timeout and leaves nothing waiting; the
+        // connection stays, and later calls are answered on it.
         let started = Instant::now();
         let err = link
             .call(req(Kind::Vote, b"2000"), Duration::from_millis(100))
@@ -739,11 +785,52 @@ mod tests {
             .expect_err("times out");
         assert!(matches!(err, CallError::Timeout(..)), "{err:?}");
         assert!(started.elapsed() < Duration::from_millis(1900));
+        let conn = link.conn.lock().await.clone().expect("connection");
+        assert!(
+            conn.lock().as_ref().expect("open").is_empty(),
+            "nothing waits"
+        );
+        // A call dropped before its answer (as openraft drops an append at its own timeout)
+        // leaves nothing waiting either.
+        let dropped = tokio::time::timeout(
+            Duration::from_millis(50),
+            link.call(req(Kind::Vote, b"2000"), T),
+        );
+        assert!(dropped.await.is_err());
+        assert!(
+            conn.lock().as_ref().expect("open").is_empty(),
+            "nothing waits"
+        );
+        let got = link
+            .call(req(Kind::Vote, b"1"), T)
+            .await
+            .expect("same link");
+        assert_eq!(&got[..], b"1");
+        assert!(Arc::ptr_eq(
+            &conn,
+            link.conn.lock().await.as_ref().expect("conn")
+        ));
+
+        // Calls waiting and nothing read for the silence: the connection is dropped, the
+        // waiting call fails as closed well before its own timeout, the next call redials.
+        let started = Instant::now();
+        let err = link
+            .call(req(Kind::Vote, b"5000"), Duration::from_secs(30))
+            .await
+            .expect_err("dropped");
+        assert!(matches!(err, CallError::Closed(_)), "{err:?}");
+        let waited = started.elapsed();
+        assert!(waited >= Duration::from_millis(300), "{waited:?}");
+        assert!(waited < Duration::from_secs(4), "{waited:?}");
         let got = link
             .call(req(Kind::Vote, b"1"), T)
             .await
             .expect("redialled");
         assert_eq!(&got[..], b"1");
+        assert!(!Arc::ptr_eq(
+            &conn,
+            link.conn.lock().await.as_ref().expect("conn")
+        ));
 
         // The server goes away: a waiting call fails as closed, not by its timeout.
         let slow = link.call(req(Kind::Vote, b"3000"), Duration::from_secs(30));
