@@ -306,6 +306,11 @@ impl Link {
     /// Sends a request (a frame from [`frame`] with the id left 0 and the body written) and
     /// waits up to `timeout` for its answer's body.
     pub async fn call(&self, mut request: Vec<u8>, timeout: Duration) -> Result<Bytes, CallError> {
+        if request.len() < 4 + HEAD {
+            return Err(CallError::Status(Status::internal(
+                "peer request without a frame header",
+            )));
+        }
         let conn = self.connection().await?;
         let id = conn.next_id.fetch_add(1, Ordering::Relaxed);
         request[4..12].copy_from_slice(&id.to_be_bytes());
@@ -514,6 +519,11 @@ async fn run_server<S: Serve>(mut reader: FrameReader, wr: OwnedWriteHalf, servi
                     Some(kind) => service.serve(kind, body).await,
                 };
                 let frame = match answer {
+                    // An answer not started with `answer()` has no header to fill in.
+                    Ok(buf) if buf.len() < 4 + HEAD => status_body(
+                        id,
+                        &Status::internal("peer service answered without a frame header"),
+                    ),
                     Ok(mut buf) => {
                         buf[4..12].copy_from_slice(&id.to_be_bytes());
                         finish(buf, max).unwrap_or_else(|s| status_body(id, &s))
@@ -609,7 +619,7 @@ mod tests {
     use std::time::Instant;
 
     /// Answers each request with its kind and body; `Vote` waits for its body's number of
-    /// milliseconds first, `Snapshot` fails with NOT_FOUND.
+    /// milliseconds first, `Snapshot` fails with NOT_FOUND, `ReadIndex` answers garbage.
     #[derive(Clone)]
     struct Echo;
 
@@ -617,6 +627,8 @@ mod tests {
         async fn serve(&self, kind: Kind, body: Bytes) -> Result<Vec<u8>, Status> {
             match kind {
                 Kind::Snapshot => Err(Status::not_found("no such snapshot")),
+                // A broken service: an answer without the frame header.
+                Kind::ReadIndex => Ok(vec![1, 2]),
                 Kind::Vote => {
                     let ms = String::from_utf8_lossy(&body).parse().unwrap_or(0);
                     tokio::time::sleep(Duration::from_millis(ms)).await;
@@ -694,6 +706,14 @@ mod tests {
                 )
             }
             other => panic!("expected NOT_FOUND, got {other:?}"),
+        }
+        match link.call(req(Kind::ReadIndex, b""), T).await {
+            Err(CallError::Status(st)) => assert_eq!(st.code(), Code::Internal),
+            other => panic!("expected INTERNAL, got {other:?}"),
+        }
+        match link.call(vec![0; 5], T).await {
+            Err(CallError::Status(st)) => assert_eq!(st.code(), Code::Internal),
+            other => panic!("expected INTERNAL, got {other:?}"),
         }
         match link.call(frame(0, 99, 0), T).await {
             Err(CallError::Status(st)) => {
