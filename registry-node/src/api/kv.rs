@@ -33,32 +33,15 @@ impl KvService {
     /// [`super::unary`]); Compact stays with the tonic service ([`KvService::new`]).
     pub fn routes(core: Arc<Core>) -> Routes {
         let svc = Arc::new(KvService { core });
-        let s = svc.clone();
-        let range = handler(move |r| {
-            let s = s.clone();
-            async move { s.range(r).await }
-        });
-        let s = svc.clone();
-        let put = handler(move |r| {
-            let s = s.clone();
-            async move { s.put(r).await }
-        });
-        let s = svc.clone();
-        let delete_range = handler(move |r| {
-            let s = s.clone();
-            async move { s.delete_range(r).await }
-        });
-        let s = svc;
-        let txn = handler(move |r| {
-            let s = s.clone();
-            async move { s.txn(r).await }
-        });
         Routes::new()
             .max_message_size(crate::node::MAX_CLIENT_MESSAGE)
-            .handler("/etcdserverpb.KV/Range", range)
-            .handler("/etcdserverpb.KV/Put", put)
-            .handler("/etcdserverpb.KV/DeleteRange", delete_range)
-            .handler("/etcdserverpb.KV/Txn", txn)
+            .handler("/etcdserverpb.KV/Range", method(&svc, |s, r| s.range(r)))
+            .handler("/etcdserverpb.KV/Put", method(&svc, |s, r| s.put(r)))
+            .handler(
+                "/etcdserverpb.KV/DeleteRange",
+                method(&svc, |s, r| s.delete_range(r)),
+            )
+            .handler("/etcdserverpb.KV/Txn", method(&svc, |s, r| s.txn(r)))
     }
 
     /// Proposes a write and shapes its applied response; followers forward with `remote`.
@@ -115,6 +98,26 @@ impl KvService {
         .await
     }
 }
+
+/// A `Kv` method of `svc` as a handler.
+fn method<Req, Resp>(
+    svc: &Arc<KvService>,
+    f: for<'a> fn(&'a KvService, Request<Req>) -> BoxFuture<'a, Resp>,
+) -> Arc<dyn grpc_lite::server::Handler>
+where
+    Req: prost::Message + Default + Send + 'static,
+    Resp: prost::Message + 'static,
+{
+    let svc = Arc::clone(svc);
+    handler(move |r| {
+        let svc = Arc::clone(&svc);
+        async move { f(&svc, r).await }
+    })
+}
+
+type BoxFuture<'a, Resp> = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<Response<Resp>, Status>> + Send + 'a>,
+>;
 
 fn check_key(key: &[u8]) -> Result<(), Status> {
     if key.is_empty() {
