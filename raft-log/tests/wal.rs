@@ -389,6 +389,10 @@ async fn callback_fires_only_after_sync() {
                 .append_with(vec![ent(1, i)], move |r| {
                     // Durable means: at least one fdatasync happened after the write.
                     let syncs = probe.stats().syncs;
+                    // The last clone must be gone before the test learns of the callback: it
+                    // holds the store (and its directory lock) open, and the store is reopened
+                    // below as soon as every callback has been seen.
+                    drop(probe);
                     if let Ok(mut s) = seen.lock() {
                         s.push((i, syncs));
                     }
