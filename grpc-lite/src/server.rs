@@ -670,38 +670,43 @@ mod tests {
     /// A second tonic service, for routes holding several.
     struct Peer;
 
+    use proto::registrypb::raft_peer_server::RaftPeer;
+    use proto::registrypb::{
+        ProposeRequest, ProposeResponse, RaftMessage, ReadIndexRequest, ReadIndexResponse,
+    };
+
     #[tonic::async_trait]
-    impl proto::registrypb::raft_peer_server::RaftPeer for Peer {
+    impl RaftPeer for Peer {
         async fn append_entries(
             &self,
-            _: tonic::Request<proto::registrypb::RaftMessage>,
-        ) -> Result<tonic::Response<proto::registrypb::RaftMessage>, Status> {
-            Ok(tonic::Response::new(proto::registrypb::RaftMessage {
+            _: tonic::Request<RaftMessage>,
+        ) -> Result<tonic::Response<RaftMessage>, Status> {
+            Ok(tonic::Response::new(RaftMessage {
                 data: b"peer".to_vec(),
             }))
         }
         async fn vote(
             &self,
-            _: tonic::Request<proto::registrypb::RaftMessage>,
-        ) -> Result<tonic::Response<proto::registrypb::RaftMessage>, Status> {
+            _: tonic::Request<RaftMessage>,
+        ) -> Result<tonic::Response<RaftMessage>, Status> {
             Err(Status::unimplemented("vote"))
         }
         async fn install_snapshot(
             &self,
-            _: tonic::Request<proto::registrypb::RaftMessage>,
-        ) -> Result<tonic::Response<proto::registrypb::RaftMessage>, Status> {
+            _: tonic::Request<RaftMessage>,
+        ) -> Result<tonic::Response<RaftMessage>, Status> {
             Err(Status::unimplemented("snapshot"))
         }
         async fn read_index(
             &self,
-            _: tonic::Request<proto::registrypb::ReadIndexRequest>,
-        ) -> Result<tonic::Response<proto::registrypb::ReadIndexResponse>, Status> {
+            _: tonic::Request<ReadIndexRequest>,
+        ) -> Result<tonic::Response<ReadIndexResponse>, Status> {
             Err(Status::unimplemented("read index"))
         }
         async fn propose(
             &self,
-            _: tonic::Request<proto::registrypb::ProposeRequest>,
-        ) -> Result<tonic::Response<proto::registrypb::ProposeResponse>, Status> {
+            _: tonic::Request<ProposeRequest>,
+        ) -> Result<tonic::Response<ProposeResponse>, Status> {
             Err(Status::unimplemented("propose"))
         }
     }
@@ -733,7 +738,7 @@ mod tests {
             let reply: Reply =
                 grpc::decode(Bytes::copy_from_slice(&answer.body[5..])).expect("reply");
             assert_eq!(reply.msg, "tonic John");
-            let message = framed(&proto::registrypb::RaftMessage::default());
+            let message = framed(&RaftMessage::default());
             let answer = call(
                 &mut send,
                 "/registrypb.RaftPeer/AppendEntries",
@@ -741,7 +746,7 @@ mod tests {
                 message,
             )
             .await;
-            let reply: proto::registrypb::RaftMessage =
+            let reply: RaftMessage =
                 grpc::decode(Bytes::copy_from_slice(&answer.body[5..])).expect("peer reply");
             assert_eq!(reply.data, b"peer");
             let answer = call(&mut send, "/nope.Nope/Nope", &[], hello("x")).await;

@@ -82,10 +82,7 @@ async fn truncate_then_append_then_reopen() {
         store.truncate(log_id(1, 30)).await.expect("truncate");
         let st = store.get_log_state().await.expect("state");
         assert_eq!(st.last_log_id, Some(log_id(1, 29)));
-        assert_eq!(
-            summary(&store.read_range(0, 100).expect("read")),
-            expected(1, 0..30)
-        );
+        assert_eq!(contents(&store), expected(1, 0..30));
         assert!(
             segment_files(dir.path()).len() < segs_before,
             "later segments deleted"
@@ -101,7 +98,7 @@ async fn truncate_then_append_then_reopen() {
     let mut want = expected(1, 0..30);
     want.extend(expected(2, 30..35));
     want.extend(expected(3, 35..37));
-    assert_eq!(summary(&store.read_range(0, 100).expect("read")), want);
+    assert_eq!(contents(&store), want);
 
     // Truncate everything.
     store.truncate(log_id(1, 0)).await.expect("truncate all");
@@ -230,10 +227,7 @@ async fn cache_is_bounded() {
     append(&store, ents(1, 0..100)).await;
     store.sync().await.expect("sync");
     assert!(store.stats().cached_entries <= 10);
-    assert_eq!(
-        summary(&store.read_range(0, 100).expect("read")),
-        expected(1, 0..100)
-    );
+    assert_eq!(contents(&store), expected(1, 0..100));
 }
 
 fn last_segment(dir: &std::path::Path) -> std::path::PathBuf {
@@ -260,10 +254,7 @@ async fn torn_tail_is_truncated() {
         let mut store = open(dir.path(), LogOptions::default());
         let st = store.get_log_state().await.expect("state");
         assert_eq!(st.last_log_id, Some(log_id(1, 18)));
-        assert_eq!(
-            summary(&store.read_range(0, 100).expect("read")),
-            expected(1, 0..19)
-        );
+        assert_eq!(contents(&store), expected(1, 0..19));
         append(&store, ents(2, 19..21)).await;
     }
     // Garbage after the last good record.
@@ -277,7 +268,7 @@ async fn torn_tail_is_truncated() {
         let store = open(dir.path(), LogOptions::default());
         let mut want = expected(1, 0..19);
         want.extend(expected(2, 19..21));
-        assert_eq!(summary(&store.read_range(0, 100).expect("read")), want);
+        assert_eq!(contents(&store), want);
         append(&store, ents(2, 21..22)).await;
     }
     // Zero-filled tail (file size extended but data never written).
@@ -411,10 +402,7 @@ async fn callback_fires_only_after_sync() {
         assert!(seen.windows(2).all(|w| w[0].0 < w[1].0));
     }
     let store = open(dir.path(), LogOptions::default());
-    assert_eq!(
-        summary(&store.read_range(0, 100).expect("read")),
-        expected(1, 0..20)
-    );
+    assert_eq!(contents(&store), expected(1, 0..20));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -479,7 +467,7 @@ async fn overlapping_append_overwrites_like_raft() {
     let mut store = open(dir.path(), small_segments(64));
     let mut want = expected(1, 0..5);
     want.extend(expected(2, 5..7));
-    assert_eq!(summary(&store.read_range(0, 100).expect("read")), want);
+    assert_eq!(contents(&store), want);
     assert_eq!(
         store.get_log_state().await.expect("state").last_log_id,
         Some(log_id(2, 6))
@@ -553,10 +541,7 @@ async fn inline_append_is_durable_when_it_returns_on_an_idle_writer() {
         }
     }
     let store = open(dir.path(), LogOptions::default());
-    assert_eq!(
-        summary(&store.read_range(0, 100).expect("read")),
-        expected(1, 0..20)
-    );
+    assert_eq!(contents(&store), expected(1, 0..20));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -69,6 +69,11 @@ pub fn summary(entries: &[Entry<TestConfig>]) -> Vec<(u64, u64, Option<u64>)> {
         .collect()
 }
 
+/// [`summary`] of everything the store holds (the tests write well under 100 entries).
+pub fn contents(store: &Store) -> Vec<(u64, u64, Option<u64>)> {
+    summary(&store.read_range(0, 100).expect("read"))
+}
+
 pub fn expected(term: u64, range: std::ops::Range<u64>) -> Vec<(u64, u64, Option<u64>)> {
     summary(&ents(term, range))
 }
