@@ -53,20 +53,11 @@ impl PeerNetwork {
         if let Some(link) = map.get(url) {
             return Ok(Arc::clone(link));
         }
-        let addr = peer_addr(url)?;
+        // Member URLs were checked with the same rule when the cluster file was read.
+        let addr = crate::config::url_addr(url)?.to_string();
         let link = Arc::new(Link::new(addr, MAX_PEER_MESSAGE, self.runtime.clone()));
         map.insert(url.to_owned(), Arc::clone(&link));
         Ok(link)
-    }
-}
-
-/// `host:port` of a peer URL (`http://127.0.0.1:2380`).
-fn peer_addr(url: &str) -> Result<String, String> {
-    let uri: tonic::codegen::http::Uri = url.parse().map_err(|_| url.to_owned())?;
-    match (uri.host(), uri.port_u16()) {
-        (Some(host), Some(port)) => Ok(format!("{host}:{port}")),
-        (Some(host), None) => Ok(format!("{host}:80")),
-        _ => Err(url.to_owned()),
     }
 }
 
