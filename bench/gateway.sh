@@ -121,10 +121,17 @@ for r in $(seq 1 "$ROUNDS"); do
     echo "== $(date +%T) gateway round $r $side" >&2
     # The CPU counted covers bench's 1,000 untimed warm-up requests too.
     before="$(ticks "${servers[@]}")"
+    each_before=(); for p in "${servers[@]}"; do each_before+=("$(ticks "$p")"); done
     { time "$BIN/bench" --label "$side" http --url "$url" --conns "$CONNS" --total "$TOTAL" \
       --warmup 1000 >"$TMP/line.json" 2>>"$TMP/bench.log"; } 2>"$TMP/time.txt" \
       || echo '{"failed": true}' >"$TMP/line.json"
     after="$(ticks "${servers[@]}")"
+    # Per process on stderr: which hop of the chain the CPU goes to.
+    for i in "${!servers[@]}"; do
+      p="${servers[$i]}"; d=$(($(ticks "$p") - each_before[i]))
+      role="$(tr '\0' ' ' <"/proc/$p/cmdline" | awk '{print $2, $3, $4}')"
+      echo "   cpu $(awk -v d="$d" -v t="$TCK" -v n="$((TOTAL + 1000))" 'BEGIN{printf "%.1f", d/t/n*1e6}') us/req  pid $p  $role" >&2
+    done
     line="$(cat "$TMP/line.json")"
     read -r cu cs <"$TMP/time.txt"
     echo "$line" | jq -c --arg s "$side" --argjson r "$r" --argjson total "$((TOTAL + 1000))" \

@@ -2,9 +2,12 @@
 //!
 //! - [`grpc`]: the wire format (message prefix, `grpc-timeout`, statuses as tonic answers them);
 //! - [`server`]: a server of unary handlers by path, with tonic services as the fallback for
-//!   every other path (streams included), and graceful connection close.
+//!   every other path (streams included), and graceful connection close;
+//! - [`http2`]: our own HTTP/2 connection for unary calls (one task per connection), used by
+//!   the server when it has no tonic services, and by `micro`'s client.
 //!
 //! Used by `micro` (the services' server and client) and by the registry's client API.
 
 pub mod grpc;
+pub mod http2;
 pub mod server;

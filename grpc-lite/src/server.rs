@@ -73,10 +73,10 @@ where
 /// other path.
 #[derive(Clone)]
 pub struct Routes {
-    handlers: HashMap<String, Arc<dyn Handler>>,
+    pub(crate) handlers: HashMap<String, Arc<dyn Handler>>,
     fallback: Option<tonic::service::Routes>,
     /// Largest request message the handlers accept (tonic's `max_decoding_message_size`).
-    max_message: usize,
+    pub(crate) max_message: usize,
 }
 
 impl Default for Routes {
@@ -396,8 +396,13 @@ pub async fn serve(listener: TcpListener, routes: Routes, shutdown: Cancellation
         };
         // Small frames both ways: no Nagle delay.
         let _ = stream.set_nodelay(true);
-        let connection = builder.serve_connection(TokioIo::new(stream), service.clone());
         let closer = connections.closer();
+        if service.0.fallback.is_none() {
+            let routes = Arc::clone(&service.0);
+            tokio::spawn(crate::http2::server::serve_connection(stream, routes, closer));
+            continue;
+        }
+        let connection = builder.serve_connection(TokioIo::new(stream), service.clone());
         tokio::spawn(closer.serve(connection, |c| c.graceful_shutdown()));
     }
     drop(listener);
@@ -436,6 +441,11 @@ impl Connections {
 }
 
 impl Closer {
+    /// Returns once [`Connections::drain`] has begun (or the server is gone).
+    pub(crate) async fn closing(&mut self) {
+        let _ = self.0.changed().await;
+    }
+
     /// Runs `connection` until it ends, or until [`Connections::drain`]: then `close` starts
     /// its graceful shutdown and it finishes its in-flight requests.
     pub async fn serve<C, E>(mut self, connection: C, close: impl FnOnce(Pin<&mut C>))

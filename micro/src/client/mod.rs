@@ -48,8 +48,8 @@ impl Default for ClientOptions {
 pub struct Client {
     selector: Selector,
     options: ClientOptions,
-    /// `grpc-timeout` of every call: the request timeout.
-    timeout_header: http::HeaderValue,
+    /// The headers of every call (`te`, `content-type`, `grpc-timeout`: the request timeout).
+    headers: Arc<http::HeaderMap>,
     connections: Arc<conn::Pool>,
     retried: Arc<AtomicU64>,
 }
@@ -75,7 +75,9 @@ impl Client {
     pub fn new(selector: Selector, options: ClientOptions) -> Self {
         Client {
             selector,
-            timeout_header: crate::grpc::timeout_value(options.request_timeout),
+            headers: Arc::new(codec::call_headers(&crate::grpc::timeout_value(
+                options.request_timeout,
+            ))),
             options,
             connections: Arc::default(),
             retried: Arc::default(),
@@ -148,7 +150,7 @@ impl Client {
         let timeout = self.options.request_timeout;
         let dial_timeout = self.options.dial_timeout;
         let call = async move {
-            let (origin, mut connection) = self
+            let (authority, connection) = self
                 .connections
                 .get(address, dial_timeout)
                 .await
@@ -158,20 +160,12 @@ impl Client {
                         e.to_string(),
                     ))
                 })?;
-            std::future::poll_fn(|cx| connection.poll_ready(cx))
-                .await
-                .map_err(|e| {
-                    Attempt::<Resp>::Unreachable(Error::internal_server_error(
-                        CLIENT_ID,
-                        format!("connect {address}: transport: {e}"),
-                    ))
-                })?;
             codec::unary::<Resp>(
-                &mut connection,
-                &origin,
-                path,
+                &connection,
+                &authority,
+                path.as_str(),
                 request,
-                &self.timeout_header,
+                &self.headers,
             )
             .await
             .map_err(|status| {
