@@ -399,7 +399,9 @@ pub async fn serve(listener: TcpListener, routes: Routes, shutdown: Cancellation
         let closer = connections.closer();
         if service.0.fallback.is_none() {
             let routes = Arc::clone(&service.0);
-            tokio::spawn(crate::http2::server::serve_connection(stream, routes, closer));
+            tokio::spawn(crate::http2::server::serve_connection(
+                stream, routes, closer,
+            ));
             continue;
         }
         let connection = builder.serve_connection(TokioIo::new(stream), service.clone());
@@ -496,20 +498,22 @@ mod tests {
     }
 
     fn routes() -> Routes {
-        Routes::new()
-            .unary(HELLO, |req: Hello| async move {
-                match req.name.as_str() {
-                    "" => Err(blank_name()),
-                    "slow" => {
-                        tokio::time::sleep(Duration::from_secs(3)).await;
-                        Ok(Reply { msg: "late".into() })
-                    }
-                    name => Ok(Reply {
-                        msg: format!("Hello {name}"),
-                    }),
+        unary_routes().tonic(proto::greeter::say_server::SayServer::new(Tonic))
+    }
+
+    fn unary_routes() -> Routes {
+        Routes::new().unary(HELLO, |req: Hello| async move {
+            match req.name.as_str() {
+                "" => Err(blank_name()),
+                "slow" => {
+                    tokio::time::sleep(Duration::from_secs(3)).await;
+                    Ok(Reply { msg: "late".into() })
                 }
-            })
-            .tonic(proto::greeter::say_server::SayServer::new(Tonic))
+                name => Ok(Reply {
+                    msg: format!("Hello {name}"),
+                }),
+            }
+        })
     }
 
     /// go-micro's error JSON, carried as micro's `Error` carries it (message and details).
@@ -538,7 +542,19 @@ mod tests {
         }
     }
 
-    async fn start() -> (
+    /// Which connection serves the routes: hyper's (routes with a tonic service) or our own
+    /// HTTP/2 connection (unary handlers only). Each test of the unary handlers runs on both.
+    #[derive(Debug, Clone, Copy)]
+    enum Engine {
+        Hyper,
+        Own,
+    }
+
+    const ENGINES: [Engine; 2] = [Engine::Hyper, Engine::Own];
+
+    async fn start(
+        engine: Engine,
+    ) -> (
         SendRequest<Full<Bytes>>,
         CancellationToken,
         tokio::task::JoinHandle<()>,
@@ -546,7 +562,11 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let address = listener.local_addr().expect("address");
         let stop = CancellationToken::new();
-        let server = tokio::spawn(serve(listener, routes(), stop.clone()));
+        let routes = match engine {
+            Engine::Hyper => routes(),
+            Engine::Own => unary_routes(),
+        };
+        let server = tokio::spawn(serve(listener, routes, stop.clone()));
         let stream = tokio::net::TcpStream::connect(address)
             .await
             .expect("connect");
@@ -601,57 +621,65 @@ mod tests {
 
     #[tokio::test]
     async fn answers_one_frame_then_ok_trailers() {
-        let (mut send, _stop, _server) = start().await;
-        let answer = call(&mut send, HELLO, &[], hello("John")).await;
-        assert_eq!(answer.status, 200);
-        assert_eq!(answer.headers["content-type"], "application/grpc");
-        assert!(
-            answer.headers.get("grpc-status").is_none(),
-            "not trailers-only"
-        );
-        let trailers = answer.trailers.as_ref().expect("trailers");
-        assert_eq!(trailers["grpc-status"], "0");
-        assert!(trailers.get("grpc-message").is_none());
-        assert_eq!(answer.body[0], 0, "uncompressed");
-        let len = u32::from_be_bytes(answer.body[1..5].try_into().expect("prefix")) as usize;
-        assert_eq!(len, answer.body.len() - 5);
-        let reply: Reply = grpc::decode(Bytes::copy_from_slice(&answer.body[5..])).expect("reply");
-        assert_eq!(reply.msg, "Hello John");
+        for engine in ENGINES {
+            let (mut send, _stop, _server) = start(engine).await;
+            let answer = call(&mut send, HELLO, &[], hello("John")).await;
+            assert_eq!(answer.status, 200);
+            assert_eq!(answer.headers["content-type"], "application/grpc");
+            assert!(
+                answer.headers.get("grpc-status").is_none(),
+                "not trailers-only"
+            );
+            let trailers = answer.trailers.as_ref().expect("trailers");
+            assert_eq!(trailers["grpc-status"], "0");
+            assert!(trailers.get("grpc-message").is_none());
+            assert_eq!(answer.body[0], 0, "uncompressed");
+            let len = u32::from_be_bytes(answer.body[1..5].try_into().expect("prefix")) as usize;
+            assert_eq!(len, answer.body.len() - 5);
+            let reply: Reply =
+                grpc::decode(Bytes::copy_from_slice(&answer.body[5..])).expect("reply");
+            assert_eq!(reply.msg, "Hello John");
+        }
     }
 
     #[tokio::test]
     async fn a_handlers_error_travels_in_trailers_only() {
-        let (mut send, _stop, _server) = start().await;
-        let answer = call(&mut send, HELLO, &[], hello("")).await;
-        assert_eq!(answer.status, 200);
-        assert!(
-            answer.body.is_empty() && answer.trailers.is_none(),
-            "trailers-only"
-        );
-        assert_eq!(answer.headers["content-type"], "application/grpc");
-        let status = answer.grpc();
-        assert_eq!(status.code(), Code::InvalidArgument);
-        assert_eq!(status.message(), BLANK);
-        // Percent-encoded JSON in grpc-message, base64 JSON in the details, as tonic sends them.
-        assert!(answer.headers["grpc-message"]
-            .to_str()
-            .expect("ascii")
-            .starts_with("%7B%22id%22"));
-        assert_eq!(status.details(), BLANK.as_bytes());
+        for engine in ENGINES {
+            let (mut send, _stop, _server) = start(engine).await;
+            let answer = call(&mut send, HELLO, &[], hello("")).await;
+            assert_eq!(answer.status, 200);
+            assert!(
+                answer.body.is_empty() && answer.trailers.is_none(),
+                "trailers-only"
+            );
+            assert_eq!(answer.headers["content-type"], "application/grpc");
+            let status = answer.grpc();
+            assert_eq!(status.code(), Code::InvalidArgument);
+            assert_eq!(status.message(), BLANK);
+            // Percent-encoded JSON in grpc-message, base64 JSON in the details, as tonic sends them.
+            assert!(answer.headers["grpc-message"]
+                .to_str()
+                .expect("ascii")
+                .starts_with("%7B%22id%22"));
+            assert_eq!(status.details(), BLANK.as_bytes());
+        }
     }
 
     #[tokio::test]
     async fn unknown_methods_are_unimplemented() {
-        let (mut send, _stop, _server) = start().await;
-        for path in ["/go.micro.srv.greeter.Say/Nope", "/x", "/"] {
-            let answer = call(&mut send, path, &[], hello("John")).await;
-            assert_eq!(answer.status, 200, "{path}");
-            assert_eq!(answer.grpc().code(), Code::Unimplemented, "{path}");
+        for engine in ENGINES {
+            let (mut send, _stop, _server) = start(engine).await;
+            for path in ["/go.micro.srv.greeter.Say/Nope", "/x", "/"] {
+                let answer = call(&mut send, path, &[], hello("John")).await;
+                assert_eq!(answer.status, 200, "{path}");
+                assert_eq!(answer.grpc().code(), Code::Unimplemented, "{path}");
+            }
+            // A unary handler wins over a tonic service on the same path.
+            let answer = call(&mut send, HELLO, &[], hello("x")).await;
+            let reply: Reply =
+                grpc::decode(Bytes::copy_from_slice(&answer.body[5..])).expect("reply");
+            assert_eq!(reply.msg, "Hello x");
         }
-        // A unary handler wins over a tonic service on the same path.
-        let answer = call(&mut send, HELLO, &[], hello("x")).await;
-        let reply: Reply = grpc::decode(Bytes::copy_from_slice(&answer.body[5..])).expect("reply");
-        assert_eq!(reply.msg, "Hello x");
     }
 
     #[tokio::test]
@@ -766,116 +794,143 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn malformed_frames_get_statuses_not_panics() {
-        let (mut send, _stop, _server) = start().await;
-        let mut compressed = hello("John");
-        compressed[0] = 1;
-        let mut bad_flag = hello("John");
-        bad_flag[0] = 9;
-        let mut truncated = hello("John");
-        truncated.pop();
-        let mut oversized = vec![0u8];
-        oversized.extend_from_slice(&(grpc::MAX_MESSAGE_SIZE as u32 + 1).to_be_bytes());
-        // Field 1 as a length-delimited string whose length runs past the end.
-        let not_protobuf = vec![0, 0, 0, 0, 2, 0x0a, 0x05];
-        for (what, body, code, message) in [
-            (
-                "compressed flag",
-                compressed,
-                Code::Internal,
-                "compressed-flag",
-            ),
-            (
-                "unknown flag",
-                bad_flag,
-                Code::Internal,
-                "invalid compression flag: 9",
-            ),
-            ("truncated", truncated, Code::Internal, "Unexpected EOF"),
-            ("oversized", oversized, Code::OutOfRange, "too large"),
-            (
-                "empty",
-                Vec::new(),
-                Code::Internal,
-                "Missing request message.",
-            ),
-            (
-                "half a prefix",
-                vec![0, 0],
-                Code::Internal,
-                "Unexpected EOF",
-            ),
-            ("not protobuf", not_protobuf, Code::Internal, ""),
-        ] {
-            let answer = call(&mut send, HELLO, &[], body).await;
-            let status = answer.grpc();
-            assert_eq!(status.code(), code, "{what}: {status:?}");
-            assert!(status.message().contains(message), "{what}: {status:?}");
+    async fn large_messages_both_ways() {
+        // 3 MiB each way: over hyper's default windows (the server must wait for the client's
+        // WINDOW_UPDATEs before the rest of its answer goes out).
+        let name = "z".repeat(3 * 1024 * 1024);
+        for engine in ENGINES {
+            let (mut send, _stop, _server) = start(engine).await;
+            let answer = tokio::time::timeout(
+                Duration::from_secs(20),
+                call(&mut send, HELLO, &[], hello(&name)),
+            )
+            .await
+            .unwrap_or_else(|_| panic!("{engine:?}: the large answer stalled"));
+            assert_eq!(answer.trailers.expect("trailers")["grpc-status"], "0");
+            let reply: Reply =
+                grpc::decode(Bytes::copy_from_slice(&answer.body[5..])).expect("reply");
+            assert!(reply.msg == format!("Hello {name}"), "{engine:?}");
         }
-        let answer = call(
-            &mut send,
-            HELLO,
-            &[("grpc-encoding", "gzip")],
-            hello("John"),
-        )
-        .await;
-        assert_eq!(answer.grpc().code(), Code::Unimplemented);
-        let answer = call(
-            &mut send,
-            HELLO,
-            &[("grpc-encoding", "identity")],
-            hello("J"),
-        )
-        .await;
-        assert_eq!(answer.trailers.expect("trailers")["grpc-status"], "0");
-        // The server is still serving the same connection.
-        let answer = call(&mut send, HELLO, &[], hello("again")).await;
-        assert_eq!(answer.trailers.expect("trailers")["grpc-status"], "0");
+    }
+
+    #[tokio::test]
+    async fn malformed_frames_get_statuses_not_panics() {
+        for engine in ENGINES {
+            let (mut send, _stop, _server) = start(engine).await;
+            let mut compressed = hello("John");
+            compressed[0] = 1;
+            let mut bad_flag = hello("John");
+            bad_flag[0] = 9;
+            let mut truncated = hello("John");
+            truncated.pop();
+            let mut oversized = vec![0u8];
+            oversized.extend_from_slice(&(grpc::MAX_MESSAGE_SIZE as u32 + 1).to_be_bytes());
+            // Field 1 as a length-delimited string whose length runs past the end.
+            let not_protobuf = vec![0, 0, 0, 0, 2, 0x0a, 0x05];
+            for (what, body, code, message) in [
+                (
+                    "compressed flag",
+                    compressed,
+                    Code::Internal,
+                    "compressed-flag",
+                ),
+                (
+                    "unknown flag",
+                    bad_flag,
+                    Code::Internal,
+                    "invalid compression flag: 9",
+                ),
+                ("truncated", truncated, Code::Internal, "Unexpected EOF"),
+                ("oversized", oversized, Code::OutOfRange, "too large"),
+                (
+                    "empty",
+                    Vec::new(),
+                    Code::Internal,
+                    "Missing request message.",
+                ),
+                (
+                    "half a prefix",
+                    vec![0, 0],
+                    Code::Internal,
+                    "Unexpected EOF",
+                ),
+                ("not protobuf", not_protobuf, Code::Internal, ""),
+            ] {
+                let answer = call(&mut send, HELLO, &[], body).await;
+                let status = answer.grpc();
+                assert_eq!(status.code(), code, "{what}: {status:?}");
+                assert!(status.message().contains(message), "{what}: {status:?}");
+            }
+            let answer = call(
+                &mut send,
+                HELLO,
+                &[("grpc-encoding", "gzip")],
+                hello("John"),
+            )
+            .await;
+            assert_eq!(answer.grpc().code(), Code::Unimplemented);
+            let answer = call(
+                &mut send,
+                HELLO,
+                &[("grpc-encoding", "identity")],
+                hello("J"),
+            )
+            .await;
+            assert_eq!(answer.trailers.expect("trailers")["grpc-status"], "0");
+            // The server is still serving the same connection.
+            let answer = call(&mut send, HELLO, &[], hello("again")).await;
+            assert_eq!(answer.trailers.expect("trailers")["grpc-status"], "0");
+        }
     }
 
     #[tokio::test]
     async fn grpc_timeout_cancels_like_tonic() {
-        let (mut send, _stop, _server) = start().await;
-        let started = std::time::Instant::now();
-        let answer = call(&mut send, HELLO, &[("grpc-timeout", "100m")], hello("slow")).await;
-        let status = answer.grpc();
-        assert_eq!(
-            (status.code(), status.message()),
-            (Code::Cancelled, "Timeout expired")
-        );
-        assert!(
-            started.elapsed() < Duration::from_secs(2),
-            "{:?}",
-            started.elapsed()
-        );
-        // A malformed timeout is ignored, as tonic does; a roomy one lets the call finish.
-        let answer = call(&mut send, HELLO, &[("grpc-timeout", "bogus")], hello("a")).await;
-        assert_eq!(answer.trailers.expect("trailers")["grpc-status"], "0");
-        let answer = call(&mut send, HELLO, &[("grpc-timeout", "5S")], hello("a")).await;
-        assert_eq!(answer.trailers.expect("trailers")["grpc-status"], "0");
+        for engine in ENGINES {
+            let (mut send, _stop, _server) = start(engine).await;
+            let started = std::time::Instant::now();
+            let answer = call(&mut send, HELLO, &[("grpc-timeout", "100m")], hello("slow")).await;
+            let status = answer.grpc();
+            assert_eq!(
+                (status.code(), status.message()),
+                (Code::Cancelled, "Timeout expired")
+            );
+            assert!(
+                started.elapsed() < Duration::from_secs(2),
+                "{:?}",
+                started.elapsed()
+            );
+            // A malformed timeout is ignored, as tonic does; a roomy one lets the call finish.
+            let answer = call(&mut send, HELLO, &[("grpc-timeout", "bogus")], hello("a")).await;
+            assert_eq!(answer.trailers.expect("trailers")["grpc-status"], "0");
+            let answer = call(&mut send, HELLO, &[("grpc-timeout", "5S")], hello("a")).await;
+            assert_eq!(answer.trailers.expect("trailers")["grpc-status"], "0");
+        }
     }
 
     #[tokio::test]
     async fn stopping_lets_in_flight_calls_finish() {
-        let (mut send, stop, server) = start().await;
-        let mut second = send.clone();
-        let slow = tokio::spawn(async move { call(&mut second, HELLO, &[], hello("slow")).await });
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        stop.cancel();
-        let answer = slow.await.expect("join");
-        assert_eq!(answer.trailers.expect("trailers")["grpc-status"], "0");
-        tokio::time::timeout(Duration::from_secs(5), server)
-            .await
-            .expect("server stops once the call is done")
-            .expect("join");
-        assert!(
-            send.ready().await.is_err() || send.is_closed() || {
-                // The connection may still look open; a new call must not be served.
-                let request = Request::post(format!("http://localhost{HELLO}"))
-                    .body(Full::new(Bytes::from(hello("late"))))
-                    .expect("request");
-                send.send_request(request).await.is_err()
-            }
-        );
+        for engine in ENGINES {
+            let (mut send, stop, server) = start(engine).await;
+            let mut second = send.clone();
+            let slow =
+                tokio::spawn(async move { call(&mut second, HELLO, &[], hello("slow")).await });
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            stop.cancel();
+            let answer = slow.await.expect("join");
+            assert_eq!(answer.trailers.expect("trailers")["grpc-status"], "0");
+            tokio::time::timeout(Duration::from_secs(5), server)
+                .await
+                .expect("server stops once the call is done")
+                .expect("join");
+            assert!(
+                send.ready().await.is_err() || send.is_closed() || {
+                    // The connection may still look open; a new call must not be served.
+                    let request = Request::post(format!("http://localhost{HELLO}"))
+                        .body(Full::new(Bytes::from(hello("late"))))
+                        .expect("request");
+                    send.send_request(request).await.is_err()
+                }
+            );
+        }
     }
 }

@@ -187,14 +187,23 @@ struct Task {
 /// A RST_STREAM's error code as the status tonic gives it.
 fn reset_status(reset: u32) -> Status {
     let (code, what) = match reset {
-        code::REFUSED_STREAM => (Code::Unavailable, "refused stream before processing any application logic"),
+        code::REFUSED_STREAM => (
+            Code::Unavailable,
+            "refused stream before processing any application logic",
+        ),
         code::CANCEL => (Code::Cancelled, "operation was canceled"),
-        code::ENHANCE_YOUR_CALM => (Code::ResourceExhausted, "detected excessive load generating behavior"),
+        code::ENHANCE_YOUR_CALM => (
+            Code::ResourceExhausted,
+            "detected excessive load generating behavior",
+        ),
         code::INADEQUATE_SECURITY => (Code::PermissionDenied, "security too weak"),
         0..=0xd => (Code::Internal, "stream reset"),
         _ => (Code::Unknown, "stream reset"),
     };
-    Status::new(code, format!("h2 protocol error: stream error received: {what} ({reset:#x})"))
+    Status::new(
+        code,
+        format!("h2 protocol error: stream error received: {what} ({reset:#x})"),
+    )
 }
 
 impl Task {
@@ -284,7 +293,9 @@ impl Task {
             // Stream ids are spent: this connection takes no more calls.
             self.going_away = true;
             self.state.closed.store(true, Ordering::Release);
-            let _ = call.reply.send(Err(unavailable("connection out of stream ids")));
+            let _ = call
+                .reply
+                .send(Err(unavailable("connection out of stream ids")));
             return;
         }
         self.next_stream += 2;
@@ -305,7 +316,11 @@ impl Task {
             self.waiting.remove(position);
             return;
         }
-        let found = self.streams.iter().find(|(_, o)| o.key == key).map(|(s, _)| *s);
+        let found = self
+            .streams
+            .iter()
+            .find(|(_, o)| o.key == key)
+            .map(|(s, _)| *s);
         if let Some(stream) = found {
             self.streams.remove(&stream);
             self.core.reset(stream, code::CANCEL);
@@ -367,7 +382,8 @@ impl Task {
                     Some((status, headers, frames)) => {
                         if !end_stream {
                             self.core.reset(stream, code::PROTOCOL_ERROR);
-                            let status = Status::internal("h2 protocol error: trailers without END_STREAM");
+                            let status =
+                                Status::internal("h2 protocol error: trailers without END_STREAM");
                             return self.finish(stream, Err(status));
                         }
                         let reply = Reply {

@@ -190,7 +190,12 @@ impl Core {
     /// Queues a GOAWAY and returns the error that ends the connection.
     pub fn fail(&mut self, code: u32, message: impl Into<String>) -> ConnError {
         let message = message.into();
-        frame::put_goaway(&mut self.wbuf, self.last_peer_stream, code, message.as_bytes());
+        frame::put_goaway(
+            &mut self.wbuf,
+            self.last_peer_stream,
+            code,
+            message.as_bytes(),
+        );
         ConnError::Protocol { code, message }
     }
 
@@ -211,7 +216,13 @@ impl Core {
                 self.streams.remove(&stream);
             }
         }
-        frame::put_headers(&mut self.wbuf, stream, block, end_stream, self.peer_max_frame);
+        frame::put_headers(
+            &mut self.wbuf,
+            stream,
+            block,
+            end_stream,
+            self.peer_max_frame,
+        );
     }
 
     /// Queues `data` on `stream` as far as the windows allow; the rest waits for WINDOW_UPDATE.
@@ -230,7 +241,13 @@ impl Core {
             let n = data.len() as i64;
             self.send_window -= n;
             out.window -= n;
-            frame::put_data(&mut self.wbuf, stream, &data, end_stream, self.peer_max_frame);
+            frame::put_data(
+                &mut self.wbuf,
+                stream,
+                &data,
+                end_stream,
+                self.peer_max_frame,
+            );
             if end_stream {
                 self.streams.remove(&stream);
             }
@@ -239,9 +256,16 @@ impl Core {
         if fits > 0 {
             self.send_window -= fits as i64;
             out.window -= fits as i64;
-            frame::put_data(&mut self.wbuf, stream, &data[..fits], false, self.peer_max_frame);
+            frame::put_data(
+                &mut self.wbuf,
+                stream,
+                &data[..fits],
+                false,
+                self.peer_max_frame,
+            );
         }
-        out.queue.push_back(Out::Data(data.slice(fits..), end_stream));
+        out.queue
+            .push_back(Out::Data(data.slice(fits..), end_stream));
         self.blocked.push_back(stream);
     }
 
@@ -262,7 +286,13 @@ impl Core {
             while let Some(item) = out.queue.pop_front() {
                 match item {
                     Out::Headers(block, end) => {
-                        frame::put_headers(&mut self.wbuf, stream, &block, end, self.peer_max_frame);
+                        frame::put_headers(
+                            &mut self.wbuf,
+                            stream,
+                            &block,
+                            end,
+                            self.peer_max_frame,
+                        );
                         finished |= end;
                     }
                     Out::Data(data, end) => {
@@ -313,7 +343,10 @@ impl Core {
         }
         while let Some(head) = Head::parse(&self.rbuf) {
             if head.len > frame::DEFAULT_MAX_FRAME {
-                return Err(self.fail(code::FRAME_SIZE_ERROR, "frame larger than SETTINGS_MAX_FRAME_SIZE"));
+                return Err(self.fail(
+                    code::FRAME_SIZE_ERROR,
+                    "frame larger than SETTINGS_MAX_FRAME_SIZE",
+                ));
             }
             if self.rbuf.len() < HEAD + head.len {
                 self.rbuf.reserve(HEAD + head.len - self.rbuf.len());
@@ -331,14 +364,22 @@ impl Core {
         Ok(())
     }
 
-    fn frame(&mut self, head: Head, payload: BytesMut, events: &mut Vec<Event>) -> Result<(), ConnError> {
+    fn frame(
+        &mut self,
+        head: Head,
+        payload: BytesMut,
+        events: &mut Vec<Event>,
+    ) -> Result<(), ConnError> {
         if let Some(partial) = &self.partial {
             if head.kind != frame::CONTINUATION || head.stream != partial.stream {
                 return Err(self.fail(code::PROTOCOL_ERROR, "expected CONTINUATION"));
             }
         }
         let bad_stream = |core: &mut Core, what: &str| {
-            core.fail(code::PROTOCOL_ERROR, format!("{what} on stream {}", head.stream))
+            core.fail(
+                code::PROTOCOL_ERROR,
+                format!("{what} on stream {}", head.stream),
+            )
         };
         match head.kind {
             frame::DATA => {
@@ -365,7 +406,7 @@ impl Core {
                 };
                 let peer_opened = match self.role {
                     Role::Server => head.stream % 2 == 1,
-                    Role::Client => head.stream % 2 == 0,
+                    Role::Client => head.stream.is_multiple_of(2),
                 };
                 if peer_opened && head.stream > self.last_peer_stream {
                     self.last_peer_stream = head.stream;
@@ -409,7 +450,7 @@ impl Core {
                 });
             }
             frame::SETTINGS => {
-                if head.stream != 0 || payload.len() % 6 != 0 {
+                if head.stream != 0 || !payload.len().is_multiple_of(6) {
                     return Err(self.fail(code::PROTOCOL_ERROR, "malformed SETTINGS"));
                 }
                 if head.flags & frame::ACK == 0 {
@@ -468,7 +509,11 @@ impl Core {
         Ok(())
     }
 
-    fn header_block(&mut self, mut partial: Partial, events: &mut Vec<Event>) -> Result<(), ConnError> {
+    fn header_block(
+        &mut self,
+        mut partial: Partial,
+        events: &mut Vec<Event>,
+    ) -> Result<(), ConnError> {
         match hpack::decode(&mut self.decoder, &mut partial.block) {
             Ok(block) => {
                 events.push(Event::Headers {
@@ -499,7 +544,9 @@ impl Core {
                 frame::SETTINGS_INITIAL_WINDOW_SIZE => {
                     let value = i64::from(value);
                     if value > frame::MAX_WINDOW {
-                        return Err(self.fail(code::FLOW_CONTROL_ERROR, "bad SETTINGS_INITIAL_WINDOW_SIZE"));
+                        return Err(
+                            self.fail(code::FLOW_CONTROL_ERROR, "bad SETTINGS_INITIAL_WINDOW_SIZE")
+                        );
                     }
                     let delta = value - self.peer_initial_window;
                     self.peer_initial_window = value;

@@ -121,7 +121,13 @@ pub fn put_ping_ack(out: &mut BytesMut, payload: &[u8]) {
 }
 
 /// A header block as HEADERS plus as many CONTINUATION frames as `max_frame` requires.
-pub fn put_headers(out: &mut BytesMut, stream: u32, block: &[u8], end_stream: bool, max_frame: usize) {
+pub fn put_headers(
+    out: &mut BytesMut,
+    stream: u32,
+    block: &[u8],
+    end_stream: bool,
+    max_frame: usize,
+) {
     let max_frame = max_frame.max(1);
     let mut chunks = block.chunks(max_frame).peekable();
     let mut kind = HEADERS;
@@ -145,7 +151,13 @@ pub fn put_headers(out: &mut BytesMut, stream: u32, block: &[u8], end_stream: bo
 pub fn put_data(out: &mut BytesMut, stream: u32, data: &[u8], end_stream: bool, max_frame: usize) {
     let max_frame = max_frame.max(1);
     if data.is_empty() {
-        put_head(out, 0, DATA, if end_stream { END_STREAM } else { 0 }, stream);
+        put_head(
+            out,
+            0,
+            DATA,
+            if end_stream { END_STREAM } else { 0 },
+            stream,
+        );
         return;
     }
     let mut chunks = data.chunks(max_frame).peekable();

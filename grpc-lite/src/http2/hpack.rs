@@ -163,7 +163,11 @@ mod tests {
     #[test]
     fn garbage_is_an_error_not_a_panic() {
         let mut decoder = Decoder::new(4096);
-        for bytes in [&[0xff_u8, 0xff, 0xff, 0xff, 0xff, 0xff][..], &[0x80], &[0x00, 0x7f]] {
+        for bytes in [
+            &[0xff_u8, 0xff, 0xff, 0xff, 0xff, 0xff][..],
+            &[0x80],
+            &[0x00, 0x7f],
+        ] {
             let mut block = BytesMut::from(bytes);
             assert!(decode(&mut decoder, &mut block).is_err(), "{bytes:?}");
         }

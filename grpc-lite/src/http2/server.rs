@@ -206,7 +206,8 @@ impl Connection {
                     return;
                 }
                 self.last_stream = stream;
-                if self.closing || self.incoming.len() + self.running.len() >= MAX_STREAMS as usize {
+                if self.closing || self.incoming.len() + self.running.len() >= MAX_STREAMS as usize
+                {
                     self.core.reset(stream, code::REFUSED_STREAM);
                     return;
                 }
@@ -268,7 +269,9 @@ impl Connection {
         };
         let message = match incoming.frames.finish() {
             Ok(Some(message)) => message,
-            Ok(None) => return self.answer(stream, Err(Status::internal("Missing request message."))),
+            Ok(None) => {
+                return self.answer(stream, Err(Status::internal("Missing request message.")))
+            }
             Err(status) => return self.answer(stream, Err(status)),
         };
         let work = incoming.handler.call(incoming.headers, message);

@@ -1,0 +1,398 @@
+//! Our HTTP/2 connection (grpc-lite's `http2`) end to end over loopback: its client against its
+//! own server and against hyper's (with tonic's generated server behind it), large messages
+//! under the peers' flow-control windows, the server's stream limit, callers that give up,
+//! graceful stops, and peers that send garbage.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use grpc_lite::grpc;
+use grpc_lite::http2::client::{request_head, Connection, Reply};
+use grpc_lite::http2::frame;
+use grpc_lite::server::{serve, Routes};
+use http::{HeaderMap, HeaderValue};
+use prost::bytes::{Bytes, BytesMut};
+use proto::greeter::{Request as Hello, Response as Answer};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+use tonic::{Code, Status};
+
+const HELLO: &str = "/go.micro.srv.greeter.Say/Hello";
+const DEADLINE: Duration = Duration::from_secs(20);
+
+/// Handlers still running (a "slow" call sleeps until dropped or a minute has passed).
+#[derive(Clone, Default)]
+struct Running(Arc<AtomicUsize>);
+
+struct Guard(Running);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        self.0 .0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl Running {
+    fn enter(&self) -> Guard {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        Guard(self.clone())
+    }
+
+    fn count(&self) -> usize {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// Echoes the name; "slow" sleeps for a minute, "pause" for 300 ms.
+fn echo(running: &Running) -> Routes {
+    let running = running.clone();
+    Routes::new().unary(HELLO, move |req: Hello| {
+        let guard = running.enter();
+        async move {
+            let _guard = guard;
+            match req.name.as_str() {
+                "slow" => tokio::time::sleep(Duration::from_secs(60)).await,
+                "pause" => tokio::time::sleep(Duration::from_millis(300)).await,
+                _ => {}
+            }
+            Ok::<_, Status>(Answer { msg: req.name })
+        }
+    })
+}
+
+/// tonic's generated server: served by hyper, as the fallback of routes without handlers.
+struct Tonic;
+
+#[tonic::async_trait]
+impl proto::greeter::say_server::Say for Tonic {
+    async fn hello(
+        &self,
+        request: tonic::Request<Hello>,
+    ) -> Result<tonic::Response<Answer>, Status> {
+        Ok(tonic::Response::new(Answer {
+            msg: request.into_inner().name,
+        }))
+    }
+}
+
+struct Server {
+    address: String,
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+async fn start(routes: Routes) -> Server {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let address = listener.local_addr().expect("address").to_string();
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(serve(listener, routes, stop.clone()));
+    Server {
+        address,
+        stop,
+        task,
+    }
+}
+
+fn headers() -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    headers.insert("te", HeaderValue::from_static("trailers"));
+    headers.insert("content-type", grpc::CONTENT_TYPE);
+    headers
+}
+
+/// The message of a reply, or its status.
+fn message(reply: Reply) -> Result<String, Status> {
+    if let Some(status) = grpc::status_from_headers(&reply.headers) {
+        return Err(status);
+    }
+    let message = reply.message?;
+    grpc::final_status(reply.trailers.as_ref(), reply.status)?;
+    let answer: Answer = grpc::decode(message.expect("a message"))?;
+    Ok(answer.msg)
+}
+
+async fn call(conn: &Connection, address: &str, name: &str) -> Result<String, Status> {
+    let head = request_head(HELLO, address, &headers());
+    let reply = conn
+        .unary(head, grpc::encode(&Hello { name: name.into() }))
+        .await?;
+    message(reply)
+}
+
+/// Waits (bounded) until `done` holds.
+async fn until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while !done() {
+        assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn many_concurrent_calls_share_one_connection() {
+    let server = start(echo(&Running::default())).await;
+    let conn = Connection::connect(&server.address, DEADLINE)
+        .await
+        .expect("connect");
+    // The first answer brings the server's SETTINGS (at most 1,000 streams); the other 1,499
+    // calls then wait for free streams instead of being refused.
+    assert_eq!(
+        call(&conn, &server.address, "first").await.expect("call"),
+        "first"
+    );
+    let calls = (0..1500).map(|i| {
+        let conn = conn.clone();
+        let address = server.address.clone();
+        async move { (i, call(&conn, &address, &format!("n{i}")).await) }
+    });
+    for (i, result) in futures::future::join_all(calls).await {
+        assert_eq!(result.expect("answered"), format!("n{i}"));
+    }
+}
+
+#[tokio::test]
+async fn large_messages_wait_for_the_peers_windows() {
+    let big = "x".repeat(3 * 1024 * 1024);
+    // hyper's server opens 1 MiB per stream and connection: the client must wait for its
+    // WINDOW_UPDATEs. Ours answers a hyper client the same way (tests in server.rs).
+    for (engine, routes) in [
+        ("own", echo(&Running::default())),
+        (
+            "hyper",
+            Routes::from(tonic::service::Routes::new(
+                proto::greeter::say_server::SayServer::new(Tonic),
+            )),
+        ),
+    ] {
+        let server = start(routes).await;
+        let conn = Connection::connect(&server.address, DEADLINE)
+            .await
+            .expect("connect");
+        let calls = (0..4).map(|i| {
+            let conn = conn.clone();
+            let address = server.address.clone();
+            let name = format!("{i}{big}");
+            async move { (name.clone(), call(&conn, &address, &name).await) }
+        });
+        let answers = tokio::time::timeout(DEADLINE, futures::future::join_all(calls))
+            .await
+            .unwrap_or_else(|_| panic!("{engine}: large calls stalled"));
+        for (name, answer) in answers {
+            assert!(answer.expect(engine) == name, "{engine}: echo differs");
+        }
+        // Over the 4 MiB limit: refused with tonic's status, and the connection lives on.
+        let huge = "y".repeat(5 * 1024 * 1024);
+        let status = call(&conn, &server.address, &huge)
+            .await
+            .expect_err("too large");
+        assert_eq!(status.code(), Code::OutOfRange, "{engine}: {status:?}");
+        assert_eq!(
+            call(&conn, &server.address, "after").await.expect(engine),
+            "after"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_caller_that_gives_up_cancels_the_handler() {
+    let running = Running::default();
+    let server = start(echo(&running)).await;
+    let conn = Connection::connect(&server.address, DEADLINE)
+        .await
+        .expect("connect");
+    let gave_up = tokio::time::timeout(
+        Duration::from_millis(200),
+        call(&conn, &server.address, "slow"),
+    )
+    .await;
+    assert!(gave_up.is_err(), "the slow call cannot have finished");
+    // RST_STREAM(CANCEL) reaches the server, which drops the handler's future.
+    until("the handler is dropped", || running.count() == 0).await;
+    assert_eq!(
+        call(&conn, &server.address, "still").await.expect("call"),
+        "still"
+    );
+}
+
+#[tokio::test]
+async fn a_graceful_stop_finishes_calls_then_refuses() {
+    let running = Running::default();
+    let server = start(echo(&running)).await;
+    let conn = Connection::connect(&server.address, DEADLINE)
+        .await
+        .expect("connect");
+    assert_eq!(call(&conn, &server.address, "a").await.expect("call"), "a");
+    let in_flight = {
+        let conn = conn.clone();
+        let address = server.address.clone();
+        tokio::spawn(async move { call(&conn, &address, "pause").await })
+    };
+    until("the call is running", || running.count() == 1).await;
+    server.stop.cancel();
+    assert_eq!(in_flight.await.expect("join").expect("finished"), "pause");
+    tokio::time::timeout(DEADLINE, server.task)
+        .await
+        .expect("the server stops")
+        .expect("join");
+    until("the client sees the close", || conn.is_closed()).await;
+    let status = call(&conn, &server.address, "late")
+        .await
+        .expect_err("closed");
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+}
+
+#[tokio::test]
+async fn a_server_that_hangs_up_is_unavailable() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let address = listener.local_addr().expect("address").to_string();
+    tokio::spawn(async move {
+        // Takes the connection, reads a little, hangs up.
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let mut buf = [0u8; 64];
+            let _ = socket.read(&mut buf).await;
+        }
+    });
+    let conn = Connection::connect(&address, DEADLINE)
+        .await
+        .expect("connect");
+    let status = call(&conn, &address, "x").await.expect_err("no server");
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    until("closed", || conn.is_closed()).await;
+    // Nothing listens here any more.
+    let closed = {
+        let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        l.local_addr().expect("address").to_string()
+    };
+    assert!(Connection::connect(&closed, DEADLINE).await.is_err());
+}
+
+/// Reads until the server closes the connection; returns the error code of its GOAWAY, if any.
+async fn goaway_then_close(mut socket: TcpStream) -> Option<u32> {
+    let mut seen = Vec::new();
+    let read = async {
+        let mut buf = [0u8; 4096];
+        loop {
+            match socket.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => seen.extend_from_slice(&buf[..n]),
+            }
+        }
+    };
+    tokio::time::timeout(DEADLINE, read)
+        .await
+        .expect("the server closes the connection");
+    let mut rest = &seen[..];
+    let mut code = None;
+    while let Some(head) = frame::Head::parse(rest) {
+        let payload = &rest[frame::HEAD..frame::HEAD + head.len];
+        if head.kind == frame::GOAWAY {
+            code = Some(u32::from_be_bytes(payload[4..8].try_into().expect("code")));
+        }
+        rest = &rest[frame::HEAD + head.len..];
+    }
+    code
+}
+
+#[tokio::test]
+async fn garbage_ends_only_its_own_connection() {
+    let server = start(echo(&Running::default())).await;
+    // Not HTTP/2 at all.
+    let mut socket = TcpStream::connect(&server.address).await.expect("connect");
+    socket
+        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .expect("write");
+    assert_eq!(
+        goaway_then_close(socket).await,
+        Some(frame::code::PROTOCOL_ERROR)
+    );
+
+    // A header block HPACK cannot decode.
+    let mut socket = TcpStream::connect(&server.address).await.expect("connect");
+    let mut out = BytesMut::from(frame::PREFACE);
+    frame::put_settings(&mut out, &[]);
+    frame::put_headers(&mut out, 1, &[0xff; 6], true, frame::DEFAULT_MAX_FRAME);
+    socket.write_all(&out).await.expect("write");
+    assert_eq!(
+        goaway_then_close(socket).await,
+        Some(frame::code::COMPRESSION_ERROR)
+    );
+
+    // A frame over the 16 KiB we accept.
+    let mut socket = TcpStream::connect(&server.address).await.expect("connect");
+    let mut out = BytesMut::from(frame::PREFACE);
+    frame::put_head(&mut out, 20_000, frame::DATA, 0, 1);
+    out.extend_from_slice(&[0; 20_000]);
+    socket.write_all(&out).await.expect("write");
+    assert_eq!(
+        goaway_then_close(socket).await,
+        Some(frame::code::FRAME_SIZE_ERROR)
+    );
+
+    // Frames on stream 0 that belong to streams, a bad WINDOW_UPDATE.
+    for (kind, payload) in [
+        (frame::DATA, &b"x"[..]),
+        (frame::HEADERS, &[0x88][..]),
+        (frame::WINDOW_UPDATE, &[0, 0, 0, 0][..]),
+        (frame::RST_STREAM, &[0, 0][..]),
+        (frame::PING, &[1, 2, 3][..]),
+    ] {
+        let mut socket = TcpStream::connect(&server.address).await.expect("connect");
+        let mut out = BytesMut::from(frame::PREFACE);
+        frame::put_head(&mut out, payload.len(), kind, frame::END_HEADERS, 0);
+        out.extend_from_slice(payload);
+        socket.write_all(&out).await.expect("write");
+        let code = goaway_then_close(socket).await;
+        assert!(
+            code.is_some_and(|c| c != frame::code::NO_ERROR),
+            "kind {kind}: {code:?}"
+        );
+    }
+
+    // The server still serves everyone else.
+    let conn = Connection::connect(&server.address, DEADLINE)
+        .await
+        .expect("connect");
+    assert_eq!(
+        call(&conn, &server.address, "fine").await.expect("call"),
+        "fine"
+    );
+}
+
+#[tokio::test]
+async fn unknown_paths_and_statuses_reach_the_caller() {
+    let server = start(
+        echo(&Running::default()).unary("/t.T/Fail", |_: Hello| async move {
+            Err::<Answer, _>(Status::with_details(
+                Code::NotFound,
+                "no such thing",
+                Bytes::from_static(b"details"),
+            ))
+        }),
+    )
+    .await;
+    let conn = Connection::connect(&server.address, DEADLINE)
+        .await
+        .expect("connect");
+    let frame = grpc::encode(&Hello { name: "x".into() });
+    for (path, code, text) in [
+        ("/t.T/Nope", Code::Unimplemented, ""),
+        ("/t.T/Fail", Code::NotFound, "no such thing"),
+    ] {
+        let reply = conn
+            .unary(
+                request_head(path, &server.address, &headers()),
+                frame.clone(),
+            )
+            .await
+            .expect("a reply");
+        assert!(reply.trailers.is_none(), "{path}: trailers-only");
+        let status = message(reply).expect_err(path);
+        assert_eq!((status.code(), status.message()), (code, text), "{path}");
+        if code == Code::NotFound {
+            assert_eq!(status.details(), b"details");
+        }
+    }
+}
