@@ -136,7 +136,7 @@ async fn many_concurrent_calls_share_one_connection() {
     let conn = Connection::connect(&server.address, DEADLINE)
         .await
         .expect("connect");
-    // The first answer brings the server's SETTINGS (at most 1,000 streams); the other 1,499
+    // The first answer brings the server's SETTINGS (at most 200 streams); the other 1,499
     // calls then wait for free streams instead of being refused.
     assert_eq!(
         call(&conn, &server.address, "first").await.expect("call"),

@@ -84,8 +84,6 @@ pub struct Block {
     pub path: Option<Bytes>,
     pub status: Option<StatusCode>,
     pub fields: HeaderMap,
-    /// The uncompressed size by RFC 9113's measure (name + value + 32 per field).
-    pub size: usize,
 }
 
 /// Why a header block could not be read: the connection must end (COMPRESSION_ERROR).
@@ -98,7 +96,6 @@ pub fn decode(decoder: &mut Decoder, block: &mut BytesMut) -> Result<Block, Malf
     let mut cursor = std::io::Cursor::new(block);
     decoder
         .decode(&mut cursor, |header| {
-            out.size += header.len();
             match header {
                 Header::Field { name, value } => {
                     out.fields.append(name, value);

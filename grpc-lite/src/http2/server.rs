@@ -32,8 +32,9 @@ use super::hpack;
 use crate::grpc::{self, Direction, Frames};
 use crate::server::{Closer, Handler, Routes};
 
-/// Streams a client may have open at once (SETTINGS_MAX_CONCURRENT_STREAMS); more are refused.
-const MAX_STREAMS: u32 = 1000;
+/// Streams a client may have open at once (SETTINGS_MAX_CONCURRENT_STREAMS, hyper's default);
+/// more are refused.
+const MAX_STREAMS: u32 = 200;
 
 type Call = Pin<Box<dyn Future<Output = (u32, Result<Bytes, Status>)> + Send>>;
 
