@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use grpc_lite::grpc;
-use grpc_lite::http2::client::{request_head, Connection, Reply};
+use grpc_lite::http2::client::{Connection, Reply};
 use grpc_lite::http2::frame;
 use grpc_lite::server::{serve, Routes};
 use http::{HeaderMap, HeaderValue};
@@ -45,7 +45,7 @@ impl Running {
     }
 }
 
-/// Echoes the name; "slow" sleeps for a minute, "pause" for 300 ms.
+/// Echoes the name; "slow" sleeps for a minute, "pause" for 300 ms, "panic" panics.
 fn echo(running: &Running) -> Routes {
     let running = running.clone();
     Routes::new().unary(HELLO, move |req: Hello| {
@@ -55,6 +55,7 @@ fn echo(running: &Running) -> Routes {
             match req.name.as_str() {
                 "slow" => tokio::time::sleep(Duration::from_secs(60)).await,
                 "pause" => tokio::time::sleep(Duration::from_millis(300)).await,
+                "panic" => panic!("the handler panics"),
                 _ => {}
             }
             Ok::<_, Status>(Answer { msg: req.name })
@@ -95,11 +96,11 @@ async fn start(routes: Routes) -> Server {
     }
 }
 
-fn headers() -> HeaderMap {
+fn headers() -> Arc<HeaderMap> {
     let mut headers = HeaderMap::new();
     headers.insert("te", HeaderValue::from_static("trailers"));
     headers.insert("content-type", grpc::CONTENT_TYPE);
-    headers
+    Arc::new(headers)
 }
 
 /// The message of a reply, or its status.
@@ -113,11 +114,9 @@ fn message(reply: Reply) -> Result<String, Status> {
     Ok(answer.msg)
 }
 
-async fn call(conn: &Connection, address: &str, name: &str) -> Result<String, Status> {
-    let head = request_head(HELLO, address, &headers());
-    let reply = conn
-        .unary(head, grpc::encode(&Hello { name: name.into() }))
-        .await?;
+async fn call(conn: &Connection, name: &str) -> Result<String, Status> {
+    let frame = grpc::encode(&Hello { name: name.into() });
+    let reply = conn.unary(HELLO.into(), headers(), frame).await?;
     message(reply)
 }
 
@@ -130,22 +129,30 @@ async fn until(what: &str, mut done: impl FnMut() -> bool) {
     }
 }
 
+// Each scenario runs on a single-threaded runtime (the server polls a connection's calls in its
+// own task) and on a multi-threaded one (each call is a task).
+
 #[tokio::test]
 async fn many_concurrent_calls_share_one_connection() {
+    many_concurrent_calls().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_concurrent_calls_share_one_connection_multi_threaded() {
+    many_concurrent_calls().await;
+}
+
+async fn many_concurrent_calls() {
     let server = start(echo(&Running::default())).await;
     let conn = Connection::connect(&server.address, DEADLINE)
         .await
         .expect("connect");
     // The first answer brings the server's SETTINGS (at most 200 streams); the other 1,499
     // calls then wait for free streams instead of being refused.
-    assert_eq!(
-        call(&conn, &server.address, "first").await.expect("call"),
-        "first"
-    );
+    assert_eq!(call(&conn, "first").await.expect("call"), "first");
     let calls = (0..1500).map(|i| {
         let conn = conn.clone();
-        let address = server.address.clone();
-        async move { (i, call(&conn, &address, &format!("n{i}")).await) }
+        async move { (i, call(&conn, &format!("n{i}")).await) }
     });
     for (i, result) in futures::future::join_all(calls).await {
         assert_eq!(result.expect("answered"), format!("n{i}"));
@@ -172,9 +179,8 @@ async fn large_messages_wait_for_the_peers_windows() {
             .expect("connect");
         let calls = (0..4).map(|i| {
             let conn = conn.clone();
-            let address = server.address.clone();
             let name = format!("{i}{big}");
-            async move { (name.clone(), call(&conn, &address, &name).await) }
+            async move { (name.clone(), call(&conn, &name).await) }
         });
         let answers = tokio::time::timeout(DEADLINE, futures::future::join_all(calls))
             .await
@@ -184,36 +190,33 @@ async fn large_messages_wait_for_the_peers_windows() {
         }
         // Over the 4 MiB limit: refused with tonic's status, and the connection lives on.
         let huge = "y".repeat(5 * 1024 * 1024);
-        let status = call(&conn, &server.address, &huge)
-            .await
-            .expect_err("too large");
+        let status = call(&conn, &huge).await.expect_err("too large");
         assert_eq!(status.code(), Code::OutOfRange, "{engine}: {status:?}");
-        assert_eq!(
-            call(&conn, &server.address, "after").await.expect(engine),
-            "after"
-        );
+        assert_eq!(call(&conn, "after").await.expect(engine), "after");
     }
 }
 
 #[tokio::test]
 async fn a_caller_that_gives_up_cancels_the_handler() {
+    giving_up().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_that_gives_up_cancels_the_handler_multi_threaded() {
+    giving_up().await;
+}
+
+async fn giving_up() {
     let running = Running::default();
     let server = start(echo(&running)).await;
     let conn = Connection::connect(&server.address, DEADLINE)
         .await
         .expect("connect");
-    let gave_up = tokio::time::timeout(
-        Duration::from_millis(200),
-        call(&conn, &server.address, "slow"),
-    )
-    .await;
+    let gave_up = tokio::time::timeout(Duration::from_millis(200), call(&conn, "slow")).await;
     assert!(gave_up.is_err(), "the slow call cannot have finished");
     // RST_STREAM(CANCEL) reaches the server, which drops the handler's future.
     until("the handler is dropped", || running.count() == 0).await;
-    assert_eq!(
-        call(&conn, &server.address, "still").await.expect("call"),
-        "still"
-    );
+    assert_eq!(call(&conn, "still").await.expect("call"), "still");
 }
 
 #[tokio::test]
@@ -223,11 +226,10 @@ async fn a_graceful_stop_finishes_calls_then_refuses() {
     let conn = Connection::connect(&server.address, DEADLINE)
         .await
         .expect("connect");
-    assert_eq!(call(&conn, &server.address, "a").await.expect("call"), "a");
+    assert_eq!(call(&conn, "a").await.expect("call"), "a");
     let in_flight = {
         let conn = conn.clone();
-        let address = server.address.clone();
-        tokio::spawn(async move { call(&conn, &address, "pause").await })
+        tokio::spawn(async move { call(&conn, "pause").await })
     };
     until("the call is running", || running.count() == 1).await;
     server.stop.cancel();
@@ -237,9 +239,7 @@ async fn a_graceful_stop_finishes_calls_then_refuses() {
         .expect("the server stops")
         .expect("join");
     until("the client sees the close", || conn.is_closed()).await;
-    let status = call(&conn, &server.address, "late")
-        .await
-        .expect_err("closed");
+    let status = call(&conn, "late").await.expect_err("closed");
     assert_eq!(status.code(), Code::Unavailable, "{status:?}");
 }
 
@@ -257,7 +257,7 @@ async fn a_server_that_hangs_up_is_unavailable() {
     let conn = Connection::connect(&address, DEADLINE)
         .await
         .expect("connect");
-    let status = call(&conn, &address, "x").await.expect_err("no server");
+    let status = call(&conn, "x").await.expect_err("no server");
     assert_eq!(status.code(), Code::Unavailable, "{status:?}");
     until("closed", || conn.is_closed()).await;
     // Nothing listens here any more.
@@ -355,10 +355,7 @@ async fn garbage_ends_only_its_own_connection() {
     let conn = Connection::connect(&server.address, DEADLINE)
         .await
         .expect("connect");
-    assert_eq!(
-        call(&conn, &server.address, "fine").await.expect("call"),
-        "fine"
-    );
+    assert_eq!(call(&conn, "fine").await.expect("call"), "fine");
 }
 
 #[tokio::test]
@@ -382,10 +379,7 @@ async fn unknown_paths_and_statuses_reach_the_caller() {
         ("/t.T/Fail", Code::NotFound, "no such thing"),
     ] {
         let reply = conn
-            .unary(
-                request_head(path, &server.address, &headers()),
-                frame.clone(),
-            )
+            .unary(path.into(), headers(), frame.clone())
             .await
             .expect("a reply");
         assert!(reply.trailers.is_none(), "{path}: trailers-only");
@@ -395,4 +389,27 @@ async fn unknown_paths_and_statuses_reach_the_caller() {
             assert_eq!(status.details(), b"details");
         }
     }
+}
+
+#[tokio::test]
+async fn a_panicking_handler_fails_only_its_call() {
+    panicking().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_handler_fails_only_its_call_multi_threaded() {
+    panicking().await;
+}
+
+async fn panicking() {
+    let server = start(echo(&Running::default())).await;
+    let conn = Connection::connect(&server.address, DEADLINE)
+        .await
+        .expect("connect");
+    let status = call(&conn, "panic").await.expect_err("panicked");
+    assert_eq!(
+        (status.code(), status.message()),
+        (Code::Internal, "handler panicked")
+    );
+    assert_eq!(call(&conn, "next").await.expect("call"), "next");
 }

@@ -39,17 +39,6 @@ pub struct Reply {
     pub trailers: Option<HeaderMap>,
 }
 
-/// The header block of a unary call: `POST`, `http`, `path`, `authority`, then `headers`.
-pub fn request_head(path: &str, authority: &str, headers: &HeaderMap) -> Bytes {
-    let mut block = BytesMut::with_capacity(64 + path.len() + authority.len());
-    hpack::indexed(&mut block, hpack::METHOD_POST);
-    hpack::indexed(&mut block, hpack::SCHEME_HTTP);
-    hpack::literal_with_name(&mut block, hpack::PATH, path.as_bytes());
-    hpack::literal_with_name(&mut block, hpack::AUTHORITY, authority.as_bytes());
-    hpack::fields(&mut block, headers);
-    block.freeze()
-}
-
 enum Message {
     Call(Call),
     /// The caller with this key gave up.
@@ -58,7 +47,8 @@ enum Message {
 
 struct Call {
     key: u64,
-    head: Bytes,
+    path: String,
+    headers: Arc<HeaderMap>,
     frame: Bytes,
     reply: oneshot::Sender<Result<Reply, Status>>,
 }
@@ -84,18 +74,19 @@ fn unavailable(what: impl std::fmt::Display) -> Status {
 }
 
 impl Connection {
-    /// Dials `address` (within `timeout`) and starts the connection's task.
+    /// Dials `address` (`host:port`, also the calls' `:authority`) within `timeout` and starts
+    /// the connection's task.
     pub async fn connect(address: &str, timeout: Duration) -> std::io::Result<Connection> {
         let io = tokio::time::timeout(timeout, TcpStream::connect(address))
             .await
             .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "timed out"))??;
         // Small request/response frames: no Nagle delay waiting for an ACK.
         let _ = io.set_nodelay(true);
-        Ok(Connection::start(io))
+        Ok(Connection::start(io, address))
     }
 
-    /// A connection on an established socket.
-    pub fn start(io: TcpStream) -> Connection {
+    /// A connection on an established socket; `authority` is sent as every call's `:authority`.
+    pub fn start(io: TcpStream, authority: &str) -> Connection {
         let (calls, receiver) = mpsc::unbounded_channel();
         let state = Arc::new(State::default());
         let mut task = Task {
@@ -109,6 +100,8 @@ impl Connection {
             going_away: false,
             state: Arc::clone(&state),
             events: Vec::new(),
+            authority: authority.to_owned(),
+            block: BytesMut::with_capacity(256),
         };
         tokio::spawn(async move {
             std::future::poll_fn(|cx| task.poll(cx)).await;
@@ -121,14 +114,21 @@ impl Connection {
         self.state.closed.load(Ordering::Acquire) || self.calls.is_closed()
     }
 
-    /// Sends one request (`head` from [`request_head`], `frame` an encoded gRPC message) and
-    /// waits for the answer. A transport failure is UNAVAILABLE.
-    pub async fn unary(&self, head: Bytes, frame: Bytes) -> Result<Reply, Status> {
+    /// Sends one request to `path` (`/package.Service/Method`) with `headers` after the
+    /// pseudo-headers (`te`, `content-type`, `grpc-timeout`, metadata) and `frame` (an encoded
+    /// gRPC message) as its body, and waits for the answer. A transport failure is UNAVAILABLE.
+    pub async fn unary(
+        &self,
+        path: String,
+        headers: Arc<HeaderMap>,
+        frame: Bytes,
+    ) -> Result<Reply, Status> {
         let key = self.state.keys.fetch_add(1, Ordering::Relaxed);
         let (reply, answer) = oneshot::channel();
         let call = Call {
             key,
-            head,
+            path,
+            headers,
             frame,
             reply,
         };
@@ -182,6 +182,9 @@ struct Task {
     going_away: bool,
     state: Arc<State>,
     events: Vec<Event>,
+    authority: String,
+    /// Where header blocks are encoded.
+    block: BytesMut,
 }
 
 /// A RST_STREAM's error code as the status tonic gives it.
@@ -299,7 +302,21 @@ impl Task {
             return;
         }
         self.next_stream += 2;
-        self.core.send_headers(stream, &call.head, false);
+        let encoder = &mut self.core.encoder;
+        let block = &mut self.block;
+        block.clear();
+        encoder.begin(block);
+        hpack::indexed(block, hpack::METHOD_POST);
+        hpack::indexed(block, hpack::SCHEME_HTTP);
+        encoder.field(block, Some(hpack::PATH), ":path", call.path.as_bytes());
+        encoder.field(
+            block,
+            Some(hpack::AUTHORITY),
+            ":authority",
+            self.authority.as_bytes(),
+        );
+        encoder.fields(block, &call.headers);
+        self.core.send_headers(stream, &self.block, false);
         self.core.send_data(stream, call.frame, true);
         self.streams.insert(
             stream,

@@ -12,7 +12,7 @@ use prost::bytes::{Buf, Bytes, BytesMut};
 use tokio::net::TcpStream;
 
 use super::frame::{self, code, Head, HEAD};
-use super::hpack::{self, Block, Decoder};
+use super::hpack::{self, Block, Decoder, Encoder};
 
 /// Our smallest receive window per stream (SETTINGS_INITIAL_WINDOW_SIZE): a whole message
 /// fits, so no stream-level WINDOW_UPDATE is ever needed; a stream that would need more is over
@@ -95,6 +95,8 @@ pub struct Core {
     rbuf: BytesMut,
     wbuf: BytesMut,
     decoder: Decoder,
+    /// Encodes the header blocks this end sends (its table mirrors the peer's decoder).
+    pub encoder: Encoder,
     expect_preface: bool,
     partial: Option<Partial>,
     /// The peer's SETTINGS.
@@ -136,6 +138,7 @@ impl Core {
             rbuf: BytesMut::with_capacity(READ_CHUNK),
             wbuf,
             decoder: Decoder::new(4096),
+            encoder: Encoder::default(),
             expect_preface: role == Role::Server,
             partial: None,
             peer_max_frame: frame::DEFAULT_MAX_FRAME,
@@ -560,8 +563,8 @@ impl Core {
                 frame::SETTINGS_ENABLE_PUSH if value > 1 => {
                     return Err(self.fail(code::PROTOCOL_ERROR, "bad SETTINGS_ENABLE_PUSH"));
                 }
-                // The header table size only bounds an encoder's dynamic table; ours uses
-                // none. Unknown settings are ignored.
+                frame::SETTINGS_HEADER_TABLE_SIZE => self.encoder.set_peer_max(value as usize),
+                // Unknown settings are ignored.
                 _ => {}
             }
         }

@@ -1,6 +1,11 @@
-//! HPACK (RFC 7541) for this engine: header blocks are encoded without the dynamic table
-//! (static-table indexes and literals "without indexing", always valid whatever the peer's
-//! table size), and decoded by h2's decoder (dynamic table, Huffman), which hyper uses too.
+//! HPACK (RFC 7541) for this engine. Header blocks are encoded with static-table indexes and
+//! plain literals, and the fields every call repeats (`:path`, `:authority`, `content-type`,
+//! `te`, `grpc-timeout`, `grpc-status: 0`, ...) go into the dynamic table ([`Encoder`]), so
+//! from the second call on each is a one-byte index the peer's decoder resolves without
+//! parsing or allocating. Blocks are decoded by h2's decoder (dynamic table, Huffman), which
+//! hyper uses too.
+
+use std::collections::VecDeque;
 
 use http::{HeaderMap, StatusCode};
 use prost::bytes::{BufMut, Bytes, BytesMut};
@@ -66,13 +71,128 @@ pub fn status(out: &mut BytesMut, status: StatusCode) {
     }
 }
 
-/// Every field of `headers` as literals (names are already lowercase in a `HeaderMap`).
-pub fn fields(out: &mut BytesMut, headers: &HeaderMap) {
-    for (name, value) in headers {
-        if name == http::header::CONTENT_TYPE {
-            literal_with_name(out, CONTENT_TYPE, value.as_bytes());
-        } else {
-            literal(out, name.as_str().as_bytes(), value.as_bytes());
+/// The size a table entry counts for (RFC 7541 §4.1).
+fn entry_size(name: &[u8], value: &[u8]) -> usize {
+    name.len() + value.len() + 32
+}
+
+/// Names whose values repeat from call to call and are worth a table entry; any other field
+/// (a message, a trace id) is sent as a literal that is not indexed, so it cannot churn the
+/// table.
+const INDEXED: [&str; 8] = [
+    ":path",
+    ":authority",
+    "content-type",
+    "te",
+    "grpc-status",
+    "grpc-timeout",
+    "grpc-accept-encoding",
+    "user-agent",
+];
+
+/// The encoding side's mirror of the peer decoder's dynamic table (RFC 7541 §2.3.2, §4).
+#[derive(Debug)]
+pub struct Encoder {
+    /// Newest first: entry `i` has index 62 + `i`.
+    table: VecDeque<(Bytes, Bytes)>,
+    size: usize,
+    max: usize,
+    /// A smaller table size to announce at the start of the next block.
+    update: Option<usize>,
+}
+
+impl Default for Encoder {
+    fn default() -> Self {
+        Encoder {
+            table: VecDeque::new(),
+            size: 0,
+            max: 4096,
+            update: None,
+        }
+    }
+}
+
+impl Encoder {
+    /// The peer's SETTINGS_HEADER_TABLE_SIZE: a smaller table than the 4,096 bytes a decoder
+    /// starts with is announced in the next block; a larger one is not used.
+    pub fn set_peer_max(&mut self, max: usize) {
+        if max < self.max {
+            self.max = max;
+            self.evict();
+            self.update = Some(max);
+        }
+    }
+
+    /// Starts a header block (with the pending table size update, if any).
+    pub fn begin(&mut self, out: &mut BytesMut) {
+        if let Some(size) = self.update.take() {
+            put_int(out, size, 5, 0x20);
+        }
+    }
+
+    /// A field: an index if the table has it, else a literal (added to the table if `name`
+    /// is one of [`INDEXED`]). `static_name` is the name's static-table index, if any.
+    pub fn field(
+        &mut self,
+        out: &mut BytesMut,
+        static_name: Option<usize>,
+        name: &str,
+        value: &[u8],
+    ) {
+        if !INDEXED.contains(&name) {
+            match static_name {
+                Some(index) => literal_with_name(out, index, value),
+                None => literal(out, name.as_bytes(), value),
+            }
+            return;
+        }
+        let found = self
+            .table
+            .iter()
+            .position(|(n, v)| n.as_ref() == name.as_bytes() && v.as_ref() == value);
+        if let Some(position) = found {
+            indexed(out, 62 + position);
+            return;
+        }
+        // Literal with incremental indexing (§6.2.1).
+        match static_name {
+            Some(index) => put_int(out, index, 6, 0x40),
+            None => {
+                out.put_u8(0x40);
+                put_str(out, name.as_bytes());
+            }
+        }
+        put_str(out, value);
+        let size = entry_size(name.as_bytes(), value);
+        if size > self.max {
+            // The decoder empties its table and adds nothing (§4.4).
+            self.table.clear();
+            self.size = 0;
+            return;
+        }
+        self.table.push_front((
+            Bytes::copy_from_slice(name.as_bytes()),
+            Bytes::copy_from_slice(value),
+        ));
+        self.size += size;
+        self.evict();
+    }
+
+    /// Every field of `headers` ([`Encoder::field`]).
+    pub fn fields(&mut self, out: &mut BytesMut, headers: &HeaderMap) {
+        for (name, value) in headers {
+            let static_name = (name == http::header::CONTENT_TYPE).then_some(CONTENT_TYPE);
+            self.field(out, static_name, name.as_str(), value.as_bytes());
+        }
+    }
+
+    fn evict(&mut self) {
+        while self.size > self.max {
+            let Some((name, value)) = self.table.pop_back() else {
+                self.size = 0;
+                break;
+            };
+            self.size -= entry_size(&name, &value);
         }
     }
 }
@@ -139,7 +259,7 @@ mod tests {
         map.insert("te", HeaderValue::from_static("trailers"));
         let long = "x".repeat(300);
         map.insert("x-long", HeaderValue::from_str(&long).expect("value"));
-        fields(&mut block, &map);
+        Encoder::default().fields(&mut block, &map);
         let mut decoder = Decoder::new(4096);
         let decoded = decode(&mut decoder, &mut block).expect("decodes");
         assert_eq!(decoded.method, Some(http::Method::POST));
@@ -155,6 +275,51 @@ mod tests {
         let decoded = decode(&mut decoder, &mut block).expect("decodes");
         // The last `:status` wins; both decode.
         assert_eq!(decoded.status, Some(StatusCode::NOT_FOUND));
+    }
+
+    #[test]
+    fn the_dynamic_table_stays_in_step_with_h2s_decoder() {
+        let mut encoder = Encoder::default();
+        let mut decoder = Decoder::new(4096);
+        let mut map = HeaderMap::new();
+        map.insert("content-type", HeaderValue::from_static("application/grpc"));
+        map.insert("te", HeaderValue::from_static("trailers"));
+        map.insert("grpc-timeout", HeaderValue::from_static("5S"));
+        map.insert("x-trace", HeaderValue::from_static("not indexed"));
+        // Paths long enough that the 4,096-byte table evicts old entries as new ones come.
+        for i in 0..200 {
+            let path = format!("/svc.S/M{}{}", i % 40, "p".repeat(i % 7 * 20));
+            if i == 120 {
+                // The peer shrinks its table: announced in the next block.
+                encoder.set_peer_max(300);
+            }
+            let mut block = BytesMut::new();
+            encoder.begin(&mut block);
+            indexed(&mut block, METHOD_POST);
+            encoder.field(&mut block, Some(PATH), ":path", path.as_bytes());
+            encoder.field(&mut block, Some(AUTHORITY), ":authority", b"10.0.0.1:9");
+            encoder.fields(&mut block, &map);
+            let decoded = decode(&mut decoder, &mut block).expect("decodes");
+            assert_eq!(decoded.path.as_deref(), Some(path.as_bytes()), "call {i}");
+            assert_eq!(decoded.fields, map, "call {i}");
+        }
+        assert!(encoder.size <= 300);
+        // The same call twice: the second time every indexed field is one byte; only the
+        // literal that is never indexed (x-trace, 21 bytes) is spelled out again.
+        let mut blocks = Vec::new();
+        for _ in 0..2 {
+            let mut block = BytesMut::new();
+            encoder.begin(&mut block);
+            indexed(&mut block, METHOD_POST);
+            encoder.field(&mut block, Some(PATH), ":path", b"/svc.S/Same");
+            encoder.field(&mut block, Some(AUTHORITY), ":authority", b"10.0.0.1:9");
+            encoder.fields(&mut block, &map);
+            blocks.push(block.clone());
+            let decoded = decode(&mut decoder, &mut block).expect("decodes");
+            assert_eq!(decoded.fields, map);
+        }
+        assert_eq!(blocks[1].len(), 1 + 2 + 3 + 21, "{:?}", blocks[1]);
+        assert!(blocks[0].len() > blocks[1].len() + 10, "the new path is a literal");
     }
 
     #[test]

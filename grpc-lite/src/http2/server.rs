@@ -8,17 +8,20 @@
 //!   everything ready is answered, then one write
 //! ```
 //!
-//! The handlers of a connection run inside its task (a future each, not a task each): a call
-//! costs no spawn and no cross-task hand-off, and the answers of many calls leave in one write.
-//! A RST_STREAM from the client drops its call's future, as hyper did.
+//! On a single-threaded runtime the handlers of a connection run inside its task (a future
+//! each, not a task each): a call costs no spawn and no cross-task hand-off. On a
+//! multi-threaded runtime each call is a task, so one busy connection still uses every worker.
+//! Either way the answers of many calls leave in one write. A RST_STREAM from the client drops
+//! its call's future, as hyper did; a handler that panics fails only its call (INTERNAL).
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::pin::{pin, Pin};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use futures::future::{AbortHandle, Abortable};
+use futures::future::{AbortHandle, Abortable, Aborted, FutureExt};
 use futures::stream::{FuturesUnordered, StreamExt};
 use http::HeaderMap;
 use prost::bytes::{Bytes, BytesMut};
@@ -36,7 +39,8 @@ use crate::server::{Closer, Handler, Routes};
 /// more are refused.
 const MAX_STREAMS: u32 = 200;
 
-type Call = Pin<Box<dyn Future<Output = (u32, Result<Bytes, Status>)> + Send>>;
+/// A call in flight: its stream and answer, or `Aborted` once the client reset the stream.
+type Call = Pin<Box<dyn Future<Output = Result<(u32, Result<Bytes, Status>), Aborted>> + Send>>;
 
 /// A request whose message is still arriving.
 struct Incoming {
@@ -46,41 +50,13 @@ struct Incoming {
     deadline: Option<Instant>,
 }
 
-/// The header block of every successful answer: `:status 200`, `content-type`.
-fn response_head() -> Bytes {
-    let mut block = BytesMut::new();
-    hpack::status(&mut block, http::StatusCode::OK);
-    hpack::literal_with_name(&mut block, hpack::CONTENT_TYPE, b"application/grpc");
-    block.freeze()
-}
-
-/// The trailers of every successful answer: `grpc-status: 0`.
-fn ok_trailers() -> Bytes {
-    let mut block = BytesMut::new();
-    hpack::literal(&mut block, b"grpc-status", b"0");
-    block.freeze()
-}
-
-/// `status` as a trailers-only answer, with tonic's headers (`grpc-status`, `grpc-message`,
-/// `grpc-status-details-bin`).
-fn status_block(status: &Status) -> BytesMut {
-    let mut headers = HeaderMap::with_capacity(3);
-    if let Err(status) = status.add_header(&mut headers) {
-        // A message that cannot be a header value: tonic's own fallback status.
-        let _ = status.add_header(&mut headers);
-    }
-    let mut block = BytesMut::with_capacity(64);
-    hpack::status(&mut block, http::StatusCode::OK);
-    hpack::literal_with_name(&mut block, hpack::CONTENT_TYPE, b"application/grpc");
-    hpack::fields(&mut block, &headers);
-    block
-}
-
 struct Connection {
     core: Core,
     routes: Arc<Routes>,
     incoming: HashMap<u32, Incoming>,
-    running: FuturesUnordered<Abortable<Call>>,
+    running: FuturesUnordered<Call>,
+    /// Calls run as tasks of their own (multi-threaded runtime) rather than inside this one.
+    parallel: bool,
     aborts: HashMap<u32, AbortHandle>,
     events: Vec<Event>,
     /// Highest stream id accepted.
@@ -89,8 +65,8 @@ struct Connection {
     closing: bool,
     /// Nothing more will be read (end of stream or a protocol error).
     read_done: bool,
-    head: Bytes,
-    trailers: Bytes,
+    /// Where header blocks are encoded.
+    block: BytesMut,
 }
 
 /// Serves the unary handlers of `routes` on `io` until the client goes, the connection fails,
@@ -104,13 +80,14 @@ pub async fn serve_connection(io: TcpStream, routes: Arc<Routes>, mut closer: Cl
         routes,
         incoming: HashMap::new(),
         running: FuturesUnordered::new(),
+        parallel: tokio::runtime::Handle::current().runtime_flavor()
+            == tokio::runtime::RuntimeFlavor::MultiThread,
         aborts: HashMap::new(),
         events: Vec::new(),
         last_stream: 0,
         closing: false,
         read_done: false,
-        head: response_head(),
-        trailers: ok_trailers(),
+        block: BytesMut::with_capacity(256),
     };
     let mut close = pin!(closer.closing());
     std::future::poll_fn(|cx| {
@@ -275,31 +252,71 @@ impl Connection {
             }
             Err(status) => return self.answer(stream, Err(status)),
         };
-        let work = incoming.handler.call(incoming.headers, message);
+        // A handler that panics fails its own call (INTERNAL), not the connection.
+        let work = AssertUnwindSafe(incoming.handler.call(incoming.headers, message))
+            .catch_unwind()
+            .map(|result| result.unwrap_or_else(|_| Err(Status::internal("handler panicked"))));
         let deadline = incoming.deadline;
-        let call: Call = Box::pin(async move {
-            let result = match deadline {
-                None => work.await,
-                Some(at) => match tokio::time::timeout_at(at, work).await {
-                    Ok(result) => result,
-                    Err(_) => Err(Status::cancelled("Timeout expired")),
-                },
-            };
-            (stream, result)
-        });
         let (abort, registration) = AbortHandle::new_pair();
+        let call = Abortable::new(
+            async move {
+                let result = match deadline {
+                    None => work.await,
+                    Some(at) => match tokio::time::timeout_at(at, work).await {
+                        Ok(result) => result,
+                        Err(_) => Err(Status::cancelled("Timeout expired")),
+                    },
+                };
+                (stream, result)
+            },
+            registration,
+        );
         self.aborts.insert(stream, abort);
-        self.running.push(Abortable::new(call, registration));
+        if self.parallel {
+            // A multi-threaded runtime: the call runs as its own task, so the handlers of one
+            // connection use every worker; its answer still comes back to this task.
+            let task = tokio::spawn(call);
+            self.running.push(Box::pin(async move {
+                task.await.unwrap_or(Err(futures::future::Aborted))
+            }));
+        } else {
+            self.running.push(Box::pin(call));
+        }
     }
 
     fn answer(&mut self, stream: u32, result: Result<Bytes, Status>) {
+        let encoder = &mut self.core.encoder;
+        let block = &mut self.block;
+        block.clear();
+        encoder.begin(block);
+        hpack::status(block, http::StatusCode::OK);
+        encoder.field(
+            block,
+            Some(hpack::CONTENT_TYPE),
+            "content-type",
+            b"application/grpc",
+        );
         match result {
             Ok(frame) => {
-                self.core.send_headers(stream, &self.head, false);
+                self.core.send_headers(stream, &self.block, false);
                 self.core.send_data(stream, frame, false);
-                self.core.send_headers(stream, &self.trailers, true);
+                self.block.clear();
+                self.core.encoder.begin(&mut self.block);
+                let encoder = &mut self.core.encoder;
+                encoder.field(&mut self.block, None, "grpc-status", b"0");
+                self.core.send_headers(stream, &self.block, true);
             }
-            Err(status) => self.core.send_headers(stream, &status_block(&status), true),
+            Err(status) => {
+                // Trailers-only, with tonic's headers (`grpc-status`, `grpc-message`,
+                // `grpc-status-details-bin`).
+                let mut headers = HeaderMap::with_capacity(3);
+                if let Err(fallback) = status.add_header(&mut headers) {
+                    // A message that cannot be a header value: tonic's own fallback status.
+                    let _ = fallback.add_header(&mut headers);
+                }
+                self.core.encoder.fields(&mut self.block, &headers);
+                self.core.send_headers(stream, &self.block, true);
+            }
         }
     }
 

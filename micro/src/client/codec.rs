@@ -5,7 +5,9 @@
 //! The request goes out already encoded (a retry resends the same bytes); every failure is a
 //! [`Status`] that `Client` maps as before: a transport failure is UNAVAILABLE ("unreachable").
 
-use grpc_lite::http2::client::{request_head, Connection};
+use std::sync::Arc;
+
+use grpc_lite::http2::client::Connection;
 use http::HeaderMap;
 use prost::bytes::Bytes;
 use tonic::Status;
@@ -24,13 +26,13 @@ pub(crate) fn call_headers(timeout: &http::HeaderValue) -> HeaderMap {
 /// Sends `frame` (an encoded request) to `path` and reads the one response message.
 pub(crate) async fn unary<Resp: prost::Message + Default>(
     connection: &Connection,
-    authority: &str,
     path: &str,
     frame: Bytes,
-    headers: &HeaderMap,
+    headers: &Arc<HeaderMap>,
 ) -> Result<Resp, Status> {
-    let head = request_head(path, authority, headers);
-    let reply = connection.unary(head, frame).await?;
+    let reply = connection
+        .unary(path.to_owned(), Arc::clone(headers), frame)
+        .await?;
     if let Some(status) = grpc::unsupported_encoding(&reply.headers) {
         return Err(status);
     }

@@ -2,7 +2,7 @@
 //! task per connection).
 //!
 //! ```text
-//!   Client::call ─► Pool::get(address) ─► Slot (authority, lazily dialled Connection)
+//!   Client::call ─► Pool::get(address) ─► Slot (lazily dialled Connection)
 //!                                                      └─ closed? replaced on next use
 //! ```
 //!
@@ -29,8 +29,6 @@ pub(crate) struct Pool {
 /// One node's connection, dialled by the first call that needs it.
 #[derive(Debug)]
 struct Slot {
-    /// `host:port`, sent as `:authority`.
-    authority: String,
     conn: OnceCell<Connection>,
 }
 
@@ -46,19 +44,19 @@ pub(crate) enum ConnectError {
 }
 
 impl Pool {
-    /// The authority (`host:port`) and a connection to `address`, dialling it (bounded by
-    /// `dial_timeout`) if there is none or the last one has closed.
+    /// A connection to `address` (`host:port`), dialling it (bounded by `dial_timeout`) if
+    /// there is none or the last one has closed.
     pub(crate) async fn get(
         &self,
         address: &str,
         dial_timeout: Duration,
-    ) -> Result<(String, Connection), ConnectError> {
+    ) -> Result<Connection, ConnectError> {
         let slot = self.slot(address)?;
         let conn = slot
             .conn
             .get_or_try_init(|| connect(address, dial_timeout))
             .await?;
-        Ok((slot.authority.clone(), conn.clone()))
+        Ok(conn.clone())
     }
 
     /// Drops the connection to `address`: the next call dials again.
@@ -73,15 +71,13 @@ impl Pool {
                 return Ok(Arc::clone(slot));
             }
         }
-        let origin = crate::registry::normalize(address)
+        let valid = crate::registry::normalize(address)
             .parse::<Uri>()
-            .map_err(|_| ConnectError::Address(address.to_owned()))?;
-        let authority = origin
-            .authority()
-            .ok_or_else(|| ConnectError::Address(address.to_owned()))?
-            .to_string();
+            .is_ok_and(|uri| uri.authority().is_some());
+        if !valid {
+            return Err(ConnectError::Address(address.to_owned()));
+        }
         let slot = Arc::new(Slot {
-            authority,
             conn: OnceCell::new(),
         });
         slots.insert(address.to_owned(), Arc::clone(&slot));

@@ -14,7 +14,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use prost::bytes::Bytes;
-use tonic::codegen::http::uri::PathAndQuery;
 
 use crate::errors::Error;
 use crate::selector::{self, Selector};
@@ -61,14 +60,26 @@ enum Attempt<T> {
     Unreachable(Error),
 }
 
-/// The gRPC path of a go-micro endpoint: `Say.Hello` of `S` → `/S.Say/Hello`.
-pub fn grpc_path(service: &str, endpoint: &str) -> Result<PathAndQuery, Error> {
+/// The gRPC path of a go-micro endpoint: `Say.Hello` of `S` → `/S.Say/Hello`. Built on every
+/// call, so without `format!`; refused if it would not be a plain path (visible ASCII, no `?`
+/// or `#`).
+pub fn grpc_path(service: &str, endpoint: &str) -> Result<String, Error> {
     let bad = || Error::bad_request(CLIENT_ID, format!("invalid endpoint {endpoint:?}"));
     let (handler, method) = endpoint.rsplit_once('.').ok_or_else(bad)?;
     if handler.is_empty() || method.is_empty() {
         return Err(bad());
     }
-    PathAndQuery::try_from(format!("/{service}.{handler}/{method}")).map_err(|_| bad())
+    let mut path = String::with_capacity(service.len() + endpoint.len() + 2);
+    for part in ["/", service, ".", handler, "/", method] {
+        path.push_str(part);
+    }
+    if !path
+        .bytes()
+        .all(|b| b.is_ascii_graphic() && b != b'?' && b != b'#')
+    {
+        return Err(bad());
+    }
+    Ok(path)
 }
 
 impl Client {
@@ -122,7 +133,7 @@ impl Client {
                 Err(e) => return Err(last.unwrap_or_else(|| selection_error(service, e))),
             };
             match self
-                .attempt(&address, path.clone(), request.clone(), service)
+                .attempt(&address, &path, request.clone(), service)
                 .await
             {
                 Attempt::Done(result) => return result,
@@ -140,7 +151,7 @@ impl Client {
     async fn attempt<Resp>(
         &self,
         address: &str,
-        path: PathAndQuery,
+        path: &str,
         request: Bytes,
         service: &str,
     ) -> Attempt<Resp>
@@ -150,7 +161,7 @@ impl Client {
         let timeout = self.options.request_timeout;
         let dial_timeout = self.options.dial_timeout;
         let call = async move {
-            let (authority, connection) = self
+            let connection = self
                 .connections
                 .get(address, dial_timeout)
                 .await
@@ -160,31 +171,25 @@ impl Client {
                         e.to_string(),
                     ))
                 })?;
-            codec::unary::<Resp>(
-                &connection,
-                &authority,
-                path.as_str(),
-                request,
-                &self.headers,
-            )
-            .await
-            .map_err(|status| {
-                // A deadline enforced by the server (it answers CANCELLED "Timeout expired",
-                // as tonic's does) is the client's timeout, as go-micro reports it.
-                let deadline = matches!(
-                    status.code(),
-                    tonic::Code::DeadlineExceeded | tonic::Code::Cancelled
-                ) && !Error::is_carried_by(&status);
-                if deadline {
-                    return Attempt::Done(Err(Error::timeout(CLIENT_ID, status.message())));
-                }
-                let error = Error::from_status(service, &status);
-                if status.code() == tonic::Code::Unavailable && !Error::is_carried_by(&status) {
-                    Attempt::Unreachable(error)
-                } else {
-                    Attempt::Done(Err(error))
-                }
-            })
+            codec::unary::<Resp>(&connection, path, request, &self.headers)
+                .await
+                .map_err(|status| {
+                    // A deadline enforced by the server (it answers CANCELLED "Timeout expired",
+                    // as tonic's does) is the client's timeout, as go-micro reports it.
+                    let deadline = matches!(
+                        status.code(),
+                        tonic::Code::DeadlineExceeded | tonic::Code::Cancelled
+                    ) && !Error::is_carried_by(&status);
+                    if deadline {
+                        return Attempt::Done(Err(Error::timeout(CLIENT_ID, status.message())));
+                    }
+                    let error = Error::from_status(service, &status);
+                    if status.code() == tonic::Code::Unavailable && !Error::is_carried_by(&status) {
+                        Attempt::Unreachable(error)
+                    } else {
+                        Attempt::Done(Err(error))
+                    }
+                })
         };
         match tokio::time::timeout(timeout, call).await {
             Ok(Ok(response)) => Attempt::Done(Ok(response)),
@@ -216,8 +221,10 @@ mod tests {
     #[test]
     fn go_micro_naming() {
         let path = grpc_path("go.micro.srv.greeter", "Say.Hello").expect("valid");
-        assert_eq!(path.as_str(), "/go.micro.srv.greeter.Say/Hello");
+        assert_eq!(path, "/go.micro.srv.greeter.Say/Hello");
         assert!(grpc_path("s", "Hello").is_err());
         assert!(grpc_path("s", ".Hello").is_err());
+        assert!(grpc_path("a b", "Say.Hello").is_err());
+        assert!(grpc_path("s", "Say.Hello?x").is_err());
     }
 }
