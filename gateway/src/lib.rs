@@ -10,6 +10,7 @@
 
 pub mod error;
 pub mod handler;
+pub mod http1;
 pub mod request;
 pub mod resolve;
 pub mod response;
@@ -119,15 +120,16 @@ pub fn gateway(args: &GatewayArgs) -> Result<Gateway, Error> {
 
 /// Serves `gateway` on `listener` until `shutdown` is cancelled; in-flight requests finish.
 ///
-/// HTTP/1.1 and HTTP/2 (prior knowledge) straight on hyper, every request to
-/// [`Gateway::answer`] (what [`router`] does through axum's router and extractors, which cost
-/// more per request than they do here).
+/// HTTP/1.1 and HTTP/2 (prior knowledge), every request to [`Gateway::answer`] (what
+/// [`router`] does through axum's router and extractors, which cost more per request than they
+/// do here): plain HTTP/1.1 requests without a body on the gateway's own fast path, everything
+/// else on hyper ([`http1`]).
 pub async fn serve(
     listener: TcpListener,
     gateway: Gateway,
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
-    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    use hyper_util::rt::{TokioExecutor, TokioTimer};
     use hyper_util::server::conn::auto;
 
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -148,18 +150,15 @@ pub async fn serve(
             },
         };
         let gateway = gateway.clone();
-        let service = hyper::service::service_fn(move |req| {
-            let gateway = gateway.clone();
-            async move {
-                Ok::<_, std::convert::Infallible>(gateway.answer(req, Some(remote.ip())).await)
-            }
-        });
         let builder = builder.clone();
         let closer = connections.closer();
-        tokio::spawn(async move {
-            let connection = builder.serve_connection(TokioIo::new(stream), service);
-            closer.serve(connection, |c| c.graceful_shutdown()).await;
-        });
+        tokio::spawn(http1::serve_connection(
+            stream,
+            remote.ip(),
+            gateway,
+            builder,
+            closer,
+        ));
     }
     drop(listener);
     connections.drain().await;

@@ -444,7 +444,7 @@ impl Connections {
 
 impl Closer {
     /// Returns once [`Connections::drain`] has begun (or the server is gone).
-    pub(crate) async fn closing(&mut self) {
+    pub async fn closing(&mut self) {
         let _ = self.0.changed().await;
     }
 

@@ -319,7 +319,10 @@ mod tests {
             assert_eq!(decoded.fields, map);
         }
         assert_eq!(blocks[1].len(), 1 + 2 + 3 + 21, "{:?}", blocks[1]);
-        assert!(blocks[0].len() > blocks[1].len() + 10, "the new path is a literal");
+        assert!(
+            blocks[0].len() > blocks[1].len() + 10,
+            "the new path is a literal"
+        );
     }
 
     #[test]
