@@ -210,24 +210,46 @@ pub struct Block {
 #[derive(Debug)]
 pub struct Malformed(pub String);
 
+/// The largest header list we decode (RFC 9113's measure: name + value + 32 per field). HPACK
+/// lets a small block name a large table entry many times; past this the connection ends.
+pub const MAX_HEADER_LIST: usize = 1024 * 1024;
+
 /// Decodes `block` (HEADERS and CONTINUATION payloads joined) with the connection's decoder.
+/// A list over [`MAX_HEADER_LIST`] or over what a `HeaderMap` holds is an error: decoding stops
+/// mid-block, so the connection cannot go on.
 pub fn decode(decoder: &mut Decoder, block: &mut BytesMut) -> Result<Block, Malformed> {
+    use std::ops::ControlFlow;
     let mut out = Block::default();
+    let mut size = 0usize;
+    let mut too_large = false;
     let mut cursor = std::io::Cursor::new(block);
     decoder
         .decode(&mut cursor, |header| {
+            size += header.len();
+            if size > MAX_HEADER_LIST {
+                too_large = true;
+                return ControlFlow::Break(());
+            }
             match header {
                 Header::Field { name, value } => {
-                    out.fields.append(name, value);
+                    if out.fields.try_append(name, value).is_err() {
+                        too_large = true;
+                        return ControlFlow::Break(());
+                    }
                 }
                 Header::Method(method) => out.method = Some(method),
                 Header::Path(path) => out.path = Some(Bytes::copy_from_slice(path.as_bytes())),
                 Header::Status(status) => out.status = Some(status),
                 Header::Authority(_) | Header::Scheme(_) | Header::Protocol(_) => {}
             }
-            std::ops::ControlFlow::Continue(())
+            ControlFlow::Continue(())
         })
         .map_err(|e: DecoderError| Malformed(format!("{e:?}")))?;
+    if too_large {
+        return Err(Malformed(format!(
+            "header list over {MAX_HEADER_LIST} bytes"
+        )));
+    }
     Ok(out)
 }
 
@@ -323,6 +345,33 @@ mod tests {
             blocks[0].len() > blocks[1].len() + 10,
             "the new path is a literal"
         );
+    }
+
+    #[test]
+    fn header_lists_past_the_limit_are_errors_not_panics() {
+        // One 200-byte field in the table, then 40,000 one-byte references to it: 40 KB of
+        // block, 9 MB (and more fields than a HeaderMap holds) decoded.
+        let mut block = BytesMut::new();
+        block.put_u8(0x40);
+        put_str(&mut block, b"x-big");
+        put_str(&mut block, &[b'v'; 200]);
+        for _ in 0..40_000 {
+            indexed(&mut block, 62);
+        }
+        let mut decoder = Decoder::new(4096);
+        let error = decode(&mut decoder, &mut block).expect_err("too large");
+        assert!(error.0.contains("header list over"), "{error:?}");
+        // Many small fields: the size limit (~31,700 of these) comes before the 32,768 fields a
+        // HeaderMap holds, whose `append` would panic past it.
+        let mut block = BytesMut::new();
+        block.put_u8(0x40);
+        put_str(&mut block, b"a");
+        put_str(&mut block, b"");
+        for _ in 0..40_000 {
+            indexed(&mut block, 62);
+        }
+        let mut decoder = Decoder::new(4096);
+        assert!(decode(&mut decoder, &mut block).is_err());
     }
 
     #[test]
