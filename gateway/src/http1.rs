@@ -82,7 +82,7 @@ pub async fn serve_connection(
                 started = None;
                 FAST_ANSWERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let response = gateway.answer(request, Some(remote)).await;
-                let Ok(()) = encode(response, close, &mut out).await else {
+                let Ok(close) = encode(response, close, &mut out).await else {
                     return;
                 };
                 if stream.write_all(&out).await.is_err() || close {
@@ -209,13 +209,26 @@ fn parse(buf: &[u8]) -> Parsed {
 
 /// `response` as HTTP/1.1 bytes in `out`: status line, its headers, `content-length`, `date`
 /// (as hyper adds it), `connection: close` if the connection ends after it, then the body.
+/// Returns whether the connection ends after it. As hyper does: 204 and 304 carry neither
+/// `content-length` nor a body, and a 1xx status (which a service may name in its
+/// `go.api.Response`) cannot be a final answer: it becomes an empty 500 and the connection ends.
 async fn encode(
     response: axum::response::Response,
-    close: bool,
+    mut close: bool,
     out: &mut BytesMut,
-) -> Result<(), axum::Error> {
-    let (head, body) = response.into_parts();
-    let body = body.collect().await?.to_bytes();
+) -> Result<bool, axum::Error> {
+    let (mut head, body) = response.into_parts();
+    let mut body = body.collect().await?.to_bytes();
+    if head.status.is_informational() {
+        head.status = axum::http::StatusCode::INTERNAL_SERVER_ERROR;
+        head.headers.clear();
+        body = Bytes::new();
+        close = true;
+    }
+    let bodiless = matches!(
+        head.status,
+        axum::http::StatusCode::NO_CONTENT | axum::http::StatusCode::NOT_MODIFIED
+    );
     out.clear();
     out.put_slice(b"HTTP/1.1 ");
     out.put_slice(head.status.as_str().as_bytes());
@@ -236,9 +249,11 @@ async fn encode(
         out.put_slice(value.as_bytes());
         out.put_slice(b"\r\n");
     }
-    out.put_slice(b"content-length: ");
-    out.put_slice(body.len().to_string().as_bytes());
-    out.put_slice(b"\r\n");
+    if !bodiless {
+        out.put_slice(b"content-length: ");
+        out.put_slice(body.len().to_string().as_bytes());
+        out.put_slice(b"\r\n");
+    }
     if !dated {
         out.put_slice(b"date: ");
         date(out);
@@ -248,8 +263,10 @@ async fn encode(
         out.put_slice(b"connection: close\r\n");
     }
     out.put_slice(b"\r\n");
-    out.put_slice(&body);
-    Ok(())
+    if !bodiless {
+        out.put_slice(&body);
+    }
+    Ok(close)
 }
 
 /// The current time as an HTTP date, formatted once per second per thread.
@@ -530,6 +547,38 @@ mod tests {
             };
             assert_eq!(status, expect, "{}", String::from_utf8_lossy(request));
         }
+    }
+
+    #[tokio::test]
+    async fn statuses_without_a_body_and_1xx_are_encoded_as_hyper_does() {
+        use axum::response::IntoResponse;
+        let text = |out: &bytes::BytesMut| String::from_utf8_lossy(out).to_string();
+        let mut out = bytes::BytesMut::new();
+        for status in [204, 304] {
+            let status = axum::http::StatusCode::from_u16(status).expect("status");
+            let close = super::encode((status, "ignored").into_response(), false, &mut out)
+                .await
+                .expect("encoded");
+            let text = text(&out);
+            assert!(!close);
+            assert!(text.starts_with(&format!("HTTP/1.1 {status}")), "{text}");
+            assert!(!text.contains("content-length"), "{text}");
+            assert!(text.ends_with("\r\n\r\n"), "no body: {text}");
+        }
+        let informational = (axum::http::StatusCode::CONTINUE, "x").into_response();
+        let close = super::encode(informational, false, &mut out)
+            .await
+            .expect("encoded");
+        assert!(close);
+        let text = text(&out);
+        assert!(
+            text.starts_with("HTTP/1.1 500 Internal Server Error\r\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("content-length: 0\r\n") && text.ends_with("connection: close\r\n\r\n"),
+            "{text}"
+        );
     }
 
     #[tokio::test]
