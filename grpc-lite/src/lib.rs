@@ -10,4 +10,5 @@
 
 pub mod grpc;
 pub mod http2;
+pub mod rewind;
 pub mod server;

@@ -115,6 +115,29 @@ pub struct Core {
     pub last_peer_stream: u32,
 }
 
+/// Writes as much of `data` on `stream` as the connection's and the stream's windows allow
+/// (END_STREAM on the last of it if `end_stream`), and takes it off both windows; returns what
+/// did not fit.
+fn put_data(
+    wbuf: &mut BytesMut,
+    send_window: &mut i64,
+    max_frame: usize,
+    stream: u32,
+    out: &mut Outgoing,
+    data: Bytes,
+    end_stream: bool,
+) -> Option<Bytes> {
+    let fits = usize::try_from((*send_window).min(out.window).max(0)).unwrap_or(0);
+    let n = data.len().min(fits);
+    let done = n == data.len();
+    if n > 0 || done {
+        *send_window -= n as i64;
+        out.window -= n as i64;
+        frame::put_data(wbuf, stream, &data[..n], end_stream && done, max_frame);
+    }
+    (!done).then(|| data.slice(n..))
+}
+
 impl Core {
     /// A connection on `io`, with our preface (client: the magic, then) SETTINGS and the
     /// connection window raise queued.
@@ -239,37 +262,25 @@ impl Core {
             out.queue.push_back(Out::Data(data, end_stream));
             return;
         }
-        let fits = usize::try_from(self.send_window.min(out.window).max(0)).unwrap_or(0);
-        if data.len() <= fits {
-            let n = data.len() as i64;
-            self.send_window -= n;
-            out.window -= n;
-            frame::put_data(
-                &mut self.wbuf,
-                stream,
-                &data,
-                end_stream,
-                self.peer_max_frame,
-            );
-            if end_stream {
+        let sent = put_data(
+            &mut self.wbuf,
+            &mut self.send_window,
+            self.peer_max_frame,
+            stream,
+            out,
+            data,
+            end_stream,
+        );
+        match sent {
+            None if end_stream => {
                 self.streams.remove(&stream);
             }
-            return;
+            None => {}
+            Some(rest) => {
+                out.queue.push_back(Out::Data(rest, end_stream));
+                self.blocked.push_back(stream);
+            }
         }
-        if fits > 0 {
-            self.send_window -= fits as i64;
-            out.window -= fits as i64;
-            frame::put_data(
-                &mut self.wbuf,
-                stream,
-                &data[..fits],
-                false,
-                self.peer_max_frame,
-            );
-        }
-        out.queue
-            .push_back(Out::Data(data.slice(fits..), end_stream));
-        self.blocked.push_back(stream);
     }
 
     /// Queues RST_STREAM and drops whatever was still to be sent on `stream`.
@@ -299,23 +310,17 @@ impl Core {
                         finished |= end;
                     }
                     Out::Data(data, end) => {
-                        let fits =
-                            usize::try_from(self.send_window.min(out.window).max(0)).unwrap_or(0);
-                        let n = data.len().min(fits);
-                        let done = n == data.len();
-                        if n > 0 || done {
-                            self.send_window -= n as i64;
-                            out.window -= n as i64;
-                            frame::put_data(
-                                &mut self.wbuf,
-                                stream,
-                                &data[..n],
-                                end && done,
-                                self.peer_max_frame,
-                            );
-                        }
-                        if !done {
-                            out.queue.push_front(Out::Data(data.slice(n..), end));
+                        let sent = put_data(
+                            &mut self.wbuf,
+                            &mut self.send_window,
+                            self.peer_max_frame,
+                            stream,
+                            out,
+                            data,
+                            end,
+                        );
+                        if let Some(rest) = sent {
+                            out.queue.push_front(Out::Data(rest, end));
                             break;
                         }
                         finished |= end;

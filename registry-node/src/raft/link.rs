@@ -20,14 +20,13 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
+use grpc_lite::rewind::Rewind;
 use prost::bytes::{Buf, BufMut, Bytes, BytesMut};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
@@ -486,11 +485,8 @@ pub async fn serve<S: Serve>(
                     () = run_server(reader, wr, service, max) => {}
                 }
             } else {
-                let _ = grpc.send(Ok(Rewind {
-                    first,
-                    at: 0,
-                    stream,
-                }));
+                let first = Bytes::copy_from_slice(&first);
+                let _ = grpc.send(Ok(Rewind::new(first, stream)));
             }
         });
     }
@@ -548,69 +544,6 @@ pub fn answer(body_hint: usize) -> Vec<u8> {
 /// A request's frame with the id left 0 (filled in by [`Link::call`]).
 pub fn request(kind: Kind, body_hint: usize) -> Vec<u8> {
     frame(0, kind as u8, body_hint)
-}
-
-/// An accepted connection whose first bytes were read to tell the protocols apart; reads
-/// return them first.
-pub struct Rewind {
-    first: [u8; 8],
-    at: usize,
-    stream: TcpStream,
-}
-
-impl AsyncRead for Rewind {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        if self.at < self.first.len() {
-            let n = (self.first.len() - self.at).min(buf.remaining());
-            let at = self.at;
-            buf.put_slice(&self.first[at..at + n]);
-            self.at += n;
-            return Poll::Ready(Ok(()));
-        }
-        Pin::new(&mut self.stream).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for Rewind {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.stream.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_shutdown(cx)
-    }
-}
-
-impl tonic::transport::server::Connected for Rewind {
-    type ConnectInfo = tonic::transport::server::TcpConnectInfo;
-
-    fn connect_info(&self) -> Self::ConnectInfo {
-        self.stream.connect_info()
-    }
 }
 
 #[cfg(test)]
