@@ -48,3 +48,37 @@ impl Op {
         self.outcome != Outcome::Unknown
     }
 }
+
+/// One line for a person: who did what, what came back, and when (ms since the run began).
+impl std::fmt::Display for Op {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let value = |v: &Option<String>| {
+            v.as_ref()
+                .map_or("(absent)".to_owned(), |s| format!("{s:?}"))
+        };
+        write!(f, "client {} ", self.client)?;
+        match &self.kind {
+            Kind::Read => write!(f, "read")?,
+            Kind::Write(v) => write!(f, "write {v:?}")?,
+            Kind::Cas { expect, new } => write!(f, "cas {} -> {new:?}", value(expect))?,
+        }
+        match &self.outcome {
+            Outcome::Read(v) => write!(f, " = {}", value(v))?,
+            Outcome::Written => write!(f, " ok")?,
+            Outcome::Cas(true) => write!(f, " swapped")?,
+            Outcome::Cas(false) => write!(f, " not swapped")?,
+            Outcome::Unknown => write!(f, " (no answer)")?,
+        }
+        let ms = |ns: u64| ns as f64 / 1e6;
+        if self.is_determinate() {
+            write!(
+                f,
+                "  [{:.3} ms .. {:.3} ms]",
+                ms(self.invoke),
+                ms(self.complete)
+            )
+        } else {
+            write!(f, "  [{:.3} ms .. never]", ms(self.invoke))
+        }
+    }
+}
