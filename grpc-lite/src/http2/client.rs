@@ -15,14 +15,14 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use http::{HeaderMap, StatusCode};
-use prost::bytes::{Bytes, BytesMut};
+use prost::bytes::Bytes;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tonic::{Code, Status};
 
 use super::conn::{ConnError, Core, Event, Role, STREAM_WINDOW};
 use super::frame::code;
-use super::hpack;
+use super::headers::Headers;
 use crate::grpc::{Direction, Frames};
 
 /// Streams we would take from a server (we open none of its pushes; it opens none).
@@ -100,8 +100,7 @@ impl Connection {
             going_away: false,
             state: Arc::clone(&state),
             events: Vec::new(),
-            authority: authority.to_owned(),
-            block: BytesMut::with_capacity(256),
+            authority: Bytes::copy_from_slice(authority.as_bytes()),
         };
         tokio::spawn(async move {
             std::future::poll_fn(|cx| task.poll(cx)).await;
@@ -182,9 +181,8 @@ struct Task {
     going_away: bool,
     state: Arc<State>,
     events: Vec<Event>,
-    authority: String,
-    /// Where header blocks are encoded.
-    block: BytesMut,
+    /// Every call's `:authority` (shared, not copied, by each call's header block).
+    authority: Bytes,
 }
 
 /// A RST_STREAM's error code as the status tonic gives it.
@@ -302,21 +300,13 @@ impl Task {
             return;
         }
         self.next_stream += 2;
-        let encoder = &mut self.core.encoder;
-        let block = &mut self.block;
-        block.clear();
-        encoder.begin(block);
-        hpack::indexed(block, hpack::METHOD_POST);
-        hpack::indexed(block, hpack::SCHEME_HTTP);
-        encoder.field(block, Some(hpack::PATH), ":path", call.path.as_bytes());
-        encoder.field(
-            block,
-            Some(hpack::AUTHORITY),
-            ":authority",
-            self.authority.as_bytes(),
-        );
-        encoder.fields(block, &call.headers);
-        self.core.send_headers(stream, &self.block, false);
+        let headers = Headers::Request {
+            path: call.path,
+            authority: self.authority.clone(),
+            fields: call.headers,
+        };
+        // A new stream has nothing queued: its block is encoded and written now, in order.
+        self.core.send_headers(stream, headers, false);
         self.core.send_data(stream, call.frame, true);
         self.streams.insert(
             stream,

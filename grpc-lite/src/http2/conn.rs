@@ -12,6 +12,7 @@ use prost::bytes::{Buf, Bytes, BytesMut};
 use tokio::net::TcpStream;
 
 use super::frame::{self, code, Head, HEAD};
+use super::headers::Headers;
 use super::hpack::{self, Block, Decoder, Encoder};
 
 /// Our smallest receive window per stream (SETTINGS_INITIAL_WINDOW_SIZE): a whole message
@@ -66,11 +67,12 @@ pub enum ConnError {
     Protocol { code: u32, message: String },
 }
 
-/// What is left to send on a stream whose DATA waits for a window.
+/// What is left to send on a stream whose DATA waits for a window. A header block waits as
+/// fields, not bytes: it is encoded when it is written ([`super::headers`]).
 #[derive(Debug)]
 enum Out {
     Data(Bytes, bool),
-    Headers(Bytes, bool),
+    Headers(Headers, bool),
 }
 
 #[derive(Debug)]
@@ -95,8 +97,11 @@ pub struct Core {
     rbuf: BytesMut,
     wbuf: BytesMut,
     decoder: Decoder,
-    /// Encodes the header blocks this end sends (its table mirrors the peer's decoder).
-    pub encoder: Encoder,
+    /// Encodes the header blocks this end sends (its table mirrors the peer's decoder); only
+    /// [`put_headers`] uses it, so blocks change the table in the order they are written.
+    encoder: Encoder,
+    /// Where a header block is encoded before it is framed.
+    block: BytesMut,
     expect_preface: bool,
     partial: Option<Partial>,
     /// The peer's SETTINGS.
@@ -138,6 +143,21 @@ fn put_data(
     (!done).then(|| data.slice(n..))
 }
 
+/// Encodes `headers` now, as they are written: the encoder's table changes in wire order.
+fn put_headers(
+    wbuf: &mut BytesMut,
+    encoder: &mut Encoder,
+    block: &mut BytesMut,
+    max_frame: usize,
+    stream: u32,
+    headers: &Headers,
+    end_stream: bool,
+) {
+    block.clear();
+    headers.encode(encoder, block);
+    frame::put_headers(wbuf, stream, block, end_stream, max_frame);
+}
+
 impl Core {
     /// A connection on `io`, with our preface (client: the magic, then) SETTINGS and the
     /// connection window raise queued.
@@ -162,6 +182,7 @@ impl Core {
             wbuf,
             decoder: Decoder::new(4096),
             encoder: Encoder::default(),
+            block: BytesMut::with_capacity(256),
             expect_preface: role == Role::Server,
             partial: None,
             peer_max_frame: frame::DEFAULT_MAX_FRAME,
@@ -230,24 +251,26 @@ impl Core {
         frame::put_goaway(&mut self.wbuf, last_stream, code::NO_ERROR, b"");
     }
 
-    /// Queues a header block on `stream` (behind its queued DATA, if any).
-    pub fn send_headers(&mut self, stream: u32, block: &[u8], end_stream: bool) {
+    /// Queues a header block on `stream`: written (and only then encoded) at once, or behind
+    /// the stream's queued DATA.
+    pub fn send_headers(&mut self, stream: u32, headers: Headers, end_stream: bool) {
         if let Some(out) = self.streams.get_mut(&stream) {
             if !out.queue.is_empty() {
-                out.queue
-                    .push_back(Out::Headers(Bytes::copy_from_slice(block), end_stream));
+                out.queue.push_back(Out::Headers(headers, end_stream));
                 return;
             }
             if end_stream {
                 self.streams.remove(&stream);
             }
         }
-        frame::put_headers(
+        put_headers(
             &mut self.wbuf,
-            stream,
-            block,
-            end_stream,
+            &mut self.encoder,
+            &mut self.block,
             self.peer_max_frame,
+            stream,
+            &headers,
+            end_stream,
         );
     }
 
@@ -299,13 +322,15 @@ impl Core {
             let mut finished = false;
             while let Some(item) = out.queue.pop_front() {
                 match item {
-                    Out::Headers(block, end) => {
-                        frame::put_headers(
+                    Out::Headers(headers, end) => {
+                        put_headers(
                             &mut self.wbuf,
-                            stream,
-                            &block,
-                            end,
+                            &mut self.encoder,
+                            &mut self.block,
                             self.peer_max_frame,
+                            stream,
+                            &headers,
+                            end,
                         );
                         finished |= end;
                     }

@@ -9,12 +9,15 @@
 //! - [`server`]: serves the unary handlers of a [`crate::server::Routes`] (no tonic fallback:
 //!   routes with tonic services are served by hyper);
 //! - [`client`]: unary calls to any gRPC server;
-//! - underneath: [`frame`] (the frame layout), [`hpack`] (header blocks: encoded without the
-//!   dynamic table, decoded by h2's decoder), and the connection core shared by both ends
-//!   (reading and parsing, SETTINGS, PING, GOAWAY, and sending under the peer's windows).
+//! - underneath: [`frame`] (the frame layout), [`hpack`] (header blocks: encoded with our
+//!   dynamic-table mirror, decoded by h2's decoder), [`headers`] (the blocks we send, encoded
+//!   only as they are written, so the peer's table changes in wire order), and the connection
+//!   core shared by both ends (reading and parsing, SETTINGS, PING, GOAWAY, and sending under
+//!   the peer's windows).
 
 pub mod client;
 mod conn;
 pub mod frame;
+pub mod headers;
 pub mod hpack;
 pub mod server;

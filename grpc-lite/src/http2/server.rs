@@ -24,14 +24,14 @@ use std::task::{Context, Poll};
 use futures::future::{AbortHandle, Abortable, Aborted, FutureExt};
 use futures::stream::{FuturesUnordered, StreamExt};
 use http::HeaderMap;
-use prost::bytes::{Bytes, BytesMut};
+use prost::bytes::Bytes;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tonic::Status;
 
 use super::conn::{ConnError, Core, Event, Role};
 use super::frame::code;
-use super::hpack;
+use super::headers::Headers;
 use crate::grpc::{self, Direction, Frames};
 use crate::server::{Closer, Handler, Routes};
 
@@ -65,8 +65,6 @@ struct Connection {
     closing: bool,
     /// Nothing more will be read (end of stream or a protocol error).
     read_done: bool,
-    /// Where header blocks are encoded.
-    block: BytesMut,
 }
 
 /// Serves the unary handlers of `routes` on `io` until the client goes, the connection fails,
@@ -87,7 +85,6 @@ pub async fn serve_connection(io: TcpStream, routes: Arc<Routes>, mut closer: Cl
         last_stream: 0,
         closing: false,
         read_done: false,
-        block: BytesMut::with_capacity(256),
     };
     let mut close = pin!(closer.closing());
     std::future::poll_fn(|cx| {
@@ -285,26 +282,12 @@ impl Connection {
     }
 
     fn answer(&mut self, stream: u32, result: Result<Bytes, Status>) {
-        let encoder = &mut self.core.encoder;
-        let block = &mut self.block;
-        block.clear();
-        encoder.begin(block);
-        hpack::status(block, http::StatusCode::OK);
-        encoder.field(
-            block,
-            Some(hpack::CONTENT_TYPE),
-            "content-type",
-            b"application/grpc",
-        );
         match result {
             Ok(frame) => {
-                self.core.send_headers(stream, &self.block, false);
+                self.core.send_headers(stream, Headers::Response, false);
                 self.core.send_data(stream, frame, false);
-                self.block.clear();
-                self.core.encoder.begin(&mut self.block);
-                let encoder = &mut self.core.encoder;
-                encoder.field(&mut self.block, None, "grpc-status", b"0");
-                self.core.send_headers(stream, &self.block, true);
+                // The trailers may wait behind the DATA; they are encoded when written.
+                self.core.send_headers(stream, Headers::Ok, true);
             }
             Err(status) => {
                 // Trailers-only, with tonic's headers (`grpc-status`, `grpc-message`,
@@ -314,8 +297,8 @@ impl Connection {
                     // A message that cannot be a header value: tonic's own fallback status.
                     let _ = fallback.add_header(&mut headers);
                 }
-                self.core.encoder.fields(&mut self.block, &headers);
-                self.core.send_headers(stream, &self.block, true);
+                self.core
+                    .send_headers(stream, Headers::TrailersOnly(headers), true);
             }
         }
     }
