@@ -221,6 +221,7 @@ impl Node {
                 path: data.join("log"),
                 source: std::io::Error::other(e),
             })??;
+            stand_down(&log, config.id).await?;
             let mvcc_config = mvcc::Config {
                 max_txn_ops: config.raft.max_txn_ops,
                 min_lease_ttl: config.min_lease_ttl(),
@@ -295,7 +296,8 @@ impl Node {
                 .tonic(LeaseService::new(core.clone()))
                 .tonic(WatchService::new(core.clone()))
                 .tonic(ClusterService::new(core.clone()))
-                .tonic(MaintenanceService::new(core.clone()));
+                .tonic(MaintenanceService::new(core.clone()))
+                .on_deadline(crate::api::error::deadline_exceeded);
             let client_server =
                 grpc_lite::server::serve(client, client_routes, shutdown.clone());
             let span = tracing::Span::current();
@@ -318,6 +320,33 @@ impl Node {
         .instrument(span)
         .await
     }
+}
+
+/// A member that was leader when it stopped comes back as a follower and must win a new
+/// election before it leads again.
+///
+/// openraft 0.9 restores a member whose persisted vote is a committed vote for itself as leader
+/// of that same term at once. That is unsafe here: the leader replicates entries before its own
+/// flush (see vendor/README.md), so after a kill -9 its log may lack entries of its own term
+/// that followers hold and that were acknowledged; as a restored leader it would serve
+/// linearizable reads at its stale committed index (found by the fault suite: reads 30–60 ms
+/// behind acknowledged writes) and could append new entries whose (term, index) collide with
+/// those. Persisting the same vote as not committed keeps (term, voted-for) — all Raft needs —
+/// while making the member a follower: a new leader is elected in a higher term, the longest
+/// log wins, and its read index waits for its own term's first entry (etcd's rule).
+async fn stand_down(log: &raft_log::LogStore<TypeConfig>, me: NodeId) -> Result<(), NodeError> {
+    let Some(vote) = log.vote()? else {
+        return Ok(());
+    };
+    if vote.is_committed() && vote.leader_id().voted_for() == Some(me) {
+        let term = vote.leader_id().get_term();
+        tracing::info!(
+            term,
+            "was leader before the restart: standing down until an election"
+        );
+        log.write_vote(&openraft::Vote::new(term, me)).await?;
+    }
+    Ok(())
 }
 
 async fn log_exit(
