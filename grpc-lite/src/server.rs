@@ -77,6 +77,13 @@ pub struct Routes {
     fallback: Option<tonic::service::Routes>,
     /// Largest request message the handlers accept (tonic's `max_decoding_message_size`).
     pub(crate) max_message: usize,
+    /// The answer to a call whose `grpc-timeout` expires (tonic's by default).
+    expired: fn() -> Status,
+}
+
+/// tonic's answer to an expired `grpc-timeout`.
+fn tonic_expired() -> Status {
+    Status::cancelled("Timeout expired")
 }
 
 impl Default for Routes {
@@ -85,6 +92,7 @@ impl Default for Routes {
             handlers: HashMap::new(),
             fallback: None,
             max_message: grpc::MAX_MESSAGE_SIZE,
+            expired: tonic_expired,
         }
     }
 }
@@ -128,6 +136,13 @@ impl Routes {
     /// (default [`grpc::MAX_MESSAGE_SIZE`]); tonic services keep their own limits.
     pub fn max_message_size(mut self, bytes: usize) -> Self {
         self.max_message = bytes;
+        self
+    }
+
+    /// What a call whose `grpc-timeout` expires is answered, instead of tonic's CANCELLED
+    /// `Timeout expired` (an etcd server answers DEADLINE_EXCEEDED, as grpc-go does).
+    pub fn on_deadline(mut self, expired: fn() -> Status) -> Self {
+        self.expired = expired;
         self
     }
 
@@ -275,16 +290,17 @@ fn message_response(frame: Bytes) -> Response<ResponseBody> {
     response
 }
 
-/// Runs `work` under the request's `grpc-timeout`; on expiry tonic's CANCELLED `Timeout expired`.
+/// Runs `work` under the request's `grpc-timeout`; on expiry the routes' `expired` status.
 async fn with_timeout<T>(
     timeout: Option<Duration>,
+    expired: fn() -> Status,
     work: impl Future<Output = Result<T, Status>>,
 ) -> Result<T, Status> {
     match timeout {
         None => work.await,
         Some(limit) => match tokio::time::timeout(limit, work).await {
             Ok(result) => result,
-            Err(_) => Err(Status::cancelled("Timeout expired")),
+            Err(_) => Err(expired()),
         },
     }
 }
@@ -309,7 +325,7 @@ async fn dispatch(routes: Arc<Routes>, request: Request<Incoming>) -> Response<R
     let timeout = grpc::parse_timeout(request.headers());
     let Some(handler) = routes.handlers.get(request.uri().path()) else {
         return match routes.fallback.clone() {
-            Some(fallback) => call_tonic(fallback, request, timeout).await,
+            Some(fallback) => call_tonic(fallback, request, timeout, routes.expired).await,
             None => status_response(Status::unimplemented("")),
         };
     };
@@ -323,7 +339,7 @@ async fn dispatch(routes: Arc<Routes>, request: Request<Incoming>) -> Response<R
         let message = read_message(body, limit).await?;
         handler.call(head.headers, message).await
     };
-    match with_timeout(timeout, work).await {
+    match with_timeout(timeout, routes.expired, work).await {
         Ok(frame) => message_response(frame),
         Err(status) => status_response(status),
     }
@@ -334,6 +350,7 @@ async fn call_tonic(
     mut routes: tonic::service::Routes,
     request: Request<Incoming>,
     timeout: Option<Duration>,
+    expired: fn() -> Status,
 ) -> Response<ResponseBody> {
     use tonic::codegen::Service as _;
     let request = request.map(tonic::body::Body::new);
@@ -345,7 +362,7 @@ async fn call_tonic(
         let Ok(response) = routes.call(request).await;
         Ok::<_, Status>(response)
     };
-    match with_timeout(timeout, work).await {
+    match with_timeout(timeout, expired, work).await {
         Ok(response) => response.map(|body| ResponseBody(Kind::Tonic(body))),
         Err(status) => status_response(status),
     }

@@ -35,6 +35,12 @@ pub fn timed_out() -> Status {
     Status::unavailable(TIMED_OUT)
 }
 
+/// The client's own deadline passed (grpc-go's server answers a handler that returns the
+/// expired context's error so; tonic would say CANCELLED `Timeout expired`).
+pub fn deadline_exceeded() -> Status {
+    Status::deadline_exceeded("context deadline exceeded")
+}
+
 pub fn stopped() -> Status {
     Status::unavailable(STOPPED)
 }

@@ -261,8 +261,5 @@ impl Kv for KvService {
 }
 
 fn ctx_clone(ctx: &CallCtx) -> CallCtx {
-    CallCtx {
-        forwarded: ctx.forwarded,
-        deadline: ctx.deadline,
-    }
+    ctx.clone()
 }

@@ -71,6 +71,8 @@ impl Lease for LeaseService {
             Box::pin(async move { c.lease_grant(req).await.map(Response::into_inner) })
         };
         let mut resp = self.propose(&ctx, ir, pick, fwd).await?;
+        // Applied here as leader: the TTL starts now (a no-op on a member that forwarded it).
+        self.core.leases.granted(resp.id, resp.ttl);
         resp.header = Some(self.core.restamp(resp.header));
         Ok(Response::new(resp))
     }
@@ -104,11 +106,8 @@ impl Lease for LeaseService {
         req: Request<Streaming<LeaseKeepAliveRequest>>,
     ) -> Result<Response<KeepAliveStream>, Status> {
         let ctx = CallCtx::of(&req);
-        if requires_leader(&req)
-            && self
-                .core
-                .leader_redirect()
-                .is_none_or(|r| matches!(r, Redirect::NoLeader))
+        // etcd refuses only when the member knows no leader; the leader itself has one.
+        if requires_leader(&req) && matches!(self.core.leader_redirect(), Some(Redirect::NoLeader))
         {
             return Err(error::no_leader());
         }

@@ -176,9 +176,12 @@ impl ReadStats {
 const MAX_READ_LAG: u64 = 10_000;
 
 /// Context of one client call.
+#[derive(Clone)]
 pub struct CallCtx {
     pub forwarded: bool,
     pub deadline: Instant,
+    /// Whether `deadline` is the client's own (`grpc-timeout`) rather than ours.
+    client_deadline: bool,
 }
 
 impl CallCtx {
@@ -188,11 +191,24 @@ impl CallCtx {
             .metadata()
             .get("grpc-timeout")
             .and_then(|v| v.to_str().ok())
-            .and_then(parse_grpc_timeout)
-            .unwrap_or(DEFAULT_DEADLINE);
+            .and_then(parse_grpc_timeout);
+        let limit = timeout
+            .unwrap_or(DEFAULT_DEADLINE)
+            .min(Duration::from_secs(60));
         CallCtx {
             forwarded,
-            deadline: Instant::now() + timeout.min(Duration::from_secs(60)),
+            deadline: Instant::now() + limit,
+            client_deadline: timeout.is_some_and(|t| t <= limit),
+        }
+    }
+
+    /// The answer once `deadline` has passed: etcd's DEADLINE_EXCEEDED when it was the
+    /// client's deadline, etcd's own "request timed out" (UNAVAILABLE) when it was ours.
+    pub fn expired(&self) -> Status {
+        if self.client_deadline {
+            error::deadline_exceeded()
+        } else {
+            error::timed_out()
         }
     }
 }
@@ -317,6 +333,9 @@ impl Core {
         {
             Ok(()) => Ok(()),
             Err(_) if Instant::now() < ctx.deadline => Err(to_leader()),
+            Err(Redirect::Fail(s)) if s.message() == error::TIMED_OUT => {
+                Err(Redirect::Fail(ctx.expired()))
+            }
             Err(e) => Err(e),
         }
     }
@@ -409,11 +428,15 @@ impl Core {
                 Err(Redirect::NoLeader) => error::no_leader(),
             };
             if Instant::now() >= ctx.deadline {
-                return Err(if failure.message() == error::NO_LEADER {
-                    failure
-                } else {
-                    error::timed_out()
-                });
+                // The client's own deadline is always DEADLINE_EXCEEDED (what grpc-go's
+                // client reports too); past ours, "no leader" says more than a timeout.
+                return Err(
+                    if failure.message() == error::NO_LEADER && !ctx.client_deadline {
+                        failure
+                    } else {
+                        ctx.expired()
+                    },
+                );
             }
             self.wait_for_leader_change(ctx.deadline).await;
         }

@@ -87,28 +87,42 @@ impl Lessor {
         self.revoking.retain(|id| live.contains(id));
     }
 
-    /// A keep-alive: the lease's TTL restarts now. `None` if not primary or the lease is
-    /// unknown or already being revoked. `store_ttl` is the store's TTL for a lease granted so
-    /// recently that [`Lessor::sync`] has not seen it yet.
+    /// A grant was applied on this member as primary: the lease's TTL starts now, as etcd's
+    /// lessor starts it when it applies the grant (not at the next [`Lessor::sync`]).
+    pub fn granted(&mut self, id: i64, ttl: i64, now: Millis) {
+        if self.primary && !self.expiry.contains_key(&id) {
+            self.set(id, now + secs(ttl), ttl);
+        }
+    }
+
+    /// A keep-alive: the lease's TTL restarts now. `None` if not primary, or the lease is
+    /// being revoked, or the store no longer holds it (`store_ttl` is `None`: revoked since
+    /// the last [`Lessor::sync`], which is then forgotten at once — a client must learn that
+    /// its lease is gone, etcd answers TTL 0). `store_ttl` also covers a lease granted so
+    /// recently that this table has not seen it yet.
     pub fn renew(&mut self, id: i64, now: Millis, store_ttl: Option<i64>) -> Option<i64> {
         if !self.primary || self.revoking.contains(&id) {
             return None;
         }
-        let ttl = match self.expiry.get(&id) {
-            Some((_, ttl)) => *ttl,
-            None => store_ttl?,
+        let Some(store_ttl) = store_ttl else {
+            self.expiry.remove(&id);
+            return None;
         };
+        let ttl = self.expiry.get(&id).map_or(store_ttl, |(_, ttl)| *ttl);
         self.set(id, now + secs(ttl), ttl);
         Some(ttl)
     }
 
-    /// Seconds left for `id` (rounded up), if primary and known.
+    /// Whole seconds left for `id`, truncated as etcd's `TimeToLive` does
+    /// (`int64(Remaining().Seconds())`), if primary and known. The clock is in whole
+    /// milliseconds, so the true time is up to 1 ms past `now`: a lease asked about in the
+    /// millisecond of its grant has 29.999… s of 30 left, 29 as etcd says.
     pub fn remaining(&self, id: i64, now: Millis) -> Option<i64> {
         if !self.primary {
             return None;
         }
         let (at, _) = self.expiry.get(&id)?;
-        Some((at.saturating_sub(now)).div_ceil(1000) as i64)
+        Some((at.saturating_sub(now).saturating_sub(1) / 1000) as i64)
     }
 
     /// Every lease expired at `now` and not yet being revoked, marked as being revoked.
@@ -188,7 +202,7 @@ mod tests {
         assert_eq!(s.renew(1, 0, Some(5)), None);
         assert!(s.take_expired(1_000_000).is_empty());
         s.promote(0, 1000, [l(1, 5)]);
-        assert_eq!(s.renew(1, 0, None), Some(5));
+        assert_eq!(s.renew(1, 0, Some(5)), Some(5));
         s.demote();
         assert!(s.take_expired(1_000_000).is_empty());
         assert_eq!(s.remaining(1, 0), None);
@@ -209,20 +223,25 @@ mod tests {
                 },
             ],
         );
-        assert_eq!(s.remaining(1, 10_000), Some(31));
-        assert_eq!(s.remaining(2, 10_000), Some(4));
+        assert_eq!(
+            s.remaining(1, 10_000),
+            Some(30),
+            "30.999… s: truncated, as etcd"
+        );
+        assert_eq!(s.remaining(2, 9_999), Some(4));
+        assert_eq!(s.remaining(2, 10_000), Some(3));
         assert!(s.take_expired(13_999).is_empty());
         assert_eq!(s.take_expired(14_000), vec![2]);
         // Already being revoked: not handed out twice, not renewable.
         assert!(s.take_expired(50_000).contains(&1));
-        assert_eq!(s.renew(2, 14_000, None), None);
+        assert_eq!(s.renew(2, 14_000, Some(30)), None);
     }
 
     #[test]
     fn renewal_moves_expiry_and_stale_heap_entries_are_skipped() {
         let mut s = Lessor::default();
         s.promote(0, 0, [l(1, 2)]);
-        assert_eq!(s.renew(1, 1_500, None), Some(2));
+        assert_eq!(s.renew(1, 1_500, Some(2)), Some(2));
         assert!(
             s.take_expired(2_000).is_empty(),
             "renewed at 1.5 s: lives to 3.5 s"
@@ -236,10 +255,34 @@ mod tests {
         s.promote(0, 0, [l(1, 2)]);
         s.sync(1_000, [l(2, 5)]);
         assert_eq!(s.remaining(1, 1_000), None);
-        assert_eq!(s.remaining(2, 1_000), Some(5));
+        assert_eq!(s.remaining(2, 1_000), Some(4));
         // Granted but not yet synced: renew with the store's TTL.
         assert_eq!(s.renew(3, 1_000, Some(7)), Some(7));
-        assert_eq!(s.remaining(3, 1_000), Some(7));
+        assert_eq!(s.remaining(3, 1_000), Some(6));
+    }
+
+    #[test]
+    fn a_lease_gone_from_the_store_is_not_renewed() {
+        let mut s = Lessor::default();
+        s.promote(0, 0, [l(1, 30)]);
+        // Revoked and applied, not yet synced: the store's word wins, at once.
+        assert_eq!(s.renew(1, 100, None), None);
+        assert_eq!(s.remaining(1, 100), None);
+        assert_eq!(s.renew(1, 200, None), None);
+    }
+
+    #[test]
+    fn a_grant_starts_its_ttl_when_applied() {
+        let mut s = Lessor::default();
+        s.granted(9, 30, 0);
+        assert_eq!(s.remaining(9, 0), None, "not primary: nothing recorded");
+        s.promote(0, 0, []);
+        s.granted(9, 30, 1_000);
+        assert_eq!(s.remaining(9, 1_500), Some(29));
+        assert_eq!(s.remaining(9, 2_500), Some(28));
+        // A later sync does not restart it.
+        s.sync(2_600, [l(9, 30)]);
+        assert_eq!(s.remaining(9, 2_600), Some(28));
     }
 
     #[test]

@@ -89,6 +89,12 @@ impl LeaseManager {
         Ok(lessor.renew(id, now, store_ttl).unwrap_or(0))
     }
 
+    /// A grant this member applied as leader: its TTL starts now (etcd starts it at apply).
+    pub fn granted(&self, id: i64, ttl: i64) {
+        let now = self.now();
+        self.lessor().granted(id, ttl, now);
+    }
+
     /// Seconds left for `id` per this member's lessor, or `NotPrimary`.
     pub fn remaining(&self, id: i64) -> Result<Option<i64>, NotPrimary> {
         let now = self.now();
@@ -160,17 +166,22 @@ pub async fn run(core: Arc<Core>, shutdown: CancellationToken) {
             continue;
         }
         next_work = now_instant + TICK;
-        // A leader acts on leases only while a quorum still follows it (etcd #15247).
-        let confirmed = tokio::time::timeout(
-            Duration::from_millis(mgr.confirm_window),
-            core.raft.get_read_log_id(),
-        )
+        // A leader acts on leases only while a quorum still follows it (etcd #15247), and
+        // only once its store has applied everything committed before the check: a new leader
+        // must not renew a lease whose revoke it has not applied yet, nor answer TTL 0 for a
+        // lease whose grant it has not applied yet. The confirmation counts from when the check
+        // began, the latest moment the quorum is known to have followed.
+        let started = mgr.now();
+        let confirmed = tokio::time::timeout(Duration::from_millis(mgr.confirm_window), async {
+            let ri = core.leader_read_index().await.ok()?;
+            core.wait_applied(ri.index, None).await.ok()
+        })
         .await;
-        if !matches!(confirmed, Ok(Ok(_))) {
+        if !matches!(confirmed, Ok(Some(()))) {
             continue;
         }
+        mgr.confirmed_at.store(started, Ordering::Release);
         let now = mgr.now();
-        mgr.confirmed_at.store(now, Ordering::Release);
         let leases = store_leases(&core);
         let expired = {
             let mut lessor = mgr.lessor();
