@@ -88,12 +88,17 @@ pub fn signal_token() -> anyhow::Result<CancellationToken> {
     Ok(token)
 }
 
-/// The tracing subscriber binaries use: `RUST_LOG`, default info with openraft quiet.
+/// The tracing subscriber binaries use: `RUST_LOG`, default info with openraft quiet, and
+/// repeated warnings and errors held back (see [`crate::logging`]).
 pub fn init_logging() {
-    tracing_subscriber::fmt()
-        .with_env_filter(
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    tracing_subscriber::registry()
+        .with(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| "info,openraft=warn".into()),
         )
+        .with(tracing_subscriber::fmt::layer())
+        .with(crate::logging::Repeats::new(crate::logging::WINDOW))
         .init();
 }

@@ -15,6 +15,7 @@ pub mod batching;
 pub mod cli;
 pub mod config;
 pub mod lease;
+mod logging;
 pub mod node;
 pub mod raft;
 pub mod store;
