@@ -1,0 +1,98 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"go.etcd.io/etcd/clientv3"
+)
+
+// The failover check's own budget: a new leader, then a lease outliving its TTL.
+const failoverTimeout = 60 * time.Second
+
+// failoverCheck: with every endpoint given, the member of the first endpoint is killed (by the
+// caller, asked on stdout, answering on stdin); puts, reads and a lease's keep-alive stream go
+// on through the others, and the lease outlives its TTL.
+func failoverCheck(_ context.Context, e *env) error {
+	ctx, cancel := context.WithTimeout(context.Background(), failoverTimeout)
+	defer cancel()
+	const ttl = 5
+	grant, err := e.cli.Grant(ctx, ttl)
+	if err != nil {
+		return err
+	}
+	k := e.key("alive")
+	if _, err := e.cli.Put(ctx, k, "before", clientv3.WithLease(grant.ID)); err != nil {
+		return err
+	}
+	kctx, stop := context.WithCancel(ctx)
+	defer stop()
+	answers, err := e.cli.KeepAlive(kctx, grant.ID)
+	if err != nil {
+		return err
+	}
+	select {
+	case <-answers:
+	case <-ctx.Done():
+		return fmt.Errorf("first keep-alive answer: %v", ctx.Err())
+	}
+
+	fmt.Printf("KILL %s\n", e.endpoints[0])
+	line, err := e.stdin.ReadString('\n')
+	if err != nil || strings.TrimSpace(line) != "OK" {
+		return fmt.Errorf("the caller did not confirm the kill: %q %v", line, err)
+	}
+	killed := time.Now()
+
+	// Writes go through once the others have a leader (each try bounded, retried).
+	var put error
+	for try := 0; ; try++ {
+		pctx, pcancel := context.WithTimeout(ctx, 3*time.Second)
+		_, put = e.cli.Put(pctx, e.key("after"), fmt.Sprint(try))
+		pcancel()
+		if put == nil || ctx.Err() != nil {
+			break
+		}
+	}
+	if put != nil {
+		return fmt.Errorf("put after the kill: %v", put)
+	}
+	get, err := e.cli.Get(ctx, e.key("after"))
+	if err != nil || get.Count != 1 {
+		return fmt.Errorf("get after the kill: %v %v", get, err)
+	}
+
+	// The keep-alive stream goes on: answers keep coming until the lease has outlived its TTL
+	// counted from the kill (the client renews every TTL/3).
+	renewals := 0
+	outlived := killed.Add((ttl + 2) * time.Second)
+	for time.Now().Before(outlived) {
+		select {
+		case resp, ok := <-answers:
+			if !ok {
+				return fmt.Errorf("keep-alive stream closed after %d renewals past the kill", renewals)
+			}
+			if resp.TTL != ttl {
+				return fmt.Errorf("keep-alive answer TTL %d", resp.TTL)
+			}
+			renewals++
+		case <-ctx.Done():
+			return fmt.Errorf("%d renewals past the kill: %v", renewals, ctx.Err())
+		}
+	}
+	alive, err := e.cli.TimeToLive(ctx, grant.ID)
+	if err != nil {
+		return err
+	}
+	kept, err := e.cli.Get(ctx, k)
+	if err != nil {
+		return err
+	}
+	return first(
+		boolCheck("renewals past the kill", renewals >= 3, renewals),
+		boolCheck("lease alive past its TTL", alive.TTL > 0, alive.TTL),
+		expect("leased key kept", kept.Count, 1),
+	)
+}
