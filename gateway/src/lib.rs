@@ -3,9 +3,12 @@
 //! of `go.micro.api.greeter` (the cache selector follows the registry with a watch), and the
 //! `go.api.Response` becomes the HTTP answer.
 //!
+//! - [`serve`]: the accept loop; [`http1`]: each connection, plain HTTP/1.1 requests without a
+//!   body on the gateway's own fast path, everything else (bodies, HTTP/2) on hyper;
 //! - [`resolve`]: path → (service, endpoint), go-micro's rules (pure);
 //! - [`request`] / [`response`]: the HTTP ↔ `go.api` mapping;
-//! - [`handler`]: the one handler, [`Gateway`] state, [`router`];
+//! - [`handler`]: [`Gateway`], whose `answer` serves every request on both paths; [`router`]
+//!   mounts it in axum;
 //! - [`error`]: [`GatewayError`], rendered as go-micro's JSON error body.
 
 pub mod error;

@@ -3,14 +3,16 @@
 //!
 //! - [`registry`]: go-micro's registry over etcd v3 (key layout, JSON, leases, watch).
 //! - [`selector`]: picks a node: `cache` (watch-driven) or `registry`; `random` or `round_robin`.
-//! - [`client`]: gRPC calls with go-micro naming, per-call timeout, one retry on another node.
-//! - [`server`]: the gRPC server on hyper (unary handlers by path, tonic services as fallback);
-//!   from the `grpc-lite` crate, which the registry's client API uses too.
+//! - [`client`]: gRPC calls with go-micro naming, per-call timeout, one retry on another node
+//!   when a node cannot be reached; one `grpc-lite` HTTP/2 client connection per node.
+//! - [`server`]: `grpc-lite`'s gRPC server, re-exported: unary handlers by path, tonic services
+//!   as the fallback; the registry's client API uses it too.
 //! - [`grpc`]: gRPC framing, `grpc-timeout` and status trailers, shared by server and client
 //!   (`grpc-lite`).
 //! - [`service`]: the runner: server, registration, heartbeat, graceful stop.
 //! - [`config`]: go-micro's flags and environment variables.
 //! - [`errors`]: go-micro's `{id, code, detail, status}` error.
+//! - [`process`]: what every binary starts with: logging, a Ctrl-C / SIGTERM shutdown token.
 //! - [`testing`]: a real three-member etcd launcher and the backends the tests run against.
 
 pub mod client;

@@ -5,13 +5,15 @@
 //! ```text
 //!  Raft entry ──InternalRequest──▶ Store::apply ──▶ Applied { response, revision, events,
 //!                                      │                       compacted, changes }
-//!                                      ├── index.rs   per-key revision history (+ values)
-//!                                      ├── lease.rs   lease table (ttl, checkpoint, key sets)
-//!                                      ├── write.rs   one write revision: puts, deletes, events
-//!                                      ├── txn.rs     txn validation, compares, execution
-//!                                      └── range.rs   reads at any retained revision
+//!                                      ├── index.rs      per-key revision history (+ values)
+//!                                      ├── lease.rs      lease table (ttl, checkpoint, key sets)
+//!                                      ├── lease_ops.rs  grant, revoke, checkpoint, batch revoke
+//!                                      ├── write.rs      one write revision: puts, deletes, events
+//!                                      ├── txn.rs        txn validation, compares, execution
+//!                                      └── range.rs      reads at any retained revision
 //!  Store::range / Store::events_since ◀── readers (any revision ≥ compact revision)
 //!  snapshot.rs: full snapshot (prost) + incremental `Change` records for a key-value store
+//!               (registry-node persists whole snapshots and turns the changes off)
 //! ```
 //!
 //! Headers of responses carry only `revision`; the caller fills cluster/member id and term.

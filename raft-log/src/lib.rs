@@ -9,13 +9,16 @@
 //!
 //! Writes go through one background writer thread doing group commit: all queued appends
 //! are written and then made durable with a single `fdatasync`, after which their
-//! `LogFlushed` callbacks fire. On open, the segments are scanned and a torn tail of the last
-//! segment is cut off. See [`LogStore`].
+//! `LogFlushed` callbacks fire. An append whose flush openraft awaits before anything else (a
+//! follower's) is written and synced on the calling thread instead when the writer is idle
+//! ([`LogStore::append_inline`]): the hand-off to the writer and back would only add latency.
+//! On open, the segments are scanned and a torn tail of the last segment is cut off. See
+//! [`LogStore`].
 //!
 //! Module map: [`store`](LogStore) (public handle, reads), `raft_impl` (openraft traits),
-//! `options` (options, stats), `state` (in-memory index + cache), `writer` (group commit thread), `segment` (files,
-//! scan, reads), `record` (framing), `meta` (metadata files), `recovery` (startup),
-//! `error`.
+//! `options` (options, stats), `state` (in-memory index + cache), `writer` (group commit
+//! thread), `segment` (files, scan, reads), `record` (framing), `meta` (metadata files),
+//! `recovery` (startup), `error`.
 
 mod error;
 mod meta;

@@ -1,11 +1,20 @@
-//! The registry node: one member of a Raft cluster that serves the etcd v3 API.
+//! The registry node: one member of a Raft cluster that serves the etcd v3 API (binary
+//! `registry-node`; `micro registry-node` runs the same [`cli::run`]).
 //!
 //! ```text
-//!  etcd clients ──gRPC──▶ api (kv, cluster, maintenance) ──▶ route: leader? ─┬─ propose via Raft
-//!                                                                            └─ forward to leader
-//!  peers ◀──gRPC (raft::peer_service / raft::network)──▶ openraft ──▶ raft-log (WAL)
-//!                                                                └──▶ store (mvcc + snapshot file)
+//!  etcd clients ──gRPC──▶ api: kv (grpc-lite handlers), lease, watch, cluster, maintenance (tonic)
+//!                           └─ api::route: on the leader, a write is proposed through Raft
+//!                              (raft::batch); a follower sends it on (api::forward); a
+//!                              linearizable read waits for a read index, then reads locally
+//!  peers ◀──member link (raft::link: raft::network sends, raft::peer_service answers;
+//!           gRPC RaftPeer on the same port)──▶ openraft ──▶ raft-log (WAL)
+//!                                                      └──▶ store (mvcc + snapshot file)
+//!  lease: the lessor on the leader; expiries and checkpoints are proposed through Raft
+//!  watch: every member streams the events it applies (api::watch, watch::Watcher)
 //! ```
+//!
+//! [`node`] assembles a member ([`Node::serve`]); [`testing::TestCluster`] runs several in one
+//! process. ARCHITECTURE.md, at the repository root, follows a request through these modules.
 
 // openraft's error types are large by design; boxing them everywhere buys nothing here.
 #![allow(clippy::result_large_err)]
