@@ -10,10 +10,14 @@
 //! The search is exponential in the worst case, so each key has a budget (steps, and an
 //! optional deadline); a key that runs out is reported as "gave up", never as a verdict.
 
+mod events;
 mod model;
+mod placed;
 #[cfg(test)]
 mod random_tests;
 mod search;
+#[cfg(test)]
+mod unanswered_tests;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -22,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use crate::history::Op;
 use model::Values;
-use search::{Call, Limit, Stuck};
+use search::{Limit, Stuck};
 
 /// How much search each key may use.
 #[derive(Debug, Clone, Copy)]
@@ -183,24 +187,14 @@ fn blank(key: &str, ops: usize, verdict: Verdict) -> KeyReport {
 
 fn check_key(history: &[Op], key: &str, indices: &[usize], budget: Budget) -> KeyReport {
     let started = Instant::now();
-    let mut values = Values::default();
-    let mut calls = Vec::with_capacity(indices.len());
-    let mut dropped_reads = 0;
-    for &i in indices {
-        let op = &history[i];
-        match model::step_of(op, &mut values) {
-            Err(why) => return blank(key, indices.len(), Verdict::Malformed(why)),
-            Ok(None) => dropped_reads += 1,
-            Ok(Some(step)) => calls.push(Call {
-                step,
-                invoke: op.invoke,
-                complete: op.is_determinate().then_some(op.complete),
-                origin: i,
-            }),
-        }
-    }
-    // The search numbers answered calls first, in call order (see `search::Seen`).
-    calls.sort_by_key(|c| (c.complete.is_none(), c.invoke, c.origin));
+    let model::Prepared {
+        calls,
+        values,
+        dropped_reads,
+    } = match model::prepare(history, indices) {
+        Ok(prepared) => prepared,
+        Err(why) => return blank(key, indices.len(), Verdict::Malformed(why)),
+    };
     let limit = Limit {
         steps: budget.steps_per_key,
         deadline: budget.deadline,

@@ -210,3 +210,111 @@ fn a_full_run_sized_history_checks() {
         started.elapsed()
     );
 }
+
+/// Whether a tiny history is linearizable, by trying every order of every subset of its
+/// unanswered operations: slow, obviously right, and blind to the search's prunings.
+fn brute_force(ops: &[Op]) -> bool {
+    fn extend(ops: &[&Op], placed: &mut Vec<bool>, state: Option<String>) -> bool {
+        let answered_left = ops
+            .iter()
+            .zip(placed.iter())
+            .any(|(o, p)| !p && o.is_determinate());
+        if !answered_left {
+            return true;
+        }
+        for i in 0..ops.len() {
+            // An operation may come next unless one that completed before it began is unplaced.
+            let blocked =
+                (0..ops.len()).any(|j| !placed[j] && j != i && ops[j].complete < ops[i].invoke);
+            if placed[i] || blocked {
+                continue;
+            }
+            let next = match (&ops[i].kind, &ops[i].outcome) {
+                (Kind::Read, Outcome::Read(seen)) => (*seen == state).then(|| state.clone()),
+                (Kind::Write(v), _) => Some(Some(v.clone())),
+                (Kind::Cas { expect, new }, outcome) => match (*expect == state, outcome) {
+                    (true, Outcome::Cas(true) | Outcome::Unknown) => Some(Some(new.clone())),
+                    (false, Outcome::Cas(false) | Outcome::Unknown) => Some(state.clone()),
+                    _ => None,
+                },
+                _ => None,
+            };
+            if let Some(next) = next {
+                placed[i] = true;
+                let found = extend(ops, placed, next);
+                placed[i] = false;
+                if found {
+                    return true;
+                }
+            }
+        }
+        false
+    }
+    let ops: Vec<&Op> = ops
+        .iter()
+        .filter(|o| !matches!((&o.kind, &o.outcome), (Kind::Read, Outcome::Unknown)))
+        .collect();
+    extend(&ops, &mut vec![false; ops.len()], None)
+}
+
+/// Random tiny histories (values from a small pool, so reads and CASes often match and often
+/// do not) must get the same verdict from the checker as from brute force.
+#[test]
+fn the_search_agrees_with_brute_force_on_tiny_histories() {
+    let mut rng = Rng(42);
+    let pool = ["a", "b", "c"];
+    let (mut yes, mut no) = (0, 0);
+    for round in 0..4000 {
+        let n = 1 + rng.below(7);
+        let history: Vec<Op> = (0..n)
+            .map(|i| {
+                let pick = |rng: &mut Rng| pool[rng.below(3) as usize].to_owned();
+                let value = pick(&mut rng);
+                let (kind, outcome) = match rng.below(3) {
+                    0 => (Kind::Read, Outcome::Read(rng.percent(80).then_some(value))),
+                    1 => (Kind::Write(value), Outcome::Written),
+                    _ => {
+                        let expect = rng.percent(80).then(|| pick(&mut rng));
+                        (
+                            Kind::Cas { expect, new: value },
+                            Outcome::Cas(rng.percent(50)),
+                        )
+                    }
+                };
+                let invoke = rng.below(10);
+                let unanswered = rng.percent(25);
+                Op {
+                    client: i as u32,
+                    key: "k".into(),
+                    kind,
+                    outcome: if unanswered {
+                        Outcome::Unknown
+                    } else {
+                        outcome
+                    },
+                    invoke,
+                    complete: if unanswered {
+                        u64::MAX
+                    } else {
+                        invoke + rng.below(6)
+                    },
+                }
+            })
+            .collect();
+        let expected = brute_force(&history);
+        let report = check(&history);
+        assert!(!report.gave_up(), "round {round}:\n{report}");
+        assert_eq!(
+            report.is_linearizable(),
+            expected,
+            "round {round}: {history:#?}\n{report}"
+        );
+        if expected {
+            yes += 1
+        } else {
+            no += 1
+        }
+    }
+    // Both verdicts must be well represented, or the comparison proves little.
+    assert!(yes > 1000 && no > 1000, "{yes} linearizable, {no} not");
+}

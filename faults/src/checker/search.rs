@@ -8,10 +8,12 @@
 //! call, or never (which is the same as taking effect after everything else), so the search
 //! succeeds once every answered operation is placed.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::Instant;
 
+use super::events::{Events, NIL};
 use super::model::{Step, Value, ABSENT};
+use super::placed::{Key, Placed};
 
 /// One operation of a key's sub-history.
 #[derive(Debug, Clone, Copy)]
@@ -22,6 +24,9 @@ pub(crate) struct Call {
     pub complete: Option<u64>,
     /// Index of the operation in the whole history, for explanations.
     pub origin: usize,
+    /// Unanswered calls in one group are interchangeable (see `model::UNREAD`), so the search
+    /// only ever places a group's earliest-invoked unplaced member.
+    pub group: Option<u32>,
 }
 
 /// How much search one key may use.
@@ -61,263 +66,206 @@ pub(crate) enum Verdict {
 /// How many placed operations and pending candidates an explanation keeps.
 const TAIL: usize = 12;
 const PENDING: usize = 16;
-const NIL: u32 = u32::MAX;
 
-/// What the search must undo when it backtracks over one placed call.
-struct Placed {
+/// What the search must undo when it backtracks over one placed call, and where it goes on.
+struct Undo {
     entry: u32,
     state: Value,
     lead: u32,
     high: u32,
-}
-
-/// A (linearized set, state) pair, stored compactly: answered operations are numbered by
-/// call time, so their bits are all ones up to `lead` and all zeros after `high`; only the
-/// window between (plus the few unanswered operations' words) is kept.
-#[derive(Hash, PartialEq, Eq)]
-struct Seen {
-    state: Value,
-    lead: u32,
-    window: u32,
-    words: Box<[u64]>,
+    /// For an unread write placed to explain a failed CAS: that CAS's entry and the next
+    /// alternative to try there. Otherwise the search goes on after `entry`.
+    resume: Option<(u32, usize)>,
 }
 
 struct Search<'a> {
     calls: &'a [Call],
-    /// Per entry (index 0 is the list head): the call it belongs to and whether it is a return.
-    entry_call: Vec<u32>,
-    is_return: Vec<bool>,
-    return_of: Vec<u32>,
-    next: Vec<u32>,
-    prev: Vec<u32>,
-    bits: Vec<u64>,
-    answered: usize,
-    /// Words `0..answered_words` hold answered calls, the rest unanswered ones.
-    answered_words: usize,
-    last_mask: u64,
+    events: Events,
+    placed: Placed,
+    /// Per group, its calls in invoke order and how many of them are placed.
+    group_members: Vec<Vec<u32>>,
+    group_next: Vec<usize>,
+    /// The group of unread unanswered writes, and those of unread unanswered CASes by the
+    /// value they expect.
+    write_group: Option<u32>,
+    cas_groups: HashMap<Value, u32>,
+    // The configuration being extended (`lead` and `high` describe `placed`, see `Key`).
+    state: Value,
+    lead: u32,
+    high: u32,
+    /// Answered calls not yet placed.
+    left: usize,
+    stack: Vec<Undo>,
+    seen: HashSet<Key>,
 }
 
 /// Checks one key's calls, which must be ordered answered first (by invoke) then unanswered.
 pub(crate) fn search(calls: &[Call], limit: Limit) -> (Verdict, u64) {
-    let answered = calls.iter().filter(|c| c.complete.is_some()).count();
-    let mut s = Search::new(calls, answered);
-    let mut state = ABSENT;
-    let mut lead = 0u32;
-    let mut high = 0u32;
-    let mut stack: Vec<Placed> = Vec::new();
-    let mut seen: HashSet<Seen> = HashSet::new();
-    let mut left = answered;
+    let mut s = Search::new(calls);
     let mut furthest: Option<(u32, Stuck)> = None;
     let mut steps = 0u64;
-    let mut entry = s.next[0];
+    let (mut entry, mut alt) = (s.events.head(), 0);
     loop {
-        if left == 0 {
+        if s.left == 0 {
             return (Verdict::Linearizable, steps);
         }
         steps += 1;
-        if steps > limit.steps
-            || (steps.is_multiple_of(1024) && limit.deadline.is_some_and(|d| Instant::now() >= d))
-        {
-            let deadline = steps <= limit.steps;
+        let late =
+            steps.is_multiple_of(1024) && limit.deadline.is_some_and(|d| Instant::now() >= d);
+        if steps > limit.steps || late {
+            let furthest = furthest.map(|f| f.1);
             return (
                 Verdict::OutOfBudget {
-                    deadline,
-                    furthest: furthest.map(|f| f.1),
+                    deadline: late,
+                    furthest,
                 },
                 steps,
             );
         }
-        let is_call = entry != NIL && !s.is_return[entry as usize];
-        if is_call {
-            let call = s.entry_call[entry as usize] as usize;
-            if let Some(after) = calls[call].step.apply(state) {
-                s.set(call, true);
-                let (new_lead, new_high) = s.bounds_after(call, lead, high);
-                if seen.insert(s.seen(after, new_lead, new_high)) {
-                    stack.push(Placed {
-                        entry,
-                        state,
-                        lead,
-                        high,
-                    });
-                    state = after;
-                    (lead, high) = (new_lead, new_high);
-                    s.lift(entry);
-                    if calls[call].complete.is_some() {
-                        left -= 1;
-                    }
-                    entry = s.next[0];
-                    continue;
-                }
-                s.set(call, false);
+        if entry != NIL && !s.events.is_return(entry) {
+            if (alt == 0 && s.place(entry, None)) || s.unread_before(entry, alt) {
+                (entry, alt) = (s.events.head(), 0);
+            } else {
+                (entry, alt) = (s.events.next(entry), 0);
             }
-            entry = s.next[entry as usize];
             continue;
         }
         // The return of an unplaced operation (or, defensively, the end of the list): this
         // prefix cannot be extended, so undo the last placement and try the next candidate.
         if entry != NIL && furthest.as_ref().is_none_or(|(at, _)| entry > *at) {
-            furthest = Some((entry, s.stuck(entry, &stack, state)));
+            furthest = Some((entry, s.stuck(entry)));
         }
-        let Some(top) = stack.pop() else {
-            let stuck = furthest.map(|f| f.1);
-            return match stuck {
-                Some(stuck) => (Verdict::Violation(stuck), steps),
-                None => (
-                    Verdict::OutOfBudget {
-                        deadline: false,
-                        furthest: None,
-                    },
-                    steps,
-                ),
+        let Some(top) = s.stack.pop() else {
+            // Unreachable: the first return reached is always an unplaced operation's.
+            let verdict = match furthest {
+                Some((_, stuck)) => Verdict::Violation(stuck),
+                None => Verdict::OutOfBudget {
+                    deadline: false,
+                    furthest: None,
+                },
             };
+            return (verdict, steps);
         };
-        let call = s.entry_call[top.entry as usize] as usize;
-        s.unlift(top.entry);
-        s.set(call, false);
+        let call = s.events.call(top.entry);
+        s.events.unlift(top.entry);
+        s.placed.set(call, false);
         if calls[call].complete.is_some() {
-            left += 1;
+            s.left += 1;
         }
-        state = top.state;
-        (lead, high) = (top.lead, top.high);
-        entry = s.next[top.entry as usize];
+        if let Some(g) = calls[call].group {
+            s.group_next[g as usize] -= 1;
+        }
+        (s.state, s.lead, s.high) = (top.state, top.lead, top.high);
+        (entry, alt) = top.resume.unwrap_or((s.events.next(top.entry), 0));
     }
 }
 
 impl<'a> Search<'a> {
-    fn new(calls: &'a [Call], answered: usize) -> Self {
-        // Events in time order; at equal times calls come first, so operations that merely
-        // touch are treated as concurrent (the clock cannot order them).
-        let mut events: Vec<(u64, bool, u32)> = Vec::with_capacity(calls.len() * 2);
-        for (i, call) in calls.iter().enumerate() {
-            events.push((call.invoke, false, i as u32));
-            if let Some(complete) = call.complete {
-                events.push((complete, true, i as u32));
-            }
-        }
-        events.sort_unstable();
-        let n = events.len() + 1;
+    fn new(calls: &'a [Call]) -> Self {
+        let answered = calls.iter().filter(|c| c.complete.is_some()).count();
         let mut s = Search {
             calls,
-            entry_call: vec![NIL; n],
-            is_return: vec![false; n],
-            return_of: vec![NIL; calls.len()],
-            next: (1..=n as u32).collect(),
-            prev: (0..n as u32).map(|i| i.wrapping_sub(1)).collect(),
-            bits: Vec::new(),
-            answered,
-            answered_words: answered.div_ceil(64),
-            last_mask: match answered % 64 {
-                0 => u64::MAX,
-                r => (1u64 << r) - 1,
-            },
+            events: Events::new(calls, |c| c.group.is_some()),
+            placed: Placed::new(calls.len(), answered),
+            group_members: Vec::new(),
+            group_next: Vec::new(),
+            write_group: None,
+            cas_groups: HashMap::new(),
+            state: ABSENT,
+            lead: 0,
+            high: 0,
+            left: answered,
+            stack: Vec::new(),
+            seen: HashSet::new(),
         };
-        s.next[n - 1] = NIL;
-        for (at, &(_, ret, call)) in events.iter().enumerate() {
-            let entry = at + 1;
-            s.entry_call[entry] = call;
-            s.is_return[entry] = ret;
-            if ret {
-                s.return_of[call as usize] = entry as u32;
+        for (i, call) in calls.iter().enumerate() {
+            let Some(g) = call.group else { continue };
+            if s.group_members.len() <= g as usize {
+                s.group_members.resize(g as usize + 1, Vec::new());
             }
+            s.group_members[g as usize].push(i as u32);
+            match call.step {
+                Step::Cas { expect, .. } => s.cas_groups.insert(expect, g),
+                _ => s.write_group.replace(g),
+            };
         }
-        s.bits = vec![0; s.answered_words + (calls.len() - answered).div_ceil(64)];
+        s.group_next = vec![0; s.group_members.len()];
         s
     }
 
-    /// Answered calls are bits `0..answered`; unanswered ones start at the next whole word.
-    fn bit(&self, call: usize) -> usize {
-        match call.checked_sub(self.answered) {
-            Some(k) => self.answered_words * 64 + k,
-            None => call,
+    /// Places the call at `entry` if the model allows it and the configuration it leads to is
+    /// new. Two prunings, each keeping some linearization whenever one exists: an unanswered
+    /// call that would change nothing is left to take effect last (nothing must follow it, so
+    /// any point after its invocation is as good); and members of a group (unanswered writes of
+    /// values nobody read) are only placed by [`Self::unread_before`].
+    fn place(&mut self, entry: u32, resume: Option<(u32, usize)>) -> bool {
+        let call = self.events.call(entry);
+        let c = self.calls[call];
+        if c.group.is_some() != resume.is_some() {
+            return false;
         }
-    }
-
-    fn set(&mut self, call: usize, on: bool) {
-        let bit = self.bit(call);
-        let (word, mask) = (bit / 64, 1u64 << (bit % 64));
-        if on {
-            self.bits[word] |= mask;
-        } else {
-            self.bits[word] &= !mask;
-        }
-    }
-
-    /// `lead` (words of answered calls all placed) and `high` (one past the last answered word
-    /// with a placed call) once `call` is placed.
-    fn bounds_after(&self, call: usize, mut lead: u32, high: u32) -> (u32, u32) {
-        let word = self.bit(call) / 64;
-        if word >= self.answered_words {
-            return (lead, high);
-        }
-        let full = |w: usize| {
-            if w + 1 == self.answered_words {
-                self.last_mask
-            } else {
-                u64::MAX
-            }
+        let Some(after) = c.step.apply(self.state) else {
+            return false;
         };
-        while (lead as usize) < self.answered_words
-            && self.bits[lead as usize] == full(lead as usize)
-        {
-            lead += 1;
+        if c.complete.is_none() && after == self.state {
+            return false;
         }
-        (lead, high.max(word as u32 + 1))
+        self.placed.set(call, true);
+        let (lead, high) = self.placed.bounds_after(call, self.lead, self.high);
+        if !self.seen.insert(self.placed.key(after, lead, high)) {
+            self.placed.set(call, false);
+            return false;
+        }
+        self.stack.push(Undo {
+            entry,
+            state: self.state,
+            lead: self.lead,
+            high: self.high,
+            resume,
+        });
+        (self.state, self.lead, self.high) = (after, lead, high);
+        self.events.lift(entry);
+        if c.complete.is_some() {
+            self.left -= 1;
+        }
+        if let Some(g) = c.group {
+            self.group_next[g as usize] += 1;
+        }
+        true
     }
 
-    fn seen(&self, state: Value, lead: u32, high: u32) -> Seen {
-        let window = &self.bits[lead as usize..(high as usize).max(lead as usize)];
-        let unanswered = &self.bits[self.answered_words..];
-        let used = unanswered
-            .iter()
-            .rposition(|w| *w != 0)
-            .map_or(0, |i| i + 1);
-        let mut words = Vec::with_capacity(window.len() + used);
-        words.extend_from_slice(window);
-        words.extend_from_slice(&unanswered[..used]);
-        Seen {
-            state,
-            lead,
-            window: window.len() as u32,
-            words: words.into_boxed_slice(),
+    /// A value nobody read can only matter to a CAS that failed: one that expected what the
+    /// register held (by every other operation's account) is explained by an unanswered write
+    /// of such a value landing just before it. So those writes are placed only there, and of a
+    /// group only the earliest-invoked unplaced one (any later one's place can be given to it),
+    /// trying the groups that apply from the `alt`-th on.
+    fn unread_before(&mut self, cas: u32, alt: usize) -> bool {
+        let call = self.calls[self.events.call(cas)];
+        match call.step {
+            Step::Cas {
+                expect,
+                swapped: Some(false),
+                ..
+            } if expect == self.state => {}
+            _ => return false,
         }
+        let groups = [self.write_group, self.cas_groups.get(&self.state).copied()];
+        for (slot, group) in groups.into_iter().enumerate().skip(alt) {
+            let Some(g) = group else { continue };
+            let Some(&member) = self.group_members[g as usize].get(self.group_next[g as usize])
+            else {
+                continue;
+            };
+            let entry = self.events.call_entry(member as usize);
+            if self.events.reachable(entry, cas) && self.place(entry, Some((cas, slot + 1))) {
+                return true;
+            }
+        }
+        false
     }
 
-    fn unlink(&mut self, entry: u32) {
-        let (p, n) = (self.prev[entry as usize], self.next[entry as usize]);
-        self.next[p as usize] = n;
-        if n != NIL {
-            self.prev[n as usize] = p;
-        }
-    }
-
-    fn relink(&mut self, entry: u32) {
-        let (p, n) = (self.prev[entry as usize], self.next[entry as usize]);
-        self.next[p as usize] = entry;
-        if n != NIL {
-            self.prev[n as usize] = entry;
-        }
-    }
-
-    /// Takes a placed call (and its return) out of the list.
-    fn lift(&mut self, entry: u32) {
-        self.unlink(entry);
-        let ret = self.return_of[self.entry_call[entry as usize] as usize];
-        if ret != NIL {
-            self.unlink(ret);
-        }
-    }
-
-    /// Undoes [`Self::lift`], in reverse order so the links come back as they were.
-    fn unlift(&mut self, entry: u32) {
-        let ret = self.return_of[self.entry_call[entry as usize] as usize];
-        if ret != NIL {
-            self.relink(ret);
-        }
-        self.relink(entry);
-    }
-
-    fn stuck(&self, at: u32, stack: &[Placed], state: Value) -> Stuck {
+    fn stuck(&self, at: u32) -> Stuck {
+        let (stack, state) = (&self.stack, self.state);
         let from = stack.len().saturating_sub(TAIL);
         let tail = (from..stack.len())
             .map(|i| {
@@ -326,13 +274,13 @@ impl<'a> Search<'a> {
             })
             .collect();
         let mut pending = Vec::new();
-        let mut e = self.next[0];
+        let mut e = self.events.head();
         while e != at && e != NIL && pending.len() < PENDING {
-            let blocked_call = self.entry_call[e as usize] == self.entry_call[at as usize];
-            if !self.is_return[e as usize] && !blocked_call {
+            let blocked_call = self.events.call(e) == self.events.call(at);
+            if !self.events.is_return(e) && !blocked_call {
                 pending.push(self.origin(e));
             }
-            e = self.next[e as usize];
+            e = self.events.next(e);
         }
         Stuck {
             placed: stack.len(),
@@ -344,6 +292,6 @@ impl<'a> Search<'a> {
     }
 
     fn origin(&self, entry: u32) -> usize {
-        self.calls[self.entry_call[entry as usize] as usize].origin
+        self.calls[self.events.call(entry)].origin
     }
 }
