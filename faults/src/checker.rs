@@ -10,6 +10,8 @@
 //! The search is exponential in the worst case, so each key has a budget (steps, and an
 //! optional deadline); a key that runs out is reported as "gave up", never as a verdict.
 
+#[cfg(test)]
+mod edge_tests;
 mod events;
 mod model;
 mod placed;
@@ -24,7 +26,7 @@ use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::history::Op;
+use crate::history::{Kind, Op, Outcome};
 use model::Values;
 use search::{Limit, Stuck};
 
@@ -101,6 +103,9 @@ pub struct Explanation {
     pub blocked: Op,
     /// Other operations invoked by then and not placed after the prefix.
     pub pending: Vec<Op>,
+    /// If the blocked operation read (or a CAS expected) a value: the operations that wrote
+    /// it, so a stale read can be traced to its write. Empty if nobody wrote it.
+    pub writers: Vec<Op>,
 }
 
 impl Report {
@@ -200,7 +205,7 @@ fn check_key(history: &[Op], key: &str, indices: &[usize], budget: Budget) -> Ke
         deadline: budget.deadline,
     };
     let (verdict, steps) = search::search(&calls, limit);
-    let explain = |stuck: Stuck| Box::new(explanation(history, &values, stuck));
+    let explain = |stuck: Stuck| Box::new(explanation(history, indices, &values, stuck));
     let verdict = match verdict {
         search::Verdict::Linearizable => Verdict::Linearizable,
         search::Verdict::Violation(stuck) => Verdict::Violation(explain(stuck)),
@@ -223,7 +228,28 @@ fn check_key(history: &[Op], key: &str, indices: &[usize], budget: Budget) -> Ke
     }
 }
 
-fn explanation(history: &[Op], values: &Values<'_>, stuck: Stuck) -> Explanation {
+fn explanation(history: &[Op], key: &[usize], values: &Values<'_>, stuck: Stuck) -> Explanation {
+    let blocked = history[stuck.blocked].clone();
+    let wanted = match (&blocked.kind, &blocked.outcome) {
+        (Kind::Read, Outcome::Read(Some(v)))
+        | (
+            Kind::Cas {
+                expect: Some(v), ..
+            },
+            _,
+        ) => Some(v),
+        _ => None,
+    };
+    let writers = key
+        .iter()
+        .map(|&i| &history[i])
+        .filter(|op| match &op.kind {
+            Kind::Write(v) | Kind::Cas { new: v, .. } => Some(v) == wanted,
+            Kind::Read => false,
+        })
+        .cloned()
+        .collect();
+    let ops = |ids: Vec<usize>| ids.into_iter().map(|i| history[i].clone()).collect();
     Explanation {
         placed: stuck.placed,
         tail: stuck
@@ -232,12 +258,9 @@ fn explanation(history: &[Op], values: &Values<'_>, stuck: Stuck) -> Explanation
             .map(|(i, state)| (history[i].clone(), values.name(state)))
             .collect(),
         state: values.name(stuck.state),
-        blocked: history[stuck.blocked].clone(),
-        pending: stuck
-            .pending
-            .into_iter()
-            .map(|i| history[i].clone())
-            .collect(),
+        blocked,
+        pending: ops(stuck.pending),
+        writers,
     }
 }
 
@@ -316,6 +339,28 @@ impl fmt::Display for Explanation {
             for op in &self.pending {
                 writeln!(f, "    {op}")?;
             }
+        }
+        let reads = matches!(self.blocked.kind, Kind::Read);
+        let what = if reads {
+            "the value it read"
+        } else {
+            "the value it expected"
+        };
+        if !self.writers.is_empty() {
+            writeln!(f, "  {what} was written by:")?;
+            for op in &self.writers {
+                writeln!(f, "    {op}")?;
+            }
+        } else if matches!(&self.blocked.outcome, Outcome::Read(Some(_)))
+            || matches!(
+                &self.blocked.kind,
+                Kind::Cas {
+                    expect: Some(_),
+                    ..
+                }
+            )
+        {
+            writeln!(f, "  no operation wrote {what}")?;
         }
         Ok(())
     }
