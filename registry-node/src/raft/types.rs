@@ -132,8 +132,9 @@ mod bytes_as_seq {
 
 /// What applying one entry produced, handed back to the proposer on the leader.
 ///
-/// It never travels between members (writes are proxied to the leader over the client API and
-/// answered there), so its serde form is empty: a deserialized value is `Lost`.
+/// It never travels between members (a follower sends writes to the leader over the member
+/// link as `Propose`, and the leader answers them from its own apply), so its serde form is
+/// empty: a deserialized value is `Lost`.
 #[derive(Debug, Default)]
 pub enum CommandResult {
     /// Entries without a command (blank, membership).
