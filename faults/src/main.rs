@@ -65,7 +65,13 @@ fn main() -> anyhow::Result<()> {
             registry_node::cli::init_logging();
             registry_node::cli::run(args, registry_node::cli::signal_token()?).await
         }),
-        None => runtime.block_on(faults_run(cli)),
+        // Ctrl-C drops the run, whose drop kills the members and removes the network.
+        None => runtime.block_on(async {
+            tokio::select! {
+                done = faults_run(cli) => done,
+                _ = tokio::signal::ctrl_c() => bail!("interrupted"),
+            }
+        }),
     }
 }
 

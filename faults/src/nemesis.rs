@@ -12,7 +12,7 @@ use tokio::time::Instant;
 
 use crate::client::Recorder;
 use crate::cluster::Cluster;
-use crate::history::Kind;
+use crate::history::{Kind, Outcome};
 use crate::ops::Conn;
 
 /// A kind of fault.
@@ -60,10 +60,13 @@ pub struct FaultEvent {
     pub leader_victim: bool,
     /// How long the cluster took to be healthy again after the heal, if it did within 30 s.
     pub recovered_after: Option<Duration>,
+    /// What else was seen (the quick restart's reads).
+    pub note: String,
 }
 
-/// The client id of the quick-restart reads (one sequential client across faults).
-pub const BURST_CLIENT: u32 = 1000;
+/// The client ids of the quick-restart reads and writes (sequential clients across faults).
+pub const BURST_READER: u32 = 1000;
+pub const BURST_WRITER: u32 = 1001;
 
 /// Injects faults into `cluster` until `end`. `isolate`: the negative control's member,
 /// which then is the only victim (of [`FaultKind::Isolate`]).
@@ -107,6 +110,7 @@ pub async fn run(
         // When the fault took effect: set by each branch right after injecting it, so that a
         // write that slipped in before (e.g. while iptables was starting) does not count.
         let at;
+        let mut note = String::new();
         let members = match kind {
             FaultKind::KillLeader | FaultKind::KillRandom => {
                 let victim = if kind == FaultKind::KillLeader {
@@ -133,7 +137,8 @@ pub async fn run(
                 tokio::time::sleep(Duration::from_millis(200)).await;
                 let _ = cluster.start_member(leader);
                 let other = (leader + 1) % n;
-                burst(cluster, rec, keys, rng, leader, other, &mut burst_n).await;
+                note = burst(cluster, rec, keys, rng, leader, other, &mut burst_n).await;
+                log(rec, &format!("{kind:?}: {note}"));
                 vec![leader]
             }
             FaultKind::KillTwo => {
@@ -202,14 +207,17 @@ pub async fn run(
             leader_victim: members.contains(&leader),
             members,
             recovered_after,
+            note,
         });
     }
     events
 }
 
-/// For ~2.5 s after a quick restart of `restarted`: a put through `other` (acknowledged or
-/// not), then a linearizable read from `restarted`. A read that misses an acknowledged put
-/// is a stale read the checker flags.
+/// For 2.5 s from the quick restart of `restarted`: linearizable reads to it as fast as it
+/// answers (from the moment it is started, so the first answers come while it is still
+/// catching up), while another client keeps writing through `other`. A read that misses an
+/// acknowledged write (before the kill or during the burst) is a stale read the checker
+/// flags. Answers what the reads saw, for the fault's note.
 async fn burst(
     cluster: &Cluster,
     rec: &Arc<Recorder>,
@@ -218,27 +226,53 @@ async fn burst(
     restarted: usize,
     other: usize,
     n: &mut u64,
-) {
-    let (Ok(fresh), Ok(writer)) = (
-        Conn::new(&cluster.endpoints[restarted]),
-        Conn::new(&cluster.endpoints[other]),
-    ) else {
-        return;
-    };
+) -> String {
+    let started = rec.now();
     let end = Instant::now() + Duration::from_millis(2500);
-    while Instant::now() < end {
-        let key = &keys[rng.random_range(0..keys.len())];
-        *n += 1;
-        let value = format!("b-{n}");
-        rec.perform(&writer, BURST_CLIENT, key, Kind::Write(value), false)
-            .await;
-        let read = rec
-            .perform(&fresh, BURST_CLIENT, key, Kind::Read, false)
-            .await;
-        if read == crate::history::Outcome::Unknown {
-            // Still starting: try again shortly, without a flood of puts meanwhile.
-            tokio::time::sleep(Duration::from_millis(20)).await;
+    let url = cluster.endpoints[restarted].clone();
+    let reader_keys = keys.to_vec();
+    let reader_rec = rec.clone();
+    let reads = tokio::spawn(async move {
+        let (mut first, mut answered, mut k) = (None, 0u32, 0usize);
+        while Instant::now() < end {
+            // A new connection after each failure: a refused connect is retried at once,
+            // not after a channel's reconnect backoff.
+            let Ok(conn) = Conn::new(&url) else { break };
+            loop {
+                k += 1;
+                let key = &reader_keys[k % reader_keys.len()];
+                let got = reader_rec
+                    .perform(&conn, BURST_READER, key, Kind::Read, false)
+                    .await;
+                if got == Outcome::Unknown || Instant::now() >= end {
+                    break;
+                }
+                answered += 1;
+                first.get_or_insert(reader_rec.now());
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
         }
+        (first, answered)
+    });
+    if let Ok(writer) = Conn::new(&cluster.endpoints[other]) {
+        while Instant::now() < end {
+            let key = &keys[rng.random_range(0..keys.len())];
+            *n += 1;
+            let value = format!("b-{n}");
+            let put = rec
+                .perform(&writer, BURST_WRITER, key, Kind::Write(value), false)
+                .await;
+            if put == Outcome::Unknown {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+    match reads.await {
+        Ok((Some(first), answered)) => format!(
+            "{answered} reads answered by the restarted member, the first {} ms after its start",
+            (first - started) / 1_000_000
+        ),
+        _ => "no read answered by the restarted member within 2.5 s".into(),
     }
 }
 

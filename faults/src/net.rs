@@ -182,9 +182,7 @@ fn owner_pid(name: &str) -> Option<u32> {
 
 /// Removes the namespaces and links of runs whose process is gone (a crashed or killed run).
 fn remove_leftovers() {
-    let dead = |name: &str| {
-        owner_pid(name).is_some_and(|pid| !std::path::Path::new(&format!("/proc/{pid}")).exists())
-    };
+    let dead = |name: &str| owner_pid(name).is_some_and(|pid| !alive(pid));
     if let Ok(list) = sh_out("ip", &["netns", "list"]) {
         for ns in list.lines().filter_map(|l| l.split_whitespace().next()) {
             if dead(ns) {
@@ -204,6 +202,17 @@ fn remove_leftovers() {
                 let _ = sh("ip", &["link", "del", name]);
             }
         }
+    }
+}
+
+/// Whether process `pid` runs (a zombie, killed but not yet reaped, does not).
+fn alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // "pid (comm) S ...": the state follows the last ')'.
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| !rest.trim_start().starts_with(['Z', 'X'])),
+        Err(_) => false,
     }
 }
 

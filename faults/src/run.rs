@@ -65,7 +65,10 @@ pub async fn run(cfg: &Config, check: &dyn Fn(&[Op]) -> Verdict) -> anyhow::Resu
     let urls = cluster.endpoints.clone();
     let rec = Recorder::new();
     let keys: Vec<String> = (0..cfg.keys).map(|k| format!("{PREFIX}k{k}")).collect();
+    // The clients stop before the final reads; the lease and watch tasks only after the
+    // final checks (the watcher must still catch up then).
     let stop = Arc::new(AtomicBool::new(false));
+    let stop_observers = Arc::new(AtomicBool::new(false));
     let mut invariants = Vec::new();
     let mut tasks: Vec<JoinHandle<()>> = Vec::new();
 
@@ -86,21 +89,21 @@ pub async fn run(cfg: &Config, check: &dyn Fn(&[Op]) -> Verdict) -> anyhow::Resu
             lease,
             lease_log.clone(),
             rec.clone(),
-            stop.clone(),
+            stop_observers.clone(),
         )));
         tasks.push(tokio::spawn(invariants::watch_key(
             urls.clone(),
             LEASE_KEY.into(),
             lease_log.clone(),
             rec.clone(),
-            stop.clone(),
+            stop_observers.clone(),
         )));
         tasks.push(tokio::spawn(invariants::watcher(
             urls.clone(),
             PREFIX.into(),
             watch_start,
             watch_log.clone(),
-            stop.clone(),
+            stop_observers.clone(),
         )));
     }
 
@@ -172,7 +175,7 @@ pub async fn run(cfg: &Config, check: &dyn Fn(&[Op]) -> Verdict) -> anyhow::Resu
         invariants.push(lease_invariant(&urls, &lease_log).await);
         invariants.push(watch_invariant(&urls, watch_start, &watch_log, &rec).await);
     }
-    stop.store(true, Ordering::SeqCst);
+    stop_observers.store(true, Ordering::SeqCst);
     for t in tasks {
         let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
     }

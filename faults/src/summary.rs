@@ -169,6 +169,9 @@ impl fmt::Display for Summary {
                     .map(|d| format!("{} later", ms(d)))
                     .unwrap_or_else(|| "NEVER".into()),
             )?;
+            if !e.note.is_empty() {
+                writeln!(f, "            {}", e.note)?;
+            }
         }
         let verdict = if self.verdict.linearizable {
             "LINEARIZABLE"
