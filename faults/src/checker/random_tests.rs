@@ -116,33 +116,45 @@ fn wrote(op: &Op) -> Option<&str> {
 }
 
 /// Picks a read and an older value it certainly cannot return: one written by an operation
-/// that completed before another write began, which itself completed before the read began.
+/// that completed before another write began, which itself completed before the read began
+/// (values are unique, so nothing else wrote it).
 fn stale_read(history: &[Op], rng: &mut Rng) -> Option<(usize, String)> {
-    let mut candidates = Vec::new();
-    for (r, read) in history.iter().enumerate() {
-        let Outcome::Read(seen) = &read.outcome else {
+    let latest_before = |key: &str, time: u64| {
+        let writes = history.iter().filter(|w| w.key == key && w.complete < time);
+        writes
+            .filter(|w| wrote(w).is_some())
+            .max_by_key(|w| w.complete)
+    };
+    for _ in 0..1000 {
+        let r = rng.below(history.len() as u64) as usize;
+        let Outcome::Read(seen) = &history[r].outcome else {
             continue;
         };
-        for x in history
-            .iter()
-            .filter(|x| x.key == read.key && x.complete < read.invoke)
-        {
-            let Some(newer) = wrote(x) else { continue };
-            for u in history
-                .iter()
-                .filter(|u| u.key == read.key && u.complete < x.invoke)
-            {
-                match wrote(u) {
-                    Some(older) if older != newer && seen.as_deref() != Some(older) => {
-                        candidates.push((r, older.to_owned()));
-                    }
-                    _ => {}
-                }
-            }
+        let Some(newer) = latest_before(&history[r].key, history[r].invoke) else {
+            continue;
+        };
+        let older = latest_before(&history[r].key, newer.invoke).and_then(wrote);
+        if let Some(older) = older.filter(|o| seen.as_deref() != Some(*o)) {
+            return Some((r, older.to_owned()));
         }
     }
-    let pick = rng.below(candidates.len() as u64) as usize;
-    candidates.get(pick).cloned()
+    None
+}
+
+/// Makes one read of `history` stale and checks that exactly that read is blamed.
+fn assert_stale_read_flagged(history: &mut [Op], seed: u64) -> bool {
+    let mut rng = Rng(seed ^ 0x5EED);
+    let Some((r, older)) = stale_read(history, &mut rng) else {
+        return false;
+    };
+    history[r].outcome = Outcome::Read(Some(older));
+    let report = check(history);
+    let blamed = report.keys.iter().find_map(|k| match &k.verdict {
+        Verdict::Violation(why) => Some(why.blocked.clone()),
+        _ => None,
+    });
+    assert_eq!(blamed.as_ref(), Some(&history[r]), "seed {seed}:\n{report}");
+    true
 }
 
 const SMALL: Shape = Shape {
@@ -168,18 +180,9 @@ fn one_read_made_stale_is_always_flagged() {
     let mut flagged = 0;
     for seed in 0..60 {
         let mut history = generate(seed, &SMALL);
-        let mut rng = Rng(seed ^ 0x5EED);
-        let Some((r, older)) = stale_read(&history, &mut rng) else {
-            continue;
-        };
-        history[r].outcome = Outcome::Read(Some(older));
-        let report = check(&history);
-        let blamed = report.keys.iter().find_map(|k| match &k.verdict {
-            Verdict::Violation(why) => Some(why.blocked.clone()),
-            _ => None,
-        });
-        assert_eq!(blamed.as_ref(), Some(&history[r]), "seed {seed}:\n{report}");
-        flagged += 1;
+        if assert_stale_read_flagged(&mut history, seed) {
+            flagged += 1;
+        }
     }
     // The shape makes stale candidates common; a generator that stopped producing them would
     // make this test vacuous.
@@ -189,7 +192,9 @@ fn one_read_made_stale_is_always_flagged() {
     );
 }
 
-/// The suite's size: 8 clients at ~100 ops/s each for 90 s over 5 keys, 1% unanswered.
+/// The suite's size: 8 clients at ~100 ops/s each for 90 s over 5 keys, 3% unanswered. It
+/// passes, and one stale read in it is found within the default budget (without the handling
+/// of unanswered writes nobody read, the search gives up on such a key).
 #[test]
 fn a_full_run_sized_history_checks() {
     let shape = Shape {
@@ -198,16 +203,17 @@ fn a_full_run_sized_history_checks() {
         ops_per_client: 9_000,
         max_gap: 4_000_000,
         max_duration: 12_000_000,
-        unanswered: 1,
+        unanswered: 3,
     };
-    let history = generate(7, &shape);
+    let mut history = generate(7, &shape);
     let started = std::time::Instant::now();
     let report = check(&history);
     assert!(report.is_linearizable(), "{report}");
-    eprintln!(
-        "{} ops checked in {:?}:\n{report}",
-        history.len(),
-        started.elapsed()
+    let took = started.elapsed();
+    eprintln!("{} ops checked in {took:?}:\n{report}", history.len());
+    assert!(
+        assert_stale_read_flagged(&mut history, 7),
+        "no read to make stale"
     );
 }
 
