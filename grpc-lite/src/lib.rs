@@ -1,10 +1,11 @@
-//! gRPC's unary calls straight on hyper's HTTP/2, without tonic's server stack:
+//! gRPC's unary calls straight on HTTP/2 (hyperium's h2, or hyper for tonic services), without
+//! tonic's server stack:
 //!
 //! - [`grpc`]: the wire format (message prefix, `grpc-timeout`, statuses as tonic answers them);
 //! - [`server`]: a server of unary handlers by path, with tonic services as the fallback for
 //!   every other path (streams included), and graceful connection close;
-//! - [`http2`]: our own HTTP/2 connection for unary calls (one task per connection), used by
-//!   the server when it has no tonic services, and by `micro`'s client.
+//! - [`http2`]: unary calls on h2 directly (one task per connection), used by the server when
+//!   it has no tonic services, and by `micro`'s client.
 //!
 //! Used by `micro` (the services' server and client) and by the registry's client API.
 

@@ -1,7 +1,8 @@
-//! The services' gRPC server, straight on hyper's HTTP/2 connection:
+//! The services' gRPC server: routes of unary handlers only on h2 directly
+//! ([`crate::http2::server`]), routes with tonic services on hyper's HTTP/2 connection:
 //!
 //! ```text
-//!   TCP accept ─► hyper http2 connection ─► dispatch on the path `/<Service>/<Method>`
+//!   TCP accept (connection cap) ─► hyper http2 connection ─► dispatch on the path `/<Service>/<Method>`
 //!        ├─ a unary handler: grpc-timeout? ─► read the frames ─► handler(bytes) ─► frame + trailers
 //!        ├─ a tonic service added with `Routes::tonic` (fallback, e.g. generated servers)
 //!        └─ nothing: UNIMPLEMENTED (trailers-only)
@@ -78,7 +79,7 @@ pub struct Routes {
     /// Largest request message the handlers accept (tonic's `max_decoding_message_size`).
     pub(crate) max_message: usize,
     /// The answer to a call whose `grpc-timeout` expires (tonic's by default).
-    expired: fn() -> Status,
+    pub(crate) expired: fn() -> Status,
 }
 
 /// tonic's answer to an expired `grpc-timeout`.
@@ -392,17 +393,40 @@ fn builder() -> http2::Builder<TokioExecutor> {
     builder
 }
 
+pub use crate::http2::server::Limits;
+
 /// Serves `routes` on `listener` until `shutdown` is cancelled, then closes the listener, lets
 /// every connection finish its in-flight calls (HTTP/2 GOAWAY) and returns.
 pub async fn serve(listener: TcpListener, routes: Routes, shutdown: CancellationToken) {
+    serve_with(listener, routes, Limits::default(), shutdown).await
+}
+
+/// [`serve`] with `limits`: routes without tonic services are served on h2 directly (one task
+/// per connection, [`crate::http2::server`]) under all of them; routes with tonic services on
+/// hyper, under the connection cap.
+pub async fn serve_with(
+    listener: TcpListener,
+    routes: Routes,
+    limits: Limits,
+    shutdown: CancellationToken,
+) {
     let service = Dispatch(Arc::new(routes));
     let builder = builder();
     let connections = Connections::default();
+    // At the cap the loop stops accepting: further clients wait in the kernel's backlog.
+    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
+    let limits = Arc::new(limits);
     loop {
-        let stream = tokio::select! {
+        let accept = async {
+            let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
+                return std::future::pending().await;
+            };
+            (slot, listener.accept().await)
+        };
+        let (slot, stream) = tokio::select! {
             _ = shutdown.cancelled() => break,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+            (slot, accepted) = accept => match accepted {
+                Ok((stream, _)) => (slot, stream),
                 Err(error) => {
                     // Out of descriptors and the like: do not spin.
                     tracing::debug!(%error, "accept failed");
@@ -416,13 +440,18 @@ pub async fn serve(listener: TcpListener, routes: Routes, shutdown: Cancellation
         let closer = connections.closer();
         if service.0.fallback.is_none() {
             let routes = Arc::clone(&service.0);
-            tokio::spawn(crate::http2::server::serve_connection(
-                stream, routes, closer,
-            ));
+            let limits = Arc::clone(&limits);
+            tokio::spawn(async move {
+                crate::http2::server::serve_connection(stream, routes, limits, closer).await;
+                drop(slot);
+            });
             continue;
         }
         let connection = builder.serve_connection(TokioIo::new(stream), service.clone());
-        tokio::spawn(closer.serve(connection, |c| c.graceful_shutdown()));
+        tokio::spawn(async move {
+            closer.serve(connection, |c| c.graceful_shutdown()).await;
+            drop(slot);
+        });
     }
     drop(listener);
     connections.drain().await;
@@ -559,8 +588,8 @@ mod tests {
         }
     }
 
-    /// Which connection serves the routes: hyper's (routes with a tonic service) or our own
-    /// HTTP/2 connection (unary handlers only). Each test of the unary handlers runs on both.
+    /// Which connection serves the routes: hyper's (routes with a tonic service) or h2 driven
+    /// directly (unary handlers only). Each test of the unary handlers runs on both.
     #[derive(Debug, Clone, Copy)]
     enum Engine {
         Hyper,

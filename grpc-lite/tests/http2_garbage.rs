@@ -1,5 +1,7 @@
-//! Random frames against our HTTP/2 server and client: nothing a peer sends may panic either
+//! Random frames against our gRPC server and client on h2: nothing a peer sends may panic either
 //! end. This file is its own test process, so a panic hook can count panics in any task.
+
+mod common;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -7,10 +9,8 @@ use std::time::Duration;
 
 use grpc_lite::grpc;
 use grpc_lite::http2::client::Connection;
-use grpc_lite::http2::{frame, hpack};
 use grpc_lite::server::{serve, Routes};
 use http::HeaderMap;
-use prost::bytes::BytesMut;
 use proto::greeter::{Request as Hello, Response as Answer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -49,7 +49,7 @@ impl Rng {
 
 /// A random frame: any type (mostly the known ones), flags, a small stream id, a payload that is
 /// random or a plausible one for its type.
-fn random_frame(rng: &mut Rng, out: &mut BytesMut) {
+fn random_frame(rng: &mut Rng, out: &mut Vec<u8>) {
     let kind = if rng.below(8) == 0 {
         rng.below(256) as u8
     } else {
@@ -70,8 +70,7 @@ fn random_frame(rng: &mut Rng, out: &mut BytesMut) {
         _ => rng.below(300) as usize,
     };
     let payload = rng.bytes(len);
-    frame::put_head(out, payload.len(), kind, flags, stream);
-    out.extend_from_slice(&payload);
+    common::frame(out, kind, flags, stream, &payload);
 }
 
 fn echo() -> Routes {
@@ -90,15 +89,12 @@ async fn random_frames_neither_panic_the_server_nor_stop_it_serving() {
 
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     for _ in 0..300 {
-        let mut out = BytesMut::from(frame::PREFACE);
+        let mut out = common::PREFACE.to_vec();
         // Sometimes a valid request first, so later frames meet open streams.
         if rng.below(2) == 0 {
-            frame::put_settings(&mut out, &[]);
-            let mut block = BytesMut::new();
-            hpack::indexed(&mut block, hpack::METHOD_POST);
-            hpack::indexed(&mut block, hpack::SCHEME_HTTP);
-            hpack::literal_with_name(&mut block, hpack::PATH, b"/go.micro.srv.greeter.Say/Hello");
-            frame::put_headers(&mut out, 1, &block, false, frame::DEFAULT_MAX_FRAME);
+            out = common::preface();
+            let block = common::request_block("/go.micro.srv.greeter.Say/Hello");
+            common::frame(&mut out, common::HEADERS, common::END_HEADERS, 1, &block);
         }
         for _ in 0..rng.below(12) + 1 {
             random_frame(&mut rng, &mut out);
@@ -142,8 +138,8 @@ async fn random_frames_from_a_server_fail_calls_without_panics() {
     tokio::spawn(async move {
         let mut rng = Rng(0x2545_f491_4f6c_dd1d);
         while let Ok((mut socket, _)) = listener.accept().await {
-            let mut out = BytesMut::new();
-            frame::put_settings(&mut out, &[]);
+            let mut out = Vec::new();
+            common::frame(&mut out, common::SETTINGS, 0, 0, &[]);
             for _ in 0..rng.below(12) + 1 {
                 random_frame(&mut rng, &mut out);
             }

@@ -1,313 +1,378 @@
-//! The server end: unary gRPC calls of one connection, answered from one task.
+//! The server end: the unary gRPC calls of one connection on hyperium's `h2`, driven by one task.
 //!
 //! ```text
-//!   read ─► HEADERS: route by :path (UNIMPLEMENTED at once if none), grpc-timeout
-//!        ─► DATA: gRPC frames ([`Frames`], the route's message limit)
-//!        ─► END_STREAM: handler future (under the deadline) ─► set of running calls
-//!   running call done ─► HEADERS :status 200 + DATA + trailers (or trailers-only status)
-//!   everything ready is answered, then one write
+//!   accept (h2: frames, HPACK, flow control, limits) ─► call: route by :path (UNIMPLEMENTED
+//!   at once if none) ─► read the message ([`Frames`], the route's limit) ─► handler (under the
+//!   grpc-timeout) ─► HEADERS :status 200 + DATA + trailers (or a trailers-only status)
 //! ```
 //!
-//! On a single-threaded runtime the handlers of a connection run inside its task (a future
-//! each, not a task each): a call costs no spawn and no cross-task hand-off. On a
-//! multi-threaded runtime each call is a task, so one busy connection still uses every worker.
-//! Either way the answers of many calls leave in one write. A RST_STREAM from the client drops
-//! its call's future, as hyper did; a handler that panics fails only its call (INTERNAL).
+//! hyper gives each stream a task, a service call and a body type between the handler and h2;
+//! here the task that drives `h2::server::Connection` also polls the connection's calls (a
+//! future each in a `FuturesUnordered`), so a call costs no spawn and no channel, and the
+//! answers of many calls leave in one write. On a multi-threaded runtime a call is its own task,
+//! so one busy connection still uses every worker. A RST_STREAM from the client drops its call's
+//! future; a handler that panics fails only its call (INTERNAL).
+//!
+//! A graceful stop is h2's: GOAWAY with the largest stream id, then (a round trip later) the
+//! final GOAWAY; the calls accepted until then are answered in full, flow control included
+//! (h2 counts a stream until its last byte has been written); streams opened after it are
+//! refused. Then our side of the socket is shut and we read until the client closes (bounded),
+//! so requests it sent meanwhile do not make the kernel reset the connection under answers the
+//! client has not read yet.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::{pin, Pin};
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
-use futures::future::{AbortHandle, Abortable, Aborted, FutureExt};
+use futures::future::FutureExt;
 use futures::stream::{FuturesUnordered, StreamExt};
-use http::HeaderMap;
+use h2::server::SendResponse;
+use h2::RecvStream;
+use http::{HeaderMap, HeaderValue, Request, Response};
 use prost::bytes::Bytes;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 use tonic::Status;
 
-use super::conn::{ConnError, Core, Event, Role};
-use super::frame::code;
-use super::headers::Headers;
 use crate::grpc::{self, Direction, Frames};
-use crate::server::{Closer, Handler, Routes};
+use crate::server::{Closer, Routes};
 
-/// Streams a client may have open at once (SETTINGS_MAX_CONCURRENT_STREAMS, hyper's default);
-/// more are refused.
-const MAX_STREAMS: u32 = 200;
-
-/// A call in flight: its stream and answer, or `Aborted` once the client reset the stream.
-type Call = Pin<Box<dyn Future<Output = Result<(u32, Result<Bytes, Status>), Aborted>> + Send>>;
-
-/// A request whose message is still arriving.
-struct Incoming {
-    handler: Arc<dyn Handler>,
-    headers: HeaderMap,
-    frames: Frames,
-    deadline: Option<Instant>,
+/// The limits and timers of the server's connections. Every h2 protection is set explicitly
+/// (not left to h2's defaults), at hyper's values unless said otherwise.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Connections served at once; further clients wait in the listen backlog.
+    pub max_connections: usize,
+    /// Streams a client may have open at once (SETTINGS_MAX_CONCURRENT_STREAMS); more are
+    /// refused by h2.
+    pub max_streams: u32,
+    /// SETTINGS_MAX_HEADER_LIST_SIZE, advertised and enforced (hyper: 16 KiB).
+    pub max_header_list: u32,
+    /// SETTINGS_MAX_FRAME_SIZE (the protocol's minimum, 16 KiB).
+    pub max_frame: u32,
+    /// Flow-control window of each request stream and of the connection: what a client may
+    /// send before we have taken its data.
+    pub stream_window: u32,
+    pub connection_window: u32,
+    /// Data h2 buffers per stream before its flow control stops asking for more (hyper: 400 KiB).
+    pub max_send_buffer: usize,
+    /// Streams a client may reset before we accepted them (CVE-2023-44487; h2/hyper: 20), and
+    /// streams we may reset for its protocol errors (hyper: 1,024), before GOAWAY.
+    pub max_pending_accept_resets: usize,
+    pub max_local_error_resets: usize,
+    /// The client preface and SETTINGS must arrive within this.
+    pub handshake_timeout: Duration,
+    /// A connection without a call for this long is closed (gracefully).
+    pub idle_timeout: Duration,
+    /// A PING goes out this often; a connection whose PONG does not come back within
+    /// `keepalive_timeout` is dropped (a dead peer, or one that does not read).
+    pub keepalive_interval: Duration,
+    pub keepalive_timeout: Duration,
+    /// After our last byte: how long we read, waiting for the client to close.
+    pub linger: Duration,
 }
 
-struct Connection {
-    core: Core,
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: 4096,
+            max_streams: 200,
+            max_header_list: 16 * 1024,
+            max_frame: 16 * 1024,
+            stream_window: 1024 * 1024,
+            connection_window: 2 * 1024 * 1024,
+            max_send_buffer: 400 * 1024,
+            max_pending_accept_resets: 20,
+            max_local_error_resets: 1024,
+            handshake_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(300),
+            keepalive_interval: Duration::from_secs(30),
+            keepalive_timeout: Duration::from_secs(20),
+            linger: Duration::from_secs(2),
+        }
+    }
+}
+
+impl Limits {
+    fn builder(&self) -> h2::server::Builder {
+        let mut builder = h2::server::Builder::new();
+        builder
+            .max_concurrent_streams(self.max_streams)
+            .max_header_list_size(self.max_header_list)
+            .max_frame_size(self.max_frame)
+            .initial_window_size(self.stream_window)
+            .initial_connection_window_size(self.connection_window)
+            .max_send_buffer_size(self.max_send_buffer)
+            .max_pending_accept_reset_streams(self.max_pending_accept_resets)
+            .max_local_error_reset_streams(Some(self.max_local_error_resets));
+        builder
+    }
+}
+
+type Call = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// Serves the unary handlers of `routes` on `io` until the client goes, the connection fails,
+/// or `closer` says to close: then a graceful stop (module docs), and it returns.
+pub async fn serve_connection(
+    mut io: TcpStream,
     routes: Arc<Routes>,
-    incoming: HashMap<u32, Incoming>,
+    limits: Arc<Limits>,
+    mut closer: Closer,
+) {
+    let mut close = pin!(closer.closing());
+    // h2 borrows the socket, so that it is ours again for the lingering close.
+    let handshake = limits.builder().handshake::<_, Bytes>(&mut io);
+    let mut conn = tokio::select! {
+        conn = tokio::time::timeout(limits.handshake_timeout, handshake) => match conn {
+            Ok(Ok(conn)) => conn,
+            Ok(Err(error)) => return tracing::debug!(%error, "HTTP/2 handshake failed"),
+            Err(_) => return tracing::debug!("HTTP/2 handshake timed out"),
+        },
+        _ = close.as_mut() => return,
+    };
+    let parallel = tokio::runtime::Handle::current().runtime_flavor()
+        == tokio::runtime::RuntimeFlavor::MultiThread;
+    let now = Instant::now();
+    let mut state = Driver {
+        routes,
+        running: FuturesUnordered::new(),
+        parallel,
+        closing: false,
+        idle_from: now,
+        idle: Box::pin(tokio::time::sleep_until(now + limits.idle_timeout)),
+        pings: conn.ping_pong(),
+        awaiting_pong: false,
+        keepalive: Box::pin(tokio::time::sleep_until(now + limits.keepalive_interval)),
+        limits: Arc::clone(&limits),
+    };
+    let graceful = std::future::poll_fn(|cx| {
+        if !state.closing && close.as_mut().poll(cx).is_ready() {
+            state.closing = true;
+            conn.graceful_shutdown();
+        }
+        state.poll(&mut conn, cx)
+    })
+    .await;
+    drop(conn);
+    if graceful {
+        linger(&mut io, limits.linger).await;
+    }
+}
+
+/// Shuts our side and reads (discarding) until the client closes or `limit` has passed.
+async fn linger(io: &mut TcpStream, limit: Duration) {
+    let drain = async {
+        let _ = io.shutdown().await;
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = io.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(limit, drain).await;
+}
+
+struct Driver {
+    routes: Arc<Routes>,
     running: FuturesUnordered<Call>,
     /// Calls run as tasks of their own (multi-threaded runtime) rather than inside this one.
     parallel: bool,
-    aborts: HashMap<u32, AbortHandle>,
-    events: Vec<Event>,
-    /// Highest stream id accepted.
-    last_stream: u32,
-    /// A GOAWAY has gone out: no new streams.
     closing: bool,
-    /// Nothing more will be read (end of stream or a protocol error).
-    read_done: bool,
+    /// When the last call ended; `idle` fires at or before `idle_from + idle_timeout`.
+    idle_from: Instant,
+    idle: Pin<Box<Sleep>>,
+    pings: Option<h2::PingPong>,
+    awaiting_pong: bool,
+    keepalive: Pin<Box<Sleep>>,
+    limits: Arc<Limits>,
 }
 
-/// Serves the unary handlers of `routes` on `io` until the client goes, the connection fails,
-/// or `closer` says to close: then GOAWAY, the calls in flight finish, and it returns.
-pub async fn serve_connection(io: TcpStream, routes: Arc<Routes>, mut closer: Closer) {
-    let window = u32::try_from(routes.max_message + 64 * 1024)
-        .unwrap_or(u32::MAX)
-        .clamp(super::conn::STREAM_WINDOW, super::frame::MAX_WINDOW as u32);
-    let mut conn = Connection {
-        core: Core::new(io, Role::Server, MAX_STREAMS, window),
-        routes,
-        incoming: HashMap::new(),
-        running: FuturesUnordered::new(),
-        parallel: tokio::runtime::Handle::current().runtime_flavor()
-            == tokio::runtime::RuntimeFlavor::MultiThread,
-        aborts: HashMap::new(),
-        events: Vec::new(),
-        last_stream: 0,
-        closing: false,
-        read_done: false,
-    };
-    let mut close = pin!(closer.closing());
-    std::future::poll_fn(|cx| {
-        if !conn.closing && close.as_mut().poll(cx).is_ready() {
-            conn.close();
-        }
-        conn.poll(cx)
-    })
-    .await
-}
+type Conn<'a> = h2::server::Connection<&'a mut TcpStream, Bytes>;
 
-impl Connection {
-    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+impl Driver {
+    /// Ready(true) once the connection has ended cleanly (h2 wrote everything and shut the
+    /// socket), Ready(false) when it failed or was dropped.
+    fn poll(&mut self, conn: &mut Conn<'_>, cx: &mut Context<'_>) -> Poll<bool> {
         loop {
-            let mut busy = false;
-            if !self.read_done {
-                match self.core.poll_read(cx, &mut self.events) {
-                    Poll::Ready(Ok(more)) => {
-                        busy = true;
-                        self.read_done = !more;
-                        let mut events = std::mem::take(&mut self.events);
-                        for event in events.drain(..) {
-                            self.event(event);
-                        }
-                        self.events = events;
-                    }
-                    Poll::Ready(Err(ConnError::Io(error))) => {
-                        tracing::debug!(%error, "connection ended");
-                        return Poll::Ready(());
-                    }
-                    Poll::Ready(Err(error)) => {
-                        // The GOAWAY is queued; calls in flight are dropped.
-                        tracing::debug!(%error, "closing connection");
-                        self.read_done = true;
-                        self.incoming.clear();
-                        self.running.clear();
-                        self.aborts.clear();
-                        busy = true;
-                    }
-                    Poll::Pending => {}
-                }
+            // Calls first: what they answer is written by the connection's poll below.
+            let had_calls = !self.running.is_empty();
+            while let Poll::Ready(Some(())) = self.running.poll_next_unpin(cx) {}
+            if had_calls && self.running.is_empty() {
+                self.idle_from = Instant::now();
             }
-            while let Poll::Ready(Some(done)) = self.running.poll_next_unpin(cx) {
-                busy = true;
-                if let Ok((stream, result)) = done {
-                    self.aborts.remove(&stream);
-                    self.answer(stream, result);
-                }
-            }
-            match self.core.poll_flush(cx) {
-                Poll::Ready(Err(error)) => {
-                    tracing::debug!(%error, "connection write failed");
-                    return Poll::Ready(());
-                }
-                Poll::Ready(Ok(())) => {
-                    let idle = self.running.is_empty() && self.incoming.is_empty();
-                    if self.read_done && self.running.is_empty() || self.closing && idle {
-                        return Poll::Ready(());
+            match conn.poll_accept(cx) {
+                Poll::Ready(Some(Ok((request, respond)))) => {
+                    let call = call(Arc::clone(&self.routes), request, respond);
+                    if self.parallel {
+                        let task = tokio::spawn(call);
+                        self.running.push(Box::pin(task.map(|_| ())));
+                    } else {
+                        self.running.push(Box::pin(call));
                     }
+                    // The new call may be answerable at once (its message came with it).
+                    continue;
                 }
+                Poll::Ready(Some(Err(error))) => {
+                    tracing::debug!(%error, "connection ended");
+                    return Poll::Ready(false);
+                }
+                Poll::Ready(None) => return Poll::Ready(true),
                 Poll::Pending => {}
             }
-            if !busy {
-                return Poll::Pending;
+            if self.timers(conn, cx) {
+                return Poll::Ready(false);
             }
+            return Poll::Pending;
         }
     }
 
-    /// Graceful close: GOAWAY naming the last stream taken; those finish.
-    fn close(&mut self) {
-        self.closing = true;
-        self.core.goaway(self.last_stream);
-    }
-
-    fn event(&mut self, event: Event) {
-        match event {
-            Event::Headers {
-                stream,
-                block,
-                end_stream,
-            } => {
-                if self.incoming.contains_key(&stream) {
-                    // Request trailers: the message is complete.
-                    if end_stream {
-                        self.start(stream);
-                    } else {
-                        self.incoming.remove(&stream);
-                        self.core.reset(stream, code::PROTOCOL_ERROR);
-                    }
-                    return;
-                }
-                if stream % 2 == 0 || stream <= self.last_stream {
-                    // Not a new client stream: one we already answered or reset; ignored.
-                    return;
-                }
-                self.last_stream = stream;
-                if self.closing || self.incoming.len() + self.running.len() >= MAX_STREAMS as usize
-                {
-                    self.core.reset(stream, code::REFUSED_STREAM);
-                    return;
-                }
-                let deadline = grpc::parse_timeout(&block.fields).map(|t| Instant::now() + t);
-                let handler = block
-                    .path
-                    .as_deref()
-                    .and_then(|p| std::str::from_utf8(p).ok())
-                    .and_then(|p| self.routes.handlers.get(p));
-                let Some(handler) = handler else {
-                    return self.answer_early(stream, end_stream, Status::unimplemented(""));
-                };
-                if let Some(status) = grpc::unsupported_encoding(&block.fields) {
-                    return self.answer_early(stream, end_stream, status);
-                }
-                let incoming = Incoming {
-                    handler: Arc::clone(handler),
-                    headers: block.fields,
-                    frames: Frames::with_limit(Direction::Request, self.routes.max_message),
-                    deadline,
-                };
-                self.incoming.insert(stream, incoming);
-                if end_stream {
-                    self.start(stream);
-                }
+    /// The idle timeout and keep-alive PINGs; true when the connection is to be dropped.
+    fn timers(&mut self, conn: &mut Conn<'_>, cx: &mut Context<'_>) -> bool {
+        if !self.closing && self.running.is_empty() && self.idle.as_mut().poll(cx).is_ready() {
+            let at = self.idle_from + self.limits.idle_timeout;
+            if Instant::now() >= at {
+                tracing::debug!("idle connection closed");
+                self.closing = true;
+                conn.graceful_shutdown();
+                // Wakes this task again: h2 writes the GOAWAY.
+                cx.waker().wake_by_ref();
+            } else {
+                self.idle.as_mut().reset(at);
+                let _ = self.idle.as_mut().poll(cx);
             }
-            Event::Data {
-                stream,
-                data,
-                end_stream,
-            } => {
-                // DATA of a stream already answered or reset is dropped.
-                let Some(incoming) = self.incoming.get_mut(&stream) else {
-                    return;
-                };
-                if let Err(status) = incoming.frames.push(data) {
-                    self.incoming.remove(&stream);
-                    return self.answer_early(stream, end_stream, status);
-                }
-                if end_stream {
-                    self.start(stream);
-                }
-            }
-            Event::Reset { stream, .. } => {
-                self.incoming.remove(&stream);
-                if let Some(abort) = self.aborts.remove(&stream) {
-                    abort.abort();
-                }
-            }
-            // The client closes; the calls it sent are still answered.
-            Event::GoAway { .. } => {}
         }
-    }
-
-    /// The request on `stream` is complete: its handler starts.
-    fn start(&mut self, stream: u32) {
-        let Some(incoming) = self.incoming.remove(&stream) else {
-            return;
+        let Some(pings) = self.pings.as_mut() else {
+            return false;
         };
-        let message = match incoming.frames.finish() {
-            Ok(Some(message)) => message,
-            Ok(None) => {
-                return self.answer(stream, Err(Status::internal("Missing request message.")))
-            }
-            Err(status) => return self.answer(stream, Err(status)),
-        };
-        // A handler that panics fails its own call (INTERNAL), not the connection.
-        let work = AssertUnwindSafe(incoming.handler.call(incoming.headers, message))
-            .catch_unwind()
-            .map(|result| result.unwrap_or_else(|_| Err(Status::internal("handler panicked"))));
-        let deadline = incoming.deadline;
-        let (abort, registration) = AbortHandle::new_pair();
-        let call = Abortable::new(
-            async move {
-                let result = match deadline {
-                    None => work.await,
-                    Some(at) => match tokio::time::timeout_at(at, work).await {
-                        Ok(result) => result,
-                        Err(_) => Err(Status::cancelled("Timeout expired")),
-                    },
-                };
-                (stream, result)
-            },
-            registration,
-        );
-        self.aborts.insert(stream, abort);
-        if self.parallel {
-            // A multi-threaded runtime: the call runs as its own task, so the handlers of one
-            // connection use every worker; its answer still comes back to this task.
-            let task = tokio::spawn(call);
-            self.running.push(Box::pin(async move {
-                task.await.unwrap_or(Err(futures::future::Aborted))
-            }));
-        } else {
-            self.running.push(Box::pin(call));
-        }
-    }
-
-    fn answer(&mut self, stream: u32, result: Result<Bytes, Status>) {
-        match result {
-            Ok(frame) => {
-                self.core.send_headers(stream, Headers::Response, false);
-                self.core.send_data(stream, frame, false);
-                // The trailers may wait behind the DATA; they are encoded when written.
-                self.core.send_headers(stream, Headers::Ok, true);
-            }
-            Err(status) => {
-                // Trailers-only, with tonic's headers (`grpc-status`, `grpc-message`,
-                // `grpc-status-details-bin`).
-                let mut headers = HeaderMap::with_capacity(3);
-                if let Err(fallback) = status.add_header(&mut headers) {
-                    // A message that cannot be a header value: tonic's own fallback status.
-                    let _ = fallback.add_header(&mut headers);
+        if self.awaiting_pong {
+            if let Poll::Ready(result) = pings.poll_pong(cx) {
+                self.awaiting_pong = false;
+                if result.is_err() {
+                    // The connection is ending; h2 reports how.
+                    self.pings = None;
+                    return false;
                 }
-                self.core
-                    .send_headers(stream, Headers::TrailersOnly(headers), true);
+                let next = Instant::now() + self.limits.keepalive_interval;
+                self.keepalive.as_mut().reset(next);
             }
         }
-    }
-
-    /// Answers before the request is complete; the client is told to stop sending.
-    fn answer_early(&mut self, stream: u32, end_stream: bool, status: Status) {
-        self.answer(stream, Err(status));
-        if !end_stream {
-            self.core.reset(stream, code::NO_ERROR);
+        while self.keepalive.as_mut().poll(cx).is_ready() {
+            if self.awaiting_pong {
+                tracing::debug!("no PONG in time: connection dropped");
+                return true;
+            }
+            if pings.send_ping(h2::Ping::opaque()).is_err() {
+                self.pings = None;
+                return false;
+            }
+            self.awaiting_pong = true;
+            let _ = pings.poll_pong(cx);
+            let deadline = Instant::now() + self.limits.keepalive_timeout;
+            self.keepalive.as_mut().reset(deadline);
         }
+        false
+    }
+}
+
+/// One call: route, read, handle, answer. A RST_STREAM from the client drops the work.
+async fn call(routes: Arc<Routes>, request: Request<RecvStream>, mut respond: SendResponse<Bytes>) {
+    let (head, mut body) = request.into_parts();
+    let expired = routes.expired;
+    let deadline = grpc::parse_timeout(&head.headers).map(|t| Instant::now() + t);
+    let result = {
+        let work = handle(&routes, head, &mut body);
+        let work = async move {
+            match deadline {
+                None => work.await,
+                Some(at) => tokio::time::timeout_at(at, work)
+                    .await
+                    .unwrap_or_else(|_| Err(expired())),
+            }
+        };
+        let mut work = pin!(work);
+        std::future::poll_fn(|cx| {
+            if let Poll::Ready(result) = work.as_mut().poll(cx) {
+                return Poll::Ready(Some(result));
+            }
+            match respond.poll_reset(cx) {
+                Poll::Ready(_) => Poll::Ready(None),
+                Poll::Pending => Poll::Pending,
+            }
+        })
+        .await
+    };
+    if let Some(result) = result {
+        answer(&mut respond, result);
+    }
+    // The request body lives until the answer is queued: a request still arriving is then
+    // ended with RST_STREAM(NO_ERROR), as RFC 9113 §8.1 asks, rather than CANCEL.
+    drop(body);
+}
+
+async fn handle(
+    routes: &Routes,
+    head: http::request::Parts,
+    body: &mut RecvStream,
+) -> Result<Bytes, Status> {
+    let Some(handler) = routes.handlers.get(head.uri.path()) else {
+        return Err(Status::unimplemented(""));
+    };
+    if let Some(status) = grpc::unsupported_encoding(&head.headers) {
+        return Err(status);
+    }
+    let message = read_message(body, routes.max_message).await?;
+    // A handler that panics (even while making its future) fails its own call, not the
+    // connection.
+    AssertUnwindSafe(async move { handler.call(head.headers, message).await })
+        .catch_unwind()
+        .await
+        .unwrap_or_else(|_| Err(Status::internal("handler panicked")))
+}
+
+/// The request's one message; its window is given back as the data is taken.
+async fn read_message(body: &mut RecvStream, limit: usize) -> Result<Bytes, Status> {
+    let mut frames = Frames::with_limit(Direction::Request, limit);
+    while let Some(data) = body.data().await {
+        let data = data.map_err(|e| Status::from_error(Box::new(e)))?;
+        let _ = body.flow_control().release_capacity(data.len());
+        frames.push(data)?;
+    }
+    frames
+        .finish()?
+        .ok_or_else(|| Status::internal("Missing request message."))
+}
+
+/// Queues the answer: HEADERS, the message, `grpc-status: 0` trailers; or, for a failure, a
+/// trailers-only answer with tonic's headers (`grpc-status`, `grpc-message`,
+/// `grpc-status-details-bin`). h2 writes it under the client's windows.
+fn answer(respond: &mut SendResponse<Bytes>, result: Result<Bytes, Status>) {
+    let mut response = Response::new(());
+    let headers = response.headers_mut();
+    headers.insert(http::header::CONTENT_TYPE, grpc::CONTENT_TYPE);
+    let sent = match result {
+        Ok(frame) => respond
+            .send_response(response, false)
+            .and_then(|mut stream| {
+                stream.send_data(frame, false)?;
+                let mut trailers = HeaderMap::with_capacity(1);
+                trailers.insert(grpc::GRPC_STATUS, HeaderValue::from_static("0"));
+                stream.send_trailers(trailers)
+            }),
+        Err(status) => {
+            if let Err(fallback) = status.add_header(headers) {
+                // A message that cannot be a header value: tonic's own fallback status.
+                let _ = fallback.add_header(headers);
+            }
+            respond.send_response(response, true).map(drop)
+        }
+    };
+    if let Err(error) = sent {
+        // The stream or connection is gone: nobody is left to answer.
+        tracing::debug!(%error, "answer not sent");
     }
 }

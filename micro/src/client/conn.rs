@@ -1,4 +1,4 @@
-//! One HTTP/2 connection per node: the client's transport (grpc-lite's own HTTP/2 client, one
+//! One HTTP/2 connection per node: the client's transport (grpc-lite's unary client on h2, one
 //! task per connection).
 //!
 //! ```text
@@ -8,9 +8,11 @@
 //!
 //! tonic's `Channel` puts a `tower::Buffer` (a queue and a worker task) and a reconnecting
 //! balancer in front of each connection, and hyper's HTTP/2 a task and channels per stream; a
-//! unary call here is one message to the connection's task. Every transport failure (dial
-//! refused or timed out, connection gone) surfaces as UNAVAILABLE, which the client treats as
-//! "node unreachable".
+//! unary call here is a stream opened on h2's shared connection handle. Every transport failure
+//! (dial refused or timed out, connection gone, a call the server refused or did not take
+//! before its GOAWAY) surfaces as UNAVAILABLE, which the client treats as "node unreachable"
+//! (and retries elsewhere); a connection whose server said GOAWAY counts as closed and is
+//! dialled again on next use.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
