@@ -95,22 +95,31 @@ func leaseKeepAliveStream(ctx context.Context, e *env) error {
 	return boolCheck("alive after renewals", ttl.TTL > 0, ttl.TTL)
 }
 
+// etcd serves LeaseLeases from the answering member's own lessor, without a read index: a
+// follower lists a lease once it has applied the grant. So the lease must be listed within
+// the check's deadline, not necessarily on the first answer.
 func leaseList(ctx context.Context, e *env) error {
 	grant, err := e.cli.Grant(ctx, 20)
 	if err != nil {
 		return err
 	}
 	defer e.cli.Revoke(context.Background(), grant.ID)
-	leases, err := e.cli.Leases(ctx)
-	if err != nil {
-		return err
-	}
-	for _, l := range leases.Leases {
-		if l.ID == grant.ID {
-			return nil
+	for {
+		leases, err := e.cli.Leases(ctx)
+		if err != nil {
+			return err
+		}
+		for _, l := range leases.Leases {
+			if l.ID == grant.ID {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("lease %x not among the %d listed", grant.ID, len(leases.Leases))
+		case <-time.After(20 * time.Millisecond):
 		}
 	}
-	return fmt.Errorf("lease %x not among %d listed", grant.ID, len(leases.Leases))
 }
 
 func leaseRevoke(ctx context.Context, e *env) error {

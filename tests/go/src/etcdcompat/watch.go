@@ -83,7 +83,8 @@ func watchLiveCancel(ctx context.Context, e *env) error {
 		cancel()
 		return fmt.Errorf("watch not created: %v", ctx.Err())
 	}
-	if _, err := e.cli.Put(ctx, e.key("live"), "now"); err != nil {
+	now, err := e.cli.Put(ctx, e.key("live"), "now")
+	if err != nil {
 		cancel()
 		return err
 	}
@@ -106,7 +107,9 @@ func watchLiveCancel(ctx context.Context, e *env) error {
 			return fmt.Errorf("watch channel not closed after cancel: %v", ctx.Err())
 		}
 	}
-	again := e.cli.Watch(ctx, e.key("live"), clientv3.WithCreatedNotify())
+	// From the revision after "now": a watch without a revision starts at the answering
+	// member's own current revision, which on a follower may still be before "now".
+	again := e.cli.Watch(ctx, e.key("live"), clientv3.WithRev(now.Header.Revision+1), clientv3.WithCreatedNotify())
 	if resp, ok := <-again; !ok || !resp.Created {
 		return fmt.Errorf("second watch not created: %v", resp.Err())
 	}
