@@ -27,7 +27,7 @@ const (
 	hello        = "/go.micro.srv.greeter.Say/Hello"
 	checkTimeout = 60 * time.Second
 	kib          = 1024
-
+	// Calls in flight at once on one connection (our server takes 200 streams at a time).
 	concurrentOne = 2000
 )
 
@@ -79,6 +79,8 @@ func (codec) Unmarshal(data []byte, v interface{}) error {
 var (
 	addr     = flag.String("addr", "", "host:port of the greeter srv")
 	instance = flag.String("instance", "one", "the srv's --name, as it appears in answers")
+	conns    = flag.Int("conns", 10, "fresh connections in the HPACK check")
+	perConn  = flag.Int("per-conn", 4, "pairs of 70 KB and 256 KB calls per fresh connection")
 )
 
 func dial(ctx context.Context, extra ...grpc.DialOption) (*grpc.ClientConn, error) {
@@ -156,6 +158,14 @@ func unary(ctx context.Context) error {
 	}
 	defer conn.Close()
 	return call(ctx, conn, "John")
+}
+
+func hpackSizes() []int {
+	var sizes []int
+	for i := 0; i < *perConn; i++ {
+		sizes = append(sizes, 70*kib, 256*kib)
+	}
+	return sizes
 }
 
 // Answers larger than grpc-go's 64 KiB connection window queue their trailers behind their
@@ -289,9 +299,8 @@ func withMetadata(ctx context.Context) error {
 		// grpc-go base64-encodes a -bin value on the wire.
 		"x-blob-bin", string([]byte{0, 1, 2, 0xfe, 0xff}),
 	)
-	var header, trailer metadata.MD
 	var reply message
-	if err := conn.Invoke(md, hello, &message{"meta"}, &reply, grpc.Header(&header), grpc.Trailer(&trailer)); err != nil {
+	if err := conn.Invoke(md, hello, &message{"meta"}, &reply); err != nil {
 		return err
 	}
 	if !strings.HasPrefix(reply.text, "Hello meta srv ") {
@@ -299,15 +308,3 @@ func withMetadata(ctx context.Context) error {
 	}
 	return nil
 }
-
-var perConn = flag.Int("per-conn", 4, "pairs of 70 KB and 256 KB calls per fresh connection")
-
-func hpackSizes() []int {
-	var sizes []int
-	for i := 0; i < *perConn; i++ {
-		sizes = append(sizes, 70*kib, 256*kib)
-	}
-	return sizes
-}
-
-var conns = flag.Int("conns", 10, "fresh connections in the HPACK check")
