@@ -13,7 +13,13 @@
 //! a timer per request); `GET /greeter/say/hello?name=John` is answered here with one parse
 //! (httparse, which hyper uses too), one header map, and one write of head and body. Every
 //! case the fast path does not take is hyper's, with hyper's answers (400, 431, 505, chunked
-//! bodies, 100-continue, HTTP/2 prior knowledge), so both paths answer alike.
+//! bodies, 100-continue, HTTP/2 prior knowledge), so both paths answer alike (a differential
+//! test sends the same bytes to both, [`differential`]).
+//!
+//! Timeouts as hyper's `header_read_timeout`: from the moment a connection is ready for its
+//! next request (accepted, or its last answer written), the request's head must be complete
+//! within [`HEAD_TIMEOUT`], or the connection is closed (without an answer, as hyper closes
+//! it): this is the idle keep-alive timeout and the header read timeout.
 
 use std::net::IpAddr;
 use std::time::{Duration, SystemTime};
@@ -35,9 +41,9 @@ use crate::Gateway;
 const MAX_HEADERS: usize = 100;
 /// A head still incomplete at this size goes to hyper (which answers 431 past its own limit).
 const MAX_HEAD: usize = 64 * 1024;
-/// A request head must be complete this long after its first byte (hyper's
-/// `header_read_timeout` default).
-const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
+/// A request head must be complete this long after the connection is ready for it (hyper's
+/// `header_read_timeout` default): the idle keep-alive timeout and the header read timeout.
+pub const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Requests answered by the fast path (all connections, since start).
 static FAST_ANSWERS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -62,22 +68,36 @@ enum Parsed {
 
 /// Serves one accepted connection from `remote` until it closes or `closer` says to close.
 pub async fn serve_connection(
+    stream: TcpStream,
+    remote: IpAddr,
+    gateway: Gateway,
+    builder: auto::Builder<TokioExecutor>,
+    closer: Closer,
+) {
+    serve_timed(stream, remote, gateway, builder, closer, HEAD_TIMEOUT).await
+}
+
+/// [`serve_connection`] with `head_timeout` in place of [`HEAD_TIMEOUT`] (hyper's part has
+/// the one set in `builder`).
+async fn serve_timed(
     mut stream: TcpStream,
     remote: IpAddr,
     gateway: Gateway,
     builder: auto::Builder<TokioExecutor>,
     mut closer: Closer,
+    head_timeout: Duration,
 ) {
     // Responses are one write each; nothing to gain from Nagle.
     let _ = stream.set_nodelay(true);
     let mut buf = BytesMut::with_capacity(4 * 1024);
     let mut out = BytesMut::with_capacity(1024);
-    let mut started: Option<tokio::time::Instant> = None;
+    // One timer for the connection, moved on after each answer.
+    let mut deadline = tokio::time::Instant::now() + head_timeout;
+    let mut timer = std::pin::pin!(tokio::time::sleep_until(deadline));
     loop {
         match parse(&buf) {
             Parsed::Fast(len, request, close) => {
                 buf.advance(len);
-                started = None;
                 FAST_ANSWERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let response = gateway.answer(request, Some(remote)).await;
                 let Ok(close) = encode(response, close, &mut out).await else {
@@ -87,6 +107,7 @@ pub async fn serve_connection(
                     let _ = stream.shutdown().await;
                     return;
                 }
+                deadline = tokio::time::Instant::now() + head_timeout;
                 continue;
             }
             Parsed::Other => return hand_over(stream, buf, remote, gateway, builder, closer).await,
@@ -98,23 +119,22 @@ pub async fn serve_connection(
         if buf.capacity() - buf.len() < 1024 {
             buf.reserve(4 * 1024);
         }
-        if buf.is_empty() {
-            // Idle between requests: no timer, and a graceful stop closes it at once.
-            tokio::select! {
-                read = stream.read_buf(&mut buf) => match read {
-                    Ok(0) | Err(_) => return,
-                    Ok(_) => {}
-                },
-                _ = closer.closing() => return,
-            }
-        } else {
-            let deadline = *started.get_or_insert_with(tokio::time::Instant::now) + HEAD_TIMEOUT;
-            tokio::select! {
-                read = stream.read_buf(&mut buf) => match read {
-                    Ok(0) | Err(_) => return,
-                    Ok(_) => {}
-                },
-                _ = tokio::time::sleep_until(deadline) => return,
+        if timer.deadline() != deadline {
+            timer.as_mut().reset(deadline);
+        }
+        let idle = buf.is_empty();
+        tokio::select! {
+            read = stream.read_buf(&mut buf) => match read {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            },
+            // Idle between requests: a graceful stop closes it at once.
+            _ = closer.closing(), if idle => return,
+            // An idle connection, or a head still incomplete: closed without an answer, as
+            // hyper does.
+            _ = timer.as_mut() => {
+                let _ = stream.shutdown().await;
+                return;
             }
         }
     }
@@ -283,6 +303,9 @@ fn date(out: &mut BytesMut) {
         out.put_slice(cached.1.as_bytes());
     });
 }
+
+#[cfg(test)]
+mod differential;
 
 #[cfg(test)]
 mod tests {
