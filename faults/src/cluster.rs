@@ -72,9 +72,14 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// Starts three members of `target`. `member_bin` is the program whose `member` role runs
-    /// registry-node's entry point (the `faults` binary itself), used for [`Target::Ours`].
-    pub async fn start(target: Target, member_bin: &std::path::Path) -> anyhow::Result<Cluster> {
+    /// Starts three members of `target`. For [`Target::Ours`], each runs `member_bin` with
+    /// `member_prefix` and then `--config <file> --name cdI`: the `faults` binary with
+    /// `["member"]`, or a `registry-node` binary with no prefix.
+    pub async fn start(
+        target: Target,
+        member_bin: &std::path::Path,
+        member_prefix: &[String],
+    ) -> anyhow::Result<Cluster> {
         const N: usize = 3;
         let net = Net::create(N)?;
         let dir = tempfile::Builder::new()
@@ -101,13 +106,16 @@ impl Cluster {
                 for i in 0..N {
                     members.push(Member {
                         program: member_bin.to_owned(),
-                        args: vec![
-                            "member".into(),
-                            "--config".into(),
-                            file.display().to_string(),
-                            "--name".into(),
-                            format!("cd{i}"),
-                        ],
+                        args: member_prefix
+                            .iter()
+                            .cloned()
+                            .chain([
+                                "--config".into(),
+                                file.display().to_string(),
+                                "--name".into(),
+                                format!("cd{i}"),
+                            ])
+                            .collect(),
                         child: None,
                         stopped: false,
                     });

@@ -91,12 +91,14 @@ pub async fn keep_alive(
         // Sent before the call: a server may hold its response headers until a first answer.
         let _ = tx.send(LeaseKeepAliveRequest { id }).await;
         let mut client = LeaseClient::new(channel);
-        let Ok(Ok(resp)) = timeout(
-            ops::OP_TIMEOUT,
-            client.lease_keep_alive(ReceiverStream::new(rx)),
-        )
-        .await
-        else {
+        // As etcd's Go client opens its keep-alive stream (clientv3.WithRequireLeader): a
+        // member without a leader must refuse it, so the client moves on.
+        let mut request = tonic::Request::new(ReceiverStream::new(rx));
+        request.metadata_mut().insert(
+            "hasleader",
+            tonic::metadata::MetadataValue::from_static("true"),
+        );
+        let Ok(Ok(resp)) = timeout(ops::OP_TIMEOUT, client.lease_keep_alive(request)).await else {
             tokio::time::sleep(Duration::from_millis(100)).await;
             continue;
         };

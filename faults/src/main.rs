@@ -30,6 +30,10 @@ struct Cli {
     /// Each client's pause between operations, in milliseconds.
     #[arg(long, default_value_t = 10)]
     think_ms: u64,
+    /// A `registry-node` binary for ours' members (e.g. an older build), instead of this
+    /// binary's `member` role.
+    #[arg(long)]
+    registry_node: Option<PathBuf>,
     /// The negative control: serializable reads on an isolated member (must be flagged).
     #[arg(long)]
     control: bool,
@@ -87,6 +91,10 @@ async fn faults_run(cli: Cli) -> anyhow::Result<()> {
         cfg.clients = cli.clients;
         cfg.think = Duration::from_millis(cli.think_ms);
         cfg.control = cli.control;
+        if let Some(bin) = &cli.registry_node {
+            cfg.member_bin = bin.clone();
+            cfg.member_prefix = Vec::new();
+        }
         let summary = run(&cfg, &faults::check_history).await?;
         println!("{summary}");
         summaries.push(summary);

@@ -32,8 +32,11 @@ pub struct Config {
     pub keys: usize,
     /// Each client's pause between operations.
     pub think: Duration,
-    /// The program whose `member` role runs registry-node (the `faults` binary).
+    /// The program the members of ours run: the `faults` binary (whose `member` role runs
+    /// registry-node's entry point), or a `registry-node` binary.
     pub member_bin: PathBuf,
+    /// Arguments before `--config ... --name ...`: `["member"]` for the `faults` binary.
+    pub member_prefix: Vec<String>,
     /// The negative control: a serializable reader on a member the nemesis isolates.
     pub control: bool,
 }
@@ -48,6 +51,7 @@ impl Config {
             keys: 5,
             think: Duration::from_millis(10),
             member_bin,
+            member_prefix: vec!["member".into()],
             control: false,
         }
     }
@@ -61,7 +65,7 @@ const LEASE_KEY: &str = "/faults-lease/key";
 /// Runs `cfg`, judging the history with `check` (the linearizability checker).
 pub async fn run(cfg: &Config, check: &dyn Fn(&[Op]) -> Verdict) -> anyhow::Result<Summary> {
     let mut rng = StdRng::seed_from_u64(cfg.seed);
-    let mut cluster = Cluster::start(cfg.target, &cfg.member_bin).await?;
+    let mut cluster = Cluster::start(cfg.target, &cfg.member_bin, &cfg.member_prefix).await?;
     let urls = cluster.endpoints.clone();
     let rec = Recorder::new();
     let keys: Vec<String> = (0..cfg.keys).map(|k| format!("{PREFIX}k{k}")).collect();
