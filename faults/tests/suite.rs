@@ -11,6 +11,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use faults::cluster::Target;
+use faults::nemesis::FaultKind;
 use faults::run::{run, Config};
 use faults::summary::Summary;
 
@@ -45,18 +46,28 @@ fn run_suite(target: Target, duration: Duration, control: bool) -> Summary {
     summary
 }
 
+/// Every kind of fault was injected at least once.
+fn assert_every_kind(summary: &Summary) {
+    for kind in FaultKind::ALL {
+        assert!(
+            summary.faults.iter().any(|f| f.kind == kind),
+            "no {kind:?} was injected:\n{summary}"
+        );
+    }
+}
+
 #[test]
 fn ours_survives_the_nemesis() {
     let summary = run_suite(Target::Ours, Duration::from_secs(75), false);
     assert!(summary.passed(), "run against ours failed:\n{summary}");
-    assert!(summary.faults.len() >= 6, "too few faults injected:\n{summary}");
+    assert_every_kind(&summary);
 }
 
 #[test]
 fn etcd_survives_the_nemesis() {
     let summary = run_suite(Target::Etcd, Duration::from_secs(75), false);
     assert!(summary.passed(), "run against etcd failed:\n{summary}");
-    assert!(summary.faults.len() >= 6, "too few faults injected:\n{summary}");
+    assert_every_kind(&summary);
 }
 
 /// Proves the suite can fail: a history with serializable reads from a member cut off from
@@ -68,5 +79,8 @@ fn negative_control_is_flagged() {
         summary.verdict.violation,
         "the checker did not flag stale serializable reads:\n{summary}"
     );
-    assert!(!summary.faults.is_empty(), "no isolation was injected:\n{summary}");
+    assert!(
+        !summary.faults.is_empty(),
+        "no isolation was injected:\n{summary}"
+    );
 }
