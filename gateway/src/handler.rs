@@ -22,6 +22,7 @@ use micro::Client;
 use proto::go_api;
 use tokio::time::Instant;
 
+use crate::cors::{Cors, Decision};
 use crate::error::GatewayError;
 use crate::{request, resolve, response};
 
@@ -42,17 +43,29 @@ struct Inner {
     client: Client,
     namespace: String,
     max_body_bytes: usize,
+    cors: Cors,
 }
 
 impl Gateway {
     /// A gateway calling services of `namespace` (`go.micro.api`) through `client`, refusing
-    /// request bodies over `max_body_bytes`.
+    /// request bodies over `max_body_bytes`; no CORS.
     pub fn new(client: Client, namespace: impl Into<String>, max_body_bytes: usize) -> Self {
+        Self::with_cors(client, namespace, max_body_bytes, Cors::default())
+    }
+
+    /// [`Gateway::new`] with CORS settings.
+    pub fn with_cors(
+        client: Client,
+        namespace: impl Into<String>,
+        max_body_bytes: usize,
+        cors: Cors,
+    ) -> Self {
         Gateway {
             inner: Arc::new(Inner {
                 client,
                 namespace: namespace.into(),
                 max_body_bytes,
+                cors,
             }),
         }
     }
@@ -71,16 +84,27 @@ impl Gateway {
         self.serve_from(req, remote).await
     }
 
-    /// The HTTP answer to a request from `remote`, errors rendered as go-micro's JSON.
+    /// The HTTP answer to a request from `remote`, errors rendered as go-micro's JSON, with
+    /// the CORS headers the settings call for (a preflight is answered here).
     pub async fn answer<B>(&self, req: axum::http::Request<B>, remote: Option<IpAddr>) -> Response
     where
         B: http_body::Body<Data = Bytes> + Unpin,
         B::Error: Into<axum::BoxError>,
     {
-        match self.serve_from(req, remote).await {
+        let cors = match self.inner.cors.decide(req.method(), req.headers()) {
+            Decision::Preflight(headers) => {
+                let mut response = Response::new(axum::body::Body::empty());
+                *response.headers_mut() = headers;
+                return response;
+            }
+            Decision::Serve(headers) => headers,
+        };
+        let mut response = match self.serve_from(req, remote).await {
             Ok(response) => response,
             Err(error) => error.into_response(),
-        }
+        };
+        response.headers_mut().extend(cors);
+        response
     }
 
     /// Serves one request from `remote`; every failure is a [`GatewayError`].
@@ -149,10 +173,11 @@ pub fn router(gateway: Gateway) -> Router {
 }
 
 async fn handle(State(gateway): State<Gateway>, req: Request) -> Response {
-    match gateway.serve(req).await {
-        Ok(response) => response,
-        Err(error) => error.into_response(),
-    }
+    let remote = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| addr.ip());
+    gateway.answer(req, remote).await
 }
 
 /// The whole body if it is at most `limit` bytes; otherwise [`GatewayError::BodyTooLarge`],
@@ -244,6 +269,61 @@ mod tests {
             panic!("a service error")
         };
         assert_eq!(e, own, "a service's own 408 passes through");
+    }
+
+    /// A gateway whose registry is unreachable: enough for answers that need no service.
+    fn cors_gateway() -> Gateway {
+        let registry =
+            micro::Registry::new(&micro::RegistryOptions::new(vec!["127.0.0.1:1".to_owned()]))
+                .expect("registry client");
+        let client = Client::new(
+            micro::Selector::new(registry, micro::SelectorOptions::default()),
+            micro::ClientOptions::default(),
+        );
+        let cors = Cors::new(&["http://app.example".to_owned()], &[], &[]);
+        Gateway::with_cors(client, "go.micro.api", 1024, cors)
+    }
+
+    #[tokio::test]
+    async fn cors_preflight_is_answered_and_answers_carry_the_origin() {
+        let gateway = cors_gateway();
+        let preflight = HttpRequest::builder()
+            .method("OPTIONS")
+            .uri("/greeter/say/hello")
+            .header("origin", "http://app.example")
+            .header("access-control-request-method", "POST")
+            .body(Body::empty())
+            .expect("request");
+        let response = gateway.answer(preflight, None).await;
+        assert_eq!(response.status(), 200);
+        assert_eq!(
+            response.headers()["access-control-allow-origin"],
+            "http://app.example"
+        );
+        assert_eq!(response.headers()["access-control-allow-methods"], "POST");
+
+        // An error answer (no route for `/`, no registry needed) carries the header too.
+        let get = HttpRequest::builder()
+            .uri("/")
+            .header("origin", "http://app.example")
+            .body(Body::empty())
+            .expect("request");
+        let response = gateway.answer(get, None).await;
+        assert_eq!(response.status(), 500);
+        assert_eq!(
+            response.headers()["access-control-allow-origin"],
+            "http://app.example"
+        );
+        let other = HttpRequest::builder()
+            .uri("/")
+            .header("origin", "http://evil.example")
+            .body(Body::empty())
+            .expect("request");
+        let response = gateway.answer(other, None).await;
+        assert!(response
+            .headers()
+            .get("access-control-allow-origin")
+            .is_none());
     }
 
     #[tokio::test]

@@ -9,8 +9,13 @@
 //! - [`request`] / [`response`]: the HTTP ↔ `go.api` mapping;
 //! - [`handler`]: [`Gateway`], whose `answer` serves every request on both paths; [`router`]
 //!   mounts it in axum;
-//! - [`error`]: [`GatewayError`], rendered as go-micro's JSON error body.
+//! - [`error`]: [`GatewayError`], rendered as go-micro's JSON error body;
+//! - [`cors`]: CORS as micro's cors plugin configures it.
+//!
+//! [`run`] also registers the gateway itself as `go.micro.api` (or `--server_name`), as
+//! `micro api` does, with its own lease, and deregisters it on the way out.
 
+pub mod cors;
 pub mod error;
 pub mod handler;
 pub mod http1;
@@ -22,25 +27,49 @@ use std::net::SocketAddr;
 
 use micro::config::MicroArgs;
 use micro::registry::Registry;
-use micro::{Client, ClientOptions, Selector};
+use micro::{Client, Selector};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-pub use error::GatewayError;
+pub use cors::Cors;
+pub use error::{GatewayError, API_ID};
 pub use handler::{router, Gateway};
 
-/// The gateway's flags (go-micro's `micro api` ones, plus the body limit).
+/// The gateway's flags (go-micro's `micro api` ones and their `MICRO_API_*` variables, micro's
+/// cors plugin's, plus the body limit).
 #[derive(Debug, Clone, clap::Args)]
 pub struct GatewayArgs {
     /// Listen address: `[::]:8080`, `:8080` (every interface), `127.0.0.1:8080`.
-    #[arg(long, default_value = "[::]:8080")]
+    #[arg(long, env = "MICRO_API_ADDRESS", default_value = "[::]:8080")]
     pub address: String,
     /// Request handler; only `api` is supported.
-    #[arg(long, default_value = "api")]
+    #[arg(long, env = "MICRO_API_HANDLER", default_value = "api")]
     pub handler: String,
     /// Namespace joined in front of the resolved service name.
-    #[arg(long, default_value = "go.micro.api")]
+    #[arg(long, env = "MICRO_API_NAMESPACE", default_value = "go.micro.api")]
     pub namespace: String,
+    /// Comma-separated origins allowed by CORS (`*`: any); CORS is off without it.
+    #[arg(
+        long = "cors-allowed-origins",
+        env = "CORS_ALLOWED_ORIGINS",
+        value_delimiter = ','
+    )]
+    pub cors_allowed_origins: Vec<String>,
+    /// Comma-separated methods allowed by CORS (default GET, POST, HEAD).
+    #[arg(
+        long = "cors-allowed-methods",
+        env = "CORS_ALLOWED_METHODS",
+        value_delimiter = ','
+    )]
+    pub cors_allowed_methods: Vec<String>,
+    /// Comma-separated request headers allowed by CORS (`*`: any; default Origin, Accept,
+    /// Content-Type, X-Requested-With).
+    #[arg(
+        long = "cors-allowed-headers",
+        env = "CORS_ALLOWED_HEADERS",
+        value_delimiter = ','
+    )]
+    pub cors_allowed_headers: Vec<String>,
     /// Largest request body accepted (bytes); larger ones are answered 413.
     #[arg(long, alias = "max_body_bytes", default_value_t = 10 * 1024 * 1024)]
     pub max_body_bytes: usize,
@@ -63,6 +92,8 @@ pub enum Error {
     },
     #[error("registry client")]
     Registry(#[from] micro::registry::Error),
+    #[error("register the gateway")]
+    Register(#[from] micro::service::Error),
     #[error("serve HTTP")]
     Serve(#[source] std::io::Error),
 }
@@ -117,8 +148,27 @@ pub fn gateway(args: &GatewayArgs) -> Result<Gateway, Error> {
     }
     let registry = Registry::new(&args.micro.registry_options())?;
     let selector = Selector::new(registry, args.micro.selector_options());
-    let client = Client::new(selector, ClientOptions::default());
-    Ok(Gateway::new(client, &args.namespace, args.max_body_bytes))
+    let client = Client::new(selector, args.micro.client_options());
+    let cors = Cors::new(
+        &args.cors_allowed_origins,
+        &args.cors_allowed_methods,
+        &args.cors_allowed_headers,
+    );
+    Ok(Gateway::with_cors(
+        client,
+        &args.namespace,
+        args.max_body_bytes,
+        cors,
+    ))
+}
+
+/// Registers the gateway as `go.micro.api` (or `--server_name`), as `micro api` does: a node
+/// of its own gRPC server (free loopback port, or `--server_address`), which serves no endpoint,
+/// on its own lease of `--register_ttl`.
+pub async fn register_self(args: &GatewayArgs) -> Result<micro::Running, Error> {
+    let registry = Registry::new(&args.micro.registry_options())?;
+    let options = args.micro.service_options(API_ID);
+    Ok(micro::Service::new(options, registry).start().await?)
 }
 
 /// Serves `gateway` on `listener` until `shutdown` is cancelled; in-flight requests finish.
@@ -178,7 +228,14 @@ pub async fn run(args: GatewayArgs, shutdown: CancellationToken) -> anyhow::Resu
         source,
     })?;
     tracing::info!("HTTP API Listening on {local}");
-    serve(listener, gateway, shutdown).await?;
+    let registered = register_self(&args).await?;
+    let node = registered.node();
+    tracing::info!("registered {} at {}", node.id, node.address);
+    let served = serve(listener, gateway, shutdown).await;
+    // Deregistered whatever ended serving, so no caller is sent to a gateway that is gone.
+    let deregistered = registered.stop().await;
+    served?;
+    deregistered?;
     tracing::info!("HTTP API stopped");
     Ok(())
 }
@@ -201,6 +258,25 @@ mod tests {
         assert_eq!(cli.gateway.handler, "api");
         assert_eq!(cli.gateway.namespace, "go.micro.api");
         assert_eq!(cli.gateway.max_body_bytes, 10 * 1024 * 1024);
+        assert!(cli.gateway.cors_allowed_origins.is_empty());
+    }
+
+    #[test]
+    fn cors_flags_are_comma_separated_lists() {
+        let cli = Cli::try_parse_from([
+            "gateway",
+            "--cors-allowed-origins=http://a.example,http://b.example",
+            "--cors-allowed-methods",
+            "GET,PUT",
+            "--cors-allowed-headers=X-Token",
+        ])
+        .expect("parse");
+        assert_eq!(
+            cli.gateway.cors_allowed_origins,
+            ["http://a.example", "http://b.example"]
+        );
+        assert_eq!(cli.gateway.cors_allowed_methods, ["GET", "PUT"]);
+        assert_eq!(cli.gateway.cors_allowed_headers, ["X-Token"]);
     }
 
     #[test]

@@ -18,7 +18,7 @@ use std::net::SocketAddr;
 
 use micro::config::MicroArgs;
 use micro::registry::{self, Node, Registry};
-use micro::{Client, ClientOptions, Running, Selector, Service, ServiceOptions};
+use micro::{Client, Running, Selector, Service};
 use tokio_util::sync::CancellationToken;
 
 /// The `greeter` command line.
@@ -92,9 +92,9 @@ impl Instance {
             return Err(Error::EmptyName);
         }
         let registry = Registry::new(&args.micro.registry_options())?;
-        let mut options = ServiceOptions::new(service_name);
-        options.address = args.micro.server_address;
-        options.register = args.micro.register_options();
+        // go-micro's flags (`--server_name`, `--server_address`, `--server_advertise`,
+        // `--register_ttl`, `--register_interval`) over the service's own name.
+        let options = args.micro.service_options(service_name);
         let service = Service::new(options, registry.clone());
         let service = match &role {
             Role::Srv(args) => {
@@ -102,7 +102,7 @@ impl Instance {
             }
             Role::Api(args) => {
                 let selector = Selector::new(registry, args.micro.selector_options());
-                let client = Client::new(selector, ClientOptions::default());
+                let client = Client::new(selector, args.micro.client_options());
                 service.routes(
                     api::Api::new(&args.name, client).routes()?,
                     api::endpoints(),

@@ -25,9 +25,19 @@ use tokio_util::sync::CancellationToken;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// go-micro's `micro` command, with the registry built in.
+///
+/// go-micro's flags (`--registry`, `--registry_address`, `--selector`, ...) are global: given
+/// before the command (`micro --registry=etcdv3 list services`, as go-micro's users type them)
+/// or after it, they reach the command's own copy of them (clap copies a global argument's
+/// value between the levels that define it, the one nearest the command winning).
 #[derive(Debug, Parser)]
 #[command(name = "micro", version, about)]
 struct Cli {
+    /// Defines go-micro's flags at the top level; every command reads its own copy, which clap
+    /// fills from here.
+    #[command(flatten)]
+    #[allow(dead_code)]
+    micro: MicroArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -191,3 +201,7 @@ fn role_shutdown(delay: Duration) -> anyhow::Result<CancellationToken> {
     }
     Ok(token)
 }
+
+#[cfg(test)]
+#[path = "main_tests.rs"]
+mod tests;

@@ -52,7 +52,15 @@ async fn micro_lists_gets_and_calls() {
 
     let list = demo.micro(&["list", "services"]).await;
     let names: Vec<&str> = list.lines().collect();
-    assert_eq!(names, ["go.micro.api.greeter", "go.micro.srv.greeter"]);
+    assert_eq!(
+        names,
+        [
+            "go.micro.api",
+            "go.micro.api.greeter",
+            "go.micro.srv.greeter"
+        ],
+        "the gateway registers itself as micro api does"
+    );
 
     let get = demo
         .micro(&["get", "service", "go.micro.srv.greeter"])

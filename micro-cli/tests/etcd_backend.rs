@@ -27,7 +27,11 @@ async fn up_on_real_etcd_balances_with_one_lease_per_instance() {
     assert_pairings_and_leases(&demo).await;
 
     let list = demo.micro(&["list", "services"]).await;
-    assert_eq!(list.lines().count(), 2, "{list}");
+    assert_eq!(
+        list.lines().count(),
+        3,
+        "the greeter's two and the gateway: {list}"
+    );
     demo.shutdown().await;
     etcd.shutdown().await;
 }

@@ -156,7 +156,7 @@ async fn killing_the_registry_leader_keeps_requests_succeeding() {
     let n = requests.await.expect("every request answered 200");
     eprintln!("killed leader {member}; {n} requests, all 200");
 
-    // --- the survivors still hold all four registrations
+    // --- the survivors still hold all five registrations (four instances and the gateway)
     let survivors: Vec<String> = demo
         .endpoints
         .iter()
@@ -170,7 +170,7 @@ async fn killing_the_registry_leader_keeps_requests_succeeding() {
         .await
         .expect("etcdctl");
     let keys = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(keys.lines().filter(|l| !l.is_empty()).count(), 4, "{keys}");
+    assert_eq!(keys.lines().filter(|l| !l.is_empty()).count(), 5, "{keys}");
     let demo = std::sync::Arc::into_inner(demo).expect("the loop is done");
     demo.shutdown().await;
 }

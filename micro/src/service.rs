@@ -29,6 +29,9 @@ pub struct ServiceOptions {
     pub address: Option<SocketAddr>,
     /// The host to register when listening on an unspecified address (default `127.0.0.1`).
     pub advertise_host: Option<String>,
+    /// The whole `host:port` to register instead of the bound address (go-micro's
+    /// `--server_advertise`); wins over `advertise_host`.
+    pub advertise: Option<String>,
     pub register: RegisterOptions,
 }
 
@@ -40,6 +43,7 @@ impl ServiceOptions {
             metadata: Metadata::new(),
             address: None,
             advertise_host: None,
+            advertise: None,
             register: RegisterOptions::default(),
         }
     }
@@ -141,7 +145,11 @@ impl Service {
             (None, true) => "127.0.0.1".to_owned(),
             (None, false) => address.ip().to_string(),
         };
-        let node = Node::new(&self.options.name, format!("{host}:{}", address.port()));
+        let advertised = match &self.options.advertise {
+            Some(advertise) => advertise.clone(),
+            None => format!("{host}:{}", address.port()),
+        };
+        let node = Node::new(&self.options.name, advertised);
         let service = registry::Service {
             name: self.options.name.clone(),
             version: self.options.version.clone(),

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use anyhow::{bail, Context};
 use micro::selector::{Kind, SelectorOptions};
-use micro::{Client, ClientOptions, MicroArgs, Registry, Selector};
+use micro::{Client, MicroArgs, Registry, Selector};
 use proto::go_api;
 use proto::greeter;
 use serde::{Deserialize, Serialize};
@@ -144,7 +144,7 @@ pub async fn call(
         kind: Kind::Registry,
         ..micro.selector_options()
     };
-    let client = Client::new(Selector::new(registry, options), ClientOptions::default());
+    let client = Client::new(Selector::new(registry, options), micro.client_options());
     let printed = match messages {
         Messages::Greeter => {
             let req: HelloRequest = parse(body)?;

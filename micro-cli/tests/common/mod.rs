@@ -377,8 +377,9 @@ pub async fn hello_many(demo: &Demo, n: usize) -> HashMap<(String, String), usiz
     seen
 }
 
-/// Test 1 (and 4): 40 requests show all four pairings; one lease per instance, TTL 30, each
-/// holding a `/micro-registry/...` key of one of the four nodes.
+/// Test 1 (and 4): 40 requests show all four pairings; one lease per instance and one for the
+/// gateway (registered as `go.micro.api`, as `micro api` does), TTL 30, each holding a
+/// `/micro-registry/...` key of one of those five nodes.
 pub async fn assert_pairings_and_leases(demo: &Demo) {
     let seen = hello_many(demo, 40).await;
     assert_eq!(seen.len(), 4, "all four api/srv pairings appear: {seen:?}");
@@ -387,11 +388,11 @@ pub async fn assert_pairings_and_leases(demo: &Demo) {
     let mut lines = list.lines();
     assert_eq!(
         lines.next(),
-        Some("found 4 leases"),
-        "one lease per instance:\n{list}"
+        Some("found 5 leases"),
+        "one lease per instance and the gateway's:\n{list}"
     );
     let ids: Vec<&str> = lines.filter(|l| !l.is_empty()).collect();
-    assert_eq!(ids.len(), 4, "{list}");
+    assert_eq!(ids.len(), 5, "{list}");
     let nodes: Vec<String> = ["srv-one", "srv-two", "api-one", "api-two"]
         .iter()
         .map(|l| demo.node_id(l))
@@ -411,6 +412,10 @@ pub async fn assert_pairings_and_leases(demo: &Demo) {
         assert!(key.starts_with("/micro-registry/go.micro."), "{ttl}");
         attached.push(key.rsplit('/').next().unwrap().to_owned());
     }
+    let (gateway, mut attached): (Vec<String>, Vec<String>) = attached
+        .into_iter()
+        .partition(|id| id.starts_with("go.micro.api-"));
+    assert_eq!(gateway.len(), 1, "the gateway's own node: {gateway:?}");
     attached.sort();
     let mut expected = nodes.clone();
     expected.sort();

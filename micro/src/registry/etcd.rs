@@ -13,7 +13,7 @@ use proto::mvccpb::KeyValue;
 use tokio_stream::wrappers::ReceiverStream;
 
 use super::pool::Pool;
-use super::types::{group_by_version, node_key, prefix_end, service_prefix, Service, PREFIX};
+use super::types::{group_by_version, node_key_in, prefix_end, service_prefix_in, Service};
 use super::{Error, RegistryOptions};
 
 /// A go-micro registry client over etcd v3; clones share the connections and the read counter.
@@ -26,6 +26,8 @@ pub struct Registry {
 struct Inner {
     pool: Pool,
     reads: AtomicU64,
+    /// Key prefix of every registration, ending in `/`.
+    prefix: String,
 }
 
 impl Registry {
@@ -36,12 +38,27 @@ impl Registry {
             options.dial_timeout,
             options.request_timeout,
         )?;
+        let mut prefix = options.prefix.clone();
+        if !prefix.ends_with('/') {
+            prefix.push('/');
+        }
         Ok(Registry {
             inner: Arc::new(Inner {
                 pool,
                 reads: AtomicU64::new(0),
+                prefix,
             }),
         })
+    }
+
+    /// The key prefix of every registration (`/micro-registry/`).
+    pub fn prefix(&self) -> &str {
+        &self.inner.prefix
+    }
+
+    /// The key of node `node_id` of `service` under this registry's prefix.
+    pub fn node_key(&self, service: &str, node_id: &str) -> String {
+        node_key_in(&self.inner.prefix, service, node_id)
     }
 
     /// The member URLs this client fails over between.
@@ -62,7 +79,7 @@ impl Registry {
     /// Every version of `name` with its nodes (empty if none is registered).
     pub async fn get_service(&self, name: &str) -> Result<Vec<Service>, Error> {
         self.inner.reads.fetch_add(1, Ordering::Relaxed);
-        let prefix = service_prefix(name).into_bytes();
+        let prefix = service_prefix_in(&self.inner.prefix, name).into_bytes();
         let end = prefix_end(&prefix);
         let kvs = self.range(prefix, end).await?;
         Ok(group_by_version(kvs.iter().filter_map(decode)))
@@ -71,7 +88,7 @@ impl Registry {
     /// Every registered service, one entry per name and version, sorted by name.
     pub async fn list_services(&self) -> Result<Vec<Service>, Error> {
         self.inner.reads.fetch_add(1, Ordering::Relaxed);
-        let prefix = PREFIX.as_bytes().to_vec();
+        let prefix = self.inner.prefix.as_bytes().to_vec();
         let end = prefix_end(&prefix);
         let kvs = self.range(prefix, end).await?;
         let mut services = group_by_version(kvs.iter().filter_map(decode));
@@ -82,7 +99,7 @@ impl Registry {
     /// Removes every node of `service` and revokes the lease each was kept alive by.
     pub async fn deregister(&self, service: &Service) -> Result<(), Error> {
         for node in &service.nodes {
-            let key = node_key(&service.name, &node.id);
+            let key = self.node_key(&service.name, &node.id);
             if let Some(lease) = self.delete(key.into_bytes()).await? {
                 self.revoke(lease).await?;
             }

@@ -21,8 +21,8 @@ pub use health::member_healthy;
 pub use pool::normalize;
 pub use register::{RegisterOptions, Registration};
 pub use types::{
-    group_by_version, node_key, prefix_end, service_prefix, split_key, Endpoint, Metadata, Node,
-    Service, Value, PREFIX,
+    group_by_version, node_key, node_key_in, prefix_end, service_prefix, service_prefix_in,
+    split_key, split_key_in, Endpoint, Metadata, Node, Service, Value, PREFIX,
 };
 pub use watch::{WatchEvent, Watcher};
 
@@ -35,6 +35,9 @@ pub struct RegistryOptions {
     pub dial_timeout: Duration,
     /// Bound on one unary call to one member before the next is tried.
     pub request_timeout: Duration,
+    /// Key prefix of every registration, ending in `/` ([`PREFIX`]: go-plugins' etcdv3;
+    /// `/micro/registry/`: go-micro's built-in etcd registry from v1.14).
+    pub prefix: String,
 }
 
 impl RegistryOptions {
@@ -43,6 +46,7 @@ impl RegistryOptions {
             addresses,
             dial_timeout: Duration::from_secs(1),
             request_timeout: Duration::from_secs(3),
+            prefix: PREFIX.to_owned(),
         }
     }
 }

@@ -13,7 +13,7 @@ use tokio::task::JoinHandle;
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
-use super::types::{node_key, Service};
+use super::types::Service;
 use super::{Error, Registry};
 
 /// go-micro's `RegisterTTL` and `RegisterInterval`.
@@ -79,7 +79,7 @@ impl Registry {
                 }
             })?;
             let reg = NodeReg {
-                key: node_key(&service.name, &node.id),
+                key: self.node_key(&service.name, &node.id),
                 value,
                 lease: AtomicI64::new(0),
             };

@@ -164,12 +164,22 @@ fn escape(part: &str) -> String {
 
 /// The key prefix of every node of `service`: `/micro-registry/<service>/`.
 pub fn service_prefix(service: &str) -> String {
-    format!("{PREFIX}{}/", escape(service))
+    service_prefix_in(PREFIX, service)
+}
+
+/// [`service_prefix`] under another registry prefix (`/micro/registry/`).
+pub fn service_prefix_in(prefix: &str, service: &str) -> String {
+    format!("{prefix}{}/", escape(service))
 }
 
 /// The key of one node: `/micro-registry/<service>/<node id>`.
 pub fn node_key(service: &str, node_id: &str) -> String {
-    format!("{}{}", service_prefix(service), escape(node_id))
+    node_key_in(PREFIX, service, node_id)
+}
+
+/// [`node_key`] under another registry prefix.
+pub fn node_key_in(prefix: &str, service: &str, node_id: &str) -> String {
+    format!("{}{}", service_prefix_in(prefix, service), escape(node_id))
 }
 
 /// The end of the etcd range covering every key starting with `prefix`.
@@ -186,8 +196,13 @@ pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
 
 /// `(service, node id)` of a registry key, as escaped in the key.
 pub fn split_key(key: &[u8]) -> Option<(String, String)> {
+    split_key_in(PREFIX, key)
+}
+
+/// [`split_key`] under another registry prefix.
+pub fn split_key_in(prefix: &str, key: &[u8]) -> Option<(String, String)> {
     let key = std::str::from_utf8(key).ok()?;
-    let rest = key.strip_prefix(PREFIX)?;
+    let rest = key.strip_prefix(prefix)?;
     let (service, node) = rest.split_once('/')?;
     Some((service.to_owned(), node.to_owned()))
 }

@@ -18,7 +18,7 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 use tonic::metadata::MetadataValue;
 
 use super::etcd::decode;
-use super::types::{prefix_end, split_key, Node, Service, PREFIX};
+use super::types::{prefix_end, split_key_in, Node, Service};
 use super::{Error, Registry};
 
 /// One change of the registry, with the service value (holding the one node concerned).
@@ -90,7 +90,7 @@ enum Flow {
 
 /// One watch stream, from creation to its end.
 async fn watch_once(registry: &Registry, tx: &mpsc::Sender<WatchEvent>) -> Result<Flow, Error> {
-    let prefix = PREFIX.as_bytes().to_vec();
+    let prefix = registry.prefix().as_bytes().to_vec();
     let create = WatchRequest {
         request_union: Some(RequestUnion::CreateRequest(WatchCreateRequest {
             range_end: prefix_end(&prefix),
@@ -146,7 +146,7 @@ async fn watch_once(registry: &Registry, tx: &mpsc::Sender<WatchEvent>) -> Resul
             return Ok(Flow::Retry);
         }
         for event in &response.events {
-            if let Some(ev) = convert(event) {
+            if let Some(ev) = convert(registry.prefix(), event) {
                 if tx.send(ev).await.is_err() {
                     return Ok(Flow::Stop);
                 }
@@ -156,7 +156,7 @@ async fn watch_once(registry: &Registry, tx: &mpsc::Sender<WatchEvent>) -> Resul
 }
 
 /// go-micro's reading of one etcd event; `None` for values that are not services.
-fn convert(event: &Event) -> Option<WatchEvent> {
+fn convert(prefix: &str, event: &Event) -> Option<WatchEvent> {
     let kv = event.kv.as_ref()?;
     match EventType::try_from(event.r#type).ok()? {
         EventType::Put => {
@@ -171,7 +171,7 @@ fn convert(event: &Event) -> Option<WatchEvent> {
             let from_prev = event.prev_kv.as_ref().and_then(decode);
             let service = from_prev.or_else(|| {
                 // No usable previous value: name the node from the key alone.
-                let (name, id) = split_key(&kv.key)?;
+                let (name, id) = split_key_in(prefix, &kv.key)?;
                 let mut service = Service::new(name);
                 service.nodes.push(Node {
                     id,
