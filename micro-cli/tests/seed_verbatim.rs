@@ -38,6 +38,9 @@ const SEED_TIMETOLIVE: &str =
     r#"etcdctl --endpoints="http://192.168.3.45:2379" lease timetolive 05016b78d58c0230 --keys"#;
 const SEED_LEASE_ID: &str = "05016b78d58c0230";
 
+/// The api's answer while no srv is registered: go-micro's client error, the service named once.
+const NO_SRV: &str = r#"{"id":"go.micro.client","code":404,"detail":"service go.micro.srv.greeter: not found","status":"Not Found"}"#;
+
 /// The seed's line with its addresses replaced by ours.
 struct Addresses {
     cd0: String,
@@ -150,12 +153,18 @@ async fn the_seeds_command_lines_run_as_written() {
         .wait_line(Duration::from_secs(30), |l| l.contains(&listening))
         .await;
 
-    // --- the four services, each `go run main.go <the seed's flags>`
+    // --- the four services, each `go run main.go <the seed's flags>`, in the seed's order: the
+    //     apis, then the srvs; in between, the api answers that it finds no backend, in
+    //     go-micro's words (the service named once)
     let mut services = Vec::new();
-    for (role, flags) in [("api", SEED_API_FLAGS), ("srv", SEED_SRV_FLAGS)] {
-        for name in ["one", "two"] {
-            services.push(service(role, name, flags, &addrs, &dir).await);
-        }
+    for name in ["one", "two"] {
+        services.push(service("api", name, SEED_API_FLAGS, &addrs, &dir).await);
+    }
+    let curl = addrs.ours(SEED_CURL);
+    let body = run_ok(&curl, &[]).await;
+    assert_eq!(body, NO_SRV);
+    for name in ["one", "two"] {
+        services.push(service("srv", name, SEED_SRV_FLAGS, &addrs, &dir).await);
     }
 
     // --- `micro --registry=etcdv3 list services`, the address from the environment
@@ -172,7 +181,6 @@ async fn the_seeds_command_lines_run_as_written() {
     );
 
     // --- `curl 'http://localhost:8080/greeter/say/hello?name=John'`: the four answers at random
-    let curl = addrs.ours(SEED_CURL);
     let mut seen = BTreeSet::new();
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut requests = 0;
@@ -183,8 +191,13 @@ async fn the_seeds_command_lines_run_as_written() {
         );
         let body = run_ok(&curl, &[]).await;
         requests += 1;
-        let pair = pairing(&body).unwrap_or_else(|| panic!("not the seed's answer: {body}"));
-        seen.insert(pair);
+        match pairing(&body) {
+            Some(pair) => seen.insert(pair),
+            // The apis learn of the srvs by their registry watch: until the first answer, the
+            // not-found one may still come; after it, only the seed's answers.
+            None if seen.is_empty() && body == NO_SRV => continue,
+            None => panic!("not the seed's answer: {body}"),
+        };
     }
     gateway.assert_running();
 
