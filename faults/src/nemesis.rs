@@ -122,7 +122,7 @@ pub async fn run(
                 at = rec.now();
                 log(rec, &format!("{kind:?}: kill -9 member {victim} (leader {leader}), restart in {downtime:?}"));
                 tokio::time::sleep(downtime).await;
-                let _ = cluster.start_member(victim);
+                restart(cluster, rec, victim);
                 vec![victim]
             }
             FaultKind::QuickRestartLeader => {
@@ -135,7 +135,7 @@ pub async fn run(
                     ),
                 );
                 tokio::time::sleep(Duration::from_millis(200)).await;
-                let _ = cluster.start_member(leader);
+                restart(cluster, rec, leader);
                 let other = (leader + 1) % n;
                 note = burst(cluster, rec, keys, rng, leader, other, &mut burst_n).await;
                 log(rec, &format!("{kind:?}: {note}"));
@@ -149,8 +149,8 @@ pub async fn run(
                 at = rec.now();
                 log(rec, &format!("{kind:?}: kill -9 members {a} and {b} (leader {leader}), restart in {downtime:?}"));
                 tokio::time::sleep(downtime).await;
-                let _ = cluster.start_member(a);
-                let _ = cluster.start_member(b);
+                restart(cluster, rec, a);
+                restart(cluster, rec, b);
                 vec![a, b]
             }
             FaultKind::Pause => {
@@ -273,6 +273,14 @@ async fn burst(
             (first - started) / 1_000_000
         ),
         _ => "no read answered by the restarted member within 2.5 s".into(),
+    }
+}
+
+/// Starts member `i` again; a failure is logged (the final heal retries, and the member's
+/// absence shows in the checks).
+fn restart(cluster: &mut Cluster, rec: &Recorder, i: usize) {
+    if let Err(e) = cluster.start_member(i) {
+        log(rec, &format!("restart of member {i} failed: {e:#}"));
     }
 }
 
