@@ -199,36 +199,47 @@ impl Driver {
     /// socket), Ready(false) when it failed or was dropped.
     fn poll(&mut self, conn: &mut Conn<'_>, cx: &mut Context<'_>) -> Poll<bool> {
         loop {
-            // Calls first: what they answer is written by the connection's poll below.
+            // Every request h2 has read is taken first, and only then are the calls run: each
+            // `poll_accept` also writes what is queued, so answering a call between two accepts
+            // would cost a write per call instead of one for all of them.
+            let mut accepted = false;
+            loop {
+                match conn.poll_accept(cx) {
+                    Poll::Ready(Some(Ok((request, respond)))) => {
+                        accepted = true;
+                        let call = call(Arc::clone(&self.routes), request, respond);
+                        if self.parallel {
+                            let task = tokio::spawn(call);
+                            self.running.push(Box::pin(task.map(|_| ())));
+                        } else {
+                            self.running.push(Box::pin(call));
+                        }
+                    }
+                    Poll::Ready(Some(Err(error))) => {
+                        tracing::debug!(%error, "connection ended");
+                        return Poll::Ready(false);
+                    }
+                    Poll::Ready(None) => return Poll::Ready(true),
+                    Poll::Pending => break,
+                }
+            }
             let had_calls = !self.running.is_empty();
-            while let Poll::Ready(Some(())) = self.running.poll_next_unpin(cx) {}
+            let mut answered = false;
+            while let Poll::Ready(Some(())) = self.running.poll_next_unpin(cx) {
+                answered = true;
+            }
             if had_calls && self.running.is_empty() {
                 self.idle_from = Instant::now();
             }
-            match conn.poll_accept(cx) {
-                Poll::Ready(Some(Ok((request, respond)))) => {
-                    let call = call(Arc::clone(&self.routes), request, respond);
-                    if self.parallel {
-                        let task = tokio::spawn(call);
-                        self.running.push(Box::pin(task.map(|_| ())));
-                    } else {
-                        self.running.push(Box::pin(call));
-                    }
-                    // The new call may be answerable at once (its message came with it).
-                    continue;
-                }
-                Poll::Ready(Some(Err(error))) => {
-                    tracing::debug!(%error, "connection ended");
-                    return Poll::Ready(false);
-                }
-                Poll::Ready(None) => return Poll::Ready(true),
-                Poll::Pending => {}
+            // Answers were queued: the next `poll_accept` writes them (and reads what came).
+            if !accepted && !answered {
+                break;
             }
-            if self.timers(conn, cx) {
-                return Poll::Ready(false);
-            }
-            return Poll::Pending;
         }
+        if self.timers(conn, cx) {
+            return Poll::Ready(false);
+        }
+        Poll::Pending
     }
 
     /// The idle timeout and keep-alive PINGs; true when the connection is to be dropped.
