@@ -110,8 +110,6 @@ macro_rules! ready {
 #[cfg_attr(feature = "unstable", allow(missing_docs))]
 mod codec;
 mod error;
-// PATCHED (gateway chain): its decoder is re-exported below (`hpack_decoder`).
-#[allow(missing_docs)]
 mod hpack;
 
 #[cfg(not(feature = "unstable"))]
@@ -138,14 +136,6 @@ mod share;
 pub mod fuzz_bridge;
 
 pub use crate::error::{Error, Reason};
-
-// PATCHED (gateway chain): HPACK's decoder, for grpc-lite's own HTTP/2 connections (unary
-// gRPC in one task per connection); see vendor/README.md.
-#[doc(hidden)]
-#[allow(missing_docs)]
-pub mod hpack_decoder {
-    pub use crate::hpack::{BytesStr, Decoder, DecoderError, Header};
-}
 pub use crate::share::{FlowControl, Ping, PingPong, Pong, RecvStream, SendStream, StreamId};
 
 #[cfg(feature = "unstable")]
