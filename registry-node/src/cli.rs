@@ -25,12 +25,29 @@ pub struct NodeArgs {
     /// Peer address to listen on, e.g. 127.0.0.1:2380 (needs --name).
     #[arg(long, requires = "name")]
     pub listen_peer: Option<std::net::SocketAddr>,
+    /// etcd's --auto-compaction-mode: periodic, revision or off (default: the file's
+    /// [compaction] section, else periodic).
+    #[arg(long)]
+    pub auto_compaction_mode: Option<String>,
+    /// etcd's --auto-compaction-retention: a duration (5m, 1h; a plain number is hours) for
+    /// periodic, a count of revisions for revision; 0 turns it off.
+    #[arg(long)]
+    pub auto_compaction_retention: Option<String>,
 }
 
 impl NodeArgs {
     /// The configs of the members to run.
     pub fn configs(&self) -> anyhow::Result<Vec<NodeConfig>> {
-        let file = ClusterFile::load(&self.config)?;
+        let mut file = ClusterFile::load(&self.config)?;
+        if let Some(m) = &self.auto_compaction_mode {
+            file.compaction.mode = m.clone();
+        }
+        if let Some(r) = &self.auto_compaction_retention {
+            file.compaction.retention = r.clone();
+        }
+        file.compaction
+            .policy()
+            .map_err(|e| anyhow::anyhow!("--auto-compaction-*: {e}"))?;
         Ok(match &self.name {
             Some(name) => {
                 let mut c = file.node_config(&self.config, name)?;

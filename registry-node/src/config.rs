@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::compaction::{CompactionSection, Policy};
 use crate::raft::NodeId;
 
 /// The whole file. Sections other than the registry's are read by other binaries (`micro`).
@@ -16,6 +17,9 @@ pub struct ClusterFile {
     pub cluster: ClusterSection,
     #[serde(default)]
     pub raft: RaftSection,
+    /// Auto-compaction (etcd's `--auto-compaction-*`); on by default, see [`crate::compaction`].
+    #[serde(default)]
+    pub compaction: CompactionSection,
     #[serde(rename = "member", default)]
     pub members: Vec<MemberSection>,
     /// Registry backend choice and service/gateway layout, used by `micro up`.
@@ -109,6 +113,7 @@ pub struct NodeConfig {
     pub data_dir: PathBuf,
     pub members: Vec<MemberSpec>,
     pub raft: RaftSection,
+    pub compaction: Policy,
 }
 
 impl NodeConfig {
@@ -183,6 +188,9 @@ impl ClusterFile {
                 "must be at least 3 × raft.heartbeat_ms (and heartbeat > 0)".into(),
             ));
         }
+        self.compaction
+            .policy()
+            .map_err(|r| invalid("compaction".into(), r))?;
         for (i, m) in self.members.iter().enumerate() {
             if m.name.is_empty() {
                 return Err(invalid(
@@ -241,6 +249,10 @@ impl ClusterFile {
             data_dir: base.join(&self.cluster.data_dir).join(name),
             members,
             raft: self.raft.clone(),
+            compaction: self
+                .compaction
+                .policy()
+                .map_err(|r| invalid("compaction", r))?,
         })
     }
 }

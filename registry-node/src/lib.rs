@@ -22,6 +22,7 @@
 pub mod api;
 pub mod batching;
 pub mod cli;
+pub mod compaction;
 pub mod config;
 pub mod lease;
 mod logging;

@@ -312,6 +312,10 @@ impl Node {
                 tokio::spawn(
                     crate::lease::run(core.clone(), shutdown.clone()).instrument(span.clone()),
                 ),
+                tokio::spawn(
+                    crate::compaction::run(core.clone(), config.compaction, shutdown.clone())
+                        .instrument(span.clone()),
+                ),
             ];
             form_cluster(&raft, &config).await;
             tracing::info!(%client_addr, %peer_addr, id = %format!("{:x}", config.id), "member started");

@@ -7,6 +7,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::time::Instant;
 
+use crate::compaction::CompactionSection;
 use crate::config::{ClusterFile, ClusterSection, MemberSection, NodeConfig, RaftSection};
 use crate::node::{Node, NodeHandle};
 use crate::raft::NodeId;
@@ -62,6 +63,17 @@ impl TestCluster {
 
     /// Starts `n` members after `tune` adjusted the Raft section.
     pub async fn start_with(n: usize, tune: impl FnOnce(&mut RaftSection)) -> Self {
+        let mut raft = RaftSection::default();
+        tune(&mut raft);
+        Self::start_configured(n, raft, CompactionSection::default()).await
+    }
+
+    /// Starts `n` members with these Raft and auto-compaction sections.
+    pub async fn start_configured(
+        n: usize,
+        raft: RaftSection,
+        compaction: CompactionSection,
+    ) -> Self {
         init_tracing();
         let dir = tempfile::tempdir().expect("temp dir");
         let mut listeners = Vec::new();
@@ -77,14 +89,13 @@ impl TestCluster {
             });
             listeners.push((client, peer));
         }
-        let mut raft = RaftSection::default();
-        tune(&mut raft);
         let file = ClusterFile {
             cluster: ClusterSection {
                 token: "test-cluster".into(),
                 data_dir: dir.path().to_owned(),
             },
             raft,
+            compaction,
             members,
             registry: None,
             services: None,

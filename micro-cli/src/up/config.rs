@@ -32,6 +32,8 @@ struct UpFile {
     _cluster: Option<toml::Value>,
     #[serde(default, rename = "raft")]
     _raft: Option<toml::Value>,
+    #[serde(default, rename = "compaction")]
+    _compaction: Option<toml::Value>,
     #[serde(default, rename = "member")]
     _member: Option<toml::Value>,
     #[serde(default)]
