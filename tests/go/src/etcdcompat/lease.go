@@ -153,22 +153,43 @@ func leaseRevoke(ctx context.Context, e *env) error {
 }
 
 // Issue 22 (a): etcd answers a keep-alive of a lease revoked just before with TTL 0, which
-// clientv3 turns into ErrLeaseNotFound.
+// clientv3 turns into ErrLeaseNotFound. The lease is kept alive once first (so the leader's
+// lessor holds its expiry, which a stale table would renew), and every pair of members is
+// tried for where the revoke and the keep-alive go, a few rounds each.
 func leaseKeepAliveAfterRevoke(ctx context.Context, e *env) error {
-	grant, err := e.cli.Grant(ctx, 30)
-	if err != nil {
-		return err
-	}
-	if _, err := e.cli.Revoke(ctx, grant.ID); err != nil {
-		return err
-	}
-	resp, err := e.cli.KeepAliveOnce(ctx, grant.ID)
-	if err != rpctypes.ErrLeaseNotFound {
-		detail := "no answer"
-		if resp != nil {
-			detail = fmt.Sprintf("TTL %d", resp.TTL)
+	clients := make([]*clientv3.Client, len(e.endpoints))
+	for i, ep := range e.endpoints {
+		c, err := clientv3.New(clientv3.Config{Endpoints: []string{ep}, DialTimeout: 10 * time.Second})
+		if err != nil {
+			return err
 		}
-		return fmt.Errorf("keep-alive after revoke: got error %v (%s), want %v", err, detail, rpctypes.ErrLeaseNotFound)
+		defer c.Close()
+		clients[i] = c
+	}
+	for round := 0; round < 3; round++ {
+		for r, revoker := range clients {
+			for k, keeper := range clients {
+				grant, err := revoker.Grant(ctx, 30)
+				if err != nil {
+					return err
+				}
+				if _, err := keeper.KeepAliveOnce(ctx, grant.ID); err != nil {
+					return fmt.Errorf("keep-alive before revoke: %v", err)
+				}
+				if _, err := revoker.Revoke(ctx, grant.ID); err != nil {
+					return err
+				}
+				resp, err := keeper.KeepAliveOnce(ctx, grant.ID)
+				if err != rpctypes.ErrLeaseNotFound {
+					detail := "no answer"
+					if resp != nil {
+						detail = fmt.Sprintf("TTL %d", resp.TTL)
+					}
+					return fmt.Errorf("round %d, revoke via %s, keep-alive via %s: got error %v (%s), want %v",
+						round, e.endpoints[r], e.endpoints[k], err, detail, rpctypes.ErrLeaseNotFound)
+				}
+			}
+		}
 	}
 	return nil
 }
