@@ -11,7 +11,8 @@ use micro::testing::EtcdCluster;
 use system_tests::go::{self, NoKills};
 use system_tests::processes::{GreeterSrv, OurCluster};
 
-/// Every check etcdcompat prints, failover last (it kills the first endpoint's member).
+/// Every check etcdcompat prints; failover last: it asks for the member of the first endpoint of
+/// its client, the leader, to be killed.
 const CLIENTV3_CHECKS: [&str; 19] = [
     "kv-put-get",
     "kv-range-prefix",

@@ -12,12 +12,23 @@ import (
 // The failover check's own budget: a new leader, then a lease outliving its TTL.
 const failoverTimeout = 60 * time.Second
 
-// failoverCheck: with every endpoint given, the member of the first endpoint is killed (by the
-// caller, asked on stdout, answering on stdin); puts, reads and a lease's keep-alive stream go
-// on through the others, and the lease outlives its TTL.
+// failoverCheck: a client is given every endpoint, the leader's first, and the member of the
+// first endpoint is killed (by the caller, asked on stdout, answering on stdin): the hardest
+// case, a client's first endpoint and the cluster's leader at once. Puts, reads and a lease's
+// keep-alive stream go on through the others, and the lease outlives its TTL.
 func failoverCheck(_ context.Context, e *env) error {
 	ctx, cancel := context.WithTimeout(context.Background(), failoverTimeout)
 	defer cancel()
+	eps, err := leaderFirst(ctx, e)
+	if err != nil {
+		return err
+	}
+	cli, err := clientv3.New(clientv3.Config{Endpoints: eps, DialTimeout: 10 * time.Second})
+	if err != nil {
+		return err
+	}
+	defer cli.Close()
+	e = &env{cli: cli, endpoints: eps, prefix: e.prefix, stdin: e.stdin}
 	const ttl = 5
 	grant, err := e.cli.Grant(ctx, ttl)
 	if err != nil {
@@ -95,4 +106,34 @@ func failoverCheck(_ context.Context, e *env) error {
 		boolCheck("lease alive past its TTL", alive.TTL > 0, alive.TTL),
 		expect("leased key kept", kept.Count, 1),
 	)
+}
+
+// leaderFirst orders the endpoints with the leader's first (every member names the leader in
+// its status; they must agree).
+func leaderFirst(ctx context.Context, e *env) ([]string, error) {
+	var leader uint64
+	at := -1
+	for i, ep := range e.endpoints {
+		status, err := e.cli.Status(ctx, ep)
+		if err != nil {
+			return nil, fmt.Errorf("status of %s: %v", ep, err)
+		}
+		if leader != 0 && status.Leader != leader {
+			return nil, fmt.Errorf("members disagree on the leader: %x and %x", leader, status.Leader)
+		}
+		leader = status.Leader
+		if status.Header.MemberId == leader {
+			at = i
+		}
+	}
+	if at < 0 {
+		return nil, fmt.Errorf("no endpoint is the leader %x", leader)
+	}
+	eps := []string{e.endpoints[at]}
+	for i, ep := range e.endpoints {
+		if i != at {
+			eps = append(eps, ep)
+		}
+	}
+	return eps, nil
 }
