@@ -11,6 +11,7 @@
 //! stopped.
 
 pub mod api;
+pub mod catalog;
 pub mod rpc;
 pub mod srv;
 
@@ -36,6 +37,8 @@ pub enum Role {
     Srv(InstanceArgs),
     /// The API service `go.micro.api.greeter` (`Say.Hello` on `go.api.Request`).
     Api(InstanceArgs),
+    /// A second backend, `go.micro.srv.catalog` (`Catalog.Find`), found by gRPC reflection.
+    Catalog(InstanceArgs),
 }
 
 /// One instance's settings.
@@ -51,7 +54,7 @@ pub struct InstanceArgs {
 impl Role {
     pub fn args(&self) -> &InstanceArgs {
         match self {
-            Role::Srv(args) | Role::Api(args) => args,
+            Role::Srv(args) | Role::Api(args) | Role::Catalog(args) => args,
         }
     }
 
@@ -60,6 +63,7 @@ impl Role {
         match self {
             Role::Srv(_) => srv::SERVICE,
             Role::Api(_) => api::SERVICE,
+            Role::Catalog(_) => catalog::SERVICE,
         }
     }
 }
@@ -73,6 +77,8 @@ pub enum Error {
     Registry(#[from] registry::Error),
     #[error("route")]
     Route(#[from] rpc::RouteError),
+    #[error("reflection service")]
+    Reflection(#[source] tonic_reflection::server::Error),
     #[error(transparent)]
     Service(#[from] micro::service::Error),
 }
@@ -100,6 +106,10 @@ impl Instance {
             Role::Srv(args) => {
                 service.routes(srv::Greeter::new(&args.name).routes()?, srv::endpoints())
             }
+            Role::Catalog(args) => service.routes(
+                catalog::Catalog::new(&args.name).routes()?,
+                catalog::endpoints(),
+            ),
             Role::Api(args) => {
                 let selector = Selector::new(registry, args.micro.selector_options());
                 let client = Client::new(selector, args.micro.client_options());

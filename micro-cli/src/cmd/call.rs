@@ -6,8 +6,11 @@
 //! entry when it names one (`go.api.Request`, `go.micro.srv.greeter.Request`); otherwise the
 //! service name does (`go.micro.api.*` takes `go.api.Request`, `go.micro.srv.greeter` its
 //! `Request`). The JSON is proto3's mapping (field names as in the `.proto`, maps as objects).
+//! Any other service is asked for its messages by gRPC server reflection ([`super::reflect`]).
 
 use std::collections::BTreeMap;
+
+use std::time::Duration;
 
 use anyhow::{bail, Context};
 use micro::selector::{Kind, SelectorOptions};
@@ -15,6 +18,8 @@ use micro::{Client, MicroArgs, Registry, Selector};
 use proto::go_api;
 use proto::greeter;
 use serde::{Deserialize, Serialize};
+
+use super::reflect;
 
 /// The request/response pair an endpoint speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -134,11 +139,8 @@ pub async fn call(
         .and_then(|e| e.request.as_ref())
         .map(|v| v.kind.clone());
     let Some(messages) = messages_for(service, request_type.as_deref()) else {
-        bail!(
-            "micro call knows the messages of go.micro.srv.greeter and go.api (go.micro.api.*); \
-             {service} {endpoint} takes {}",
-            request_type.as_deref().unwrap_or("an unknown request")
-        );
+        // Not a message this binary knows: the service's own descriptors, by reflection.
+        return call_by_reflection(micro, registry, service, endpoint, body).await;
     };
     let options = SelectorOptions {
         kind: Kind::Registry,
@@ -173,6 +175,39 @@ pub async fn call(
         }
     };
     println!("{printed}");
+    Ok(())
+}
+
+/// [`super::reflect`]: a node of `service` describes `endpoint`, and answers it.
+async fn call_by_reflection(
+    micro: &MicroArgs,
+    registry: Registry,
+    service: &str,
+    endpoint: &str,
+    body: &str,
+) -> anyhow::Result<()> {
+    let options = SelectorOptions {
+        kind: Kind::Registry,
+        ..micro.selector_options()
+    };
+    let node = Selector::new(registry, options)
+        .select(service, &[])
+        .await
+        .map_err(|e| anyhow::anyhow!("{service}: {e}"))?;
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", node.address))
+        .with_context(|| format!("node address {:?}", node.address))?
+        .connect_timeout(Duration::from_secs(1))
+        .connect()
+        .await
+        .with_context(|| format!("connect to {service} node {} at {}", node.id, node.address))?;
+    let method = reflect::method(channel.clone(), service, endpoint).await?;
+    let request = reflect::from_json(&method.input, body)?;
+    let path = micro::client::grpc_path(service, endpoint)?;
+    let timeout = micro.client_request_timeout;
+    let answer = reflect::call(channel, &path, request, method.output, timeout)
+        .await
+        .map_err(|status| micro::Error::from_status(service, &status))?;
+    println!("{}", reflect::to_json(&answer)?);
     Ok(())
 }
 

@@ -3,4 +3,5 @@
 //! real etcd alike.
 
 pub mod call;
+pub mod reflect;
 pub mod registry;
