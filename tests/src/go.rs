@@ -157,6 +157,8 @@ impl Run {
             "the program failed\n{}",
             report()
         );
+        // What the checks measured (shown with --nocapture).
+        println!("{what}:\n{}", self.stdout.join("\n"));
     }
 }
 

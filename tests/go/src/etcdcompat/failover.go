@@ -28,6 +28,7 @@ func failoverCheck(_ context.Context, e *env) error {
 		return err
 	}
 	defer cli.Close()
+	report := e
 	e = &env{cli: cli, endpoints: eps, prefix: e.prefix, stdin: e.stdin}
 	const ttl = 5
 	grant, err := e.cli.Grant(ctx, ttl)
@@ -70,6 +71,7 @@ func failoverCheck(_ context.Context, e *env) error {
 	if put != nil {
 		return fmt.Errorf("put after the kill: %v", put)
 	}
+	firstPut := time.Since(killed)
 	get, err := e.cli.Get(ctx, e.key("after"))
 	if err != nil || get.Count != 1 {
 		return fmt.Errorf("get after the kill: %v %v", get, err)
@@ -101,6 +103,8 @@ func failoverCheck(_ context.Context, e *env) error {
 	if err != nil {
 		return err
 	}
+	report.note = fmt.Sprintf("killed leader %s; first put %v after the kill; %d renewals in %v",
+		eps[0], firstPut.Round(time.Millisecond), renewals, time.Since(killed).Round(time.Millisecond))
 	return first(
 		boolCheck("renewals past the kill", renewals >= 3, renewals),
 		boolCheck("lease alive past its TTL", alive.TTL > 0, alive.TTL),

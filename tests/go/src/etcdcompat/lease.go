@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"strings"
 	"time"
 
 	"go.etcd.io/etcd/clientv3"
@@ -207,6 +208,7 @@ func leaseRemainingTruncated(ctx context.Context, e *env) error {
 	}
 	granted := time.Now()
 	defer e.cli.Revoke(context.Background(), grant.ID)
+	var seen []string
 	for _, at := range []time.Duration{500 * time.Millisecond, 1500 * time.Millisecond} {
 		// The reading is meant to be taken at this age of the lease: the wait is the quantity
 		// under test, not a synchronisation.
@@ -223,6 +225,8 @@ func leaseRemainingTruncated(ctx context.Context, e *env) error {
 		if ttl.TTL < low || ttl.TTL > high {
 			return fmt.Errorf("remaining at %v: got %d, want %d..%d (truncated seconds)", at, ttl.TTL, low, high)
 		}
+		seen = append(seen, fmt.Sprintf("%d at %v", ttl.TTL, at))
 	}
+	e.note = "remaining " + strings.Join(seen, ", ")
 	return nil
 }
