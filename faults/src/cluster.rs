@@ -83,7 +83,7 @@ impl Cluster {
         const N: usize = 3;
         let net = Net::create(N)?;
         let dir = tempfile::Builder::new()
-            .prefix("faults-run-")
+            .prefix(&format!("faults-{}-", net.id()))
             .tempdir()
             .context("temporary directory")?;
         let client = |i: usize| format!("http://{}:{CLIENT_PORT}", net.addr(i));
@@ -306,6 +306,7 @@ impl Cluster {
     /// Keeps the members' logs and data after the run (a failed run prints where).
     pub fn keep_dir(&mut self) -> PathBuf {
         if let Some(dir) = self.dir.take() {
+            let _ = std::fs::write(dir.path().join(crate::net::KEPT), "kept: the run failed\n");
             let _ = dir.keep();
         }
         self.dir_path.clone()

@@ -14,6 +14,8 @@ use anyhow::{bail, Context};
 
 /// Prefix of every namespace and link a run creates.
 const PREFIX: &str = "flt";
+/// The marker file of a run directory kept for inspection (a failed run).
+pub const KEPT: &str = "KEPT";
 /// The runs' /24s are 10.213.N.0/24, N chosen free at creation.
 const NET: &str = "10.213";
 
@@ -85,6 +87,12 @@ impl Net {
             sh("ip", &["-n", &ns, "link", "set", "lo", "up"])?;
         }
         Ok(())
+    }
+
+    /// The run's name (`flt<pid>x<n>`); its temporary directory carries it too, so that a
+    /// later run can remove the directory of a crashed one.
+    pub fn id(&self) -> &str {
+        &self.id
     }
 
     /// The namespace of member `i`.
@@ -188,6 +196,18 @@ fn remove_leftovers() {
             if dead(ns) {
                 eprintln!("faults: removing namespace {ns} left by a crashed run");
                 remove_ns(ns);
+            }
+        }
+    }
+    // Temporary directories `faults-<id>-...`, unless a failed run kept them on purpose.
+    if let Ok(dir) = std::fs::read_dir(std::env::temp_dir()) {
+        for entry in dir.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some(id) = name.strip_prefix("faults-") else {
+                continue;
+            };
+            if dead(id) && !entry.path().join(KEPT).exists() {
+                let _ = std::fs::remove_dir_all(entry.path());
             }
         }
     }
