@@ -24,6 +24,7 @@ use tokio::time::Instant;
 
 use crate::cors::{Cors, Decision};
 use crate::error::GatewayError;
+use crate::rpc::{self, Rpc};
 use crate::{request, resolve, response};
 
 /// How much of an oversized body is still read (and dropped) before answering 413, so that the
@@ -44,6 +45,8 @@ struct Inner {
     namespace: String,
     max_body_bytes: usize,
     cors: Cors,
+    /// `--handler=rpc`; `None`: `--handler=api`.
+    rpc: Option<Arc<Rpc>>,
 }
 
 impl Gateway {
@@ -60,12 +63,24 @@ impl Gateway {
         max_body_bytes: usize,
         cors: Cors,
     ) -> Self {
+        Self::build(client, namespace, max_body_bytes, cors, None)
+    }
+
+    /// [`Gateway::with_cors`], answering with the rpc handler when `rpc` is given.
+    pub fn build(
+        client: Client,
+        namespace: impl Into<String>,
+        max_body_bytes: usize,
+        cors: Cors,
+        rpc: Option<Arc<Rpc>>,
+    ) -> Self {
         Gateway {
             inner: Arc::new(Inner {
                 client,
                 namespace: namespace.into(),
                 max_body_bytes,
                 cors,
+                rpc,
             }),
         }
     }
@@ -125,6 +140,12 @@ impl Gateway {
         let (head, body) = req.into_parts();
         let body = read_body(&head, body, self.inner.max_body_bytes).await?;
         self.ensure_exists(&service).await?;
+        if let Some(rpc) = &self.inner.rpc {
+            let payload = rpc::payload(head.uri.query(), &body)?;
+            return rpc
+                .serve(&self.inner.client, &service, &endpoint, &payload)
+                .await;
+        }
         let api_request = request::build(&head, &path, remote, &body);
         let answer: go_api::Response = self
             .inner

@@ -10,7 +10,8 @@
 //! - [`handler`]: [`Gateway`], whose `answer` serves every request on both paths; [`router`]
 //!   mounts it in axum;
 //! - [`error`]: [`GatewayError`], rendered as go-micro's JSON error body;
-//! - [`cors`]: CORS as micro's cors plugin configures it.
+//! - [`cors`]: CORS as micro's cors plugin configures it;
+//! - [`rpc`]: `--handler=rpc`, JSON to any service's own messages, found by [`reflect`]ion.
 //!
 //! [`run`] also registers the gateway itself as `go.micro.api` (or `--server_name`), as
 //! `micro api` does, with its own lease, and deregisters it on the way out.
@@ -19,9 +20,11 @@ pub mod cors;
 pub mod error;
 pub mod handler;
 pub mod http1;
+pub mod reflect;
 pub mod request;
 pub mod resolve;
 pub mod response;
+pub mod rpc;
 
 use std::net::SocketAddr;
 
@@ -42,7 +45,8 @@ pub struct GatewayArgs {
     /// Listen address: `[::]:8080`, `:8080` (every interface), `127.0.0.1:8080`.
     #[arg(long, env = "MICRO_API_ADDRESS", default_value = "[::]:8080")]
     pub address: String,
-    /// Request handler; only `api` is supported.
+    /// Request handler: `api` (go.api.Request/Response) or `rpc` (JSON to the endpoint's own
+    /// messages, by the service's gRPC reflection).
     #[arg(long, env = "MICRO_API_HANDLER", default_value = "api")]
     pub handler: String,
     /// Namespace joined in front of the resolved service name.
@@ -80,7 +84,7 @@ pub struct GatewayArgs {
 /// Why the gateway could not start or serve.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("unsupported handler {0:?}: only \"api\" is supported")]
+    #[error("unsupported handler {0:?}: supported are api, rpc")]
     Handler(String),
     #[error("invalid listen address {0:?}")]
     Address(String),
@@ -143,9 +147,11 @@ pub async fn bind(address: &str) -> Result<TcpListener, Error> {
 
 /// The gateway state for `args`: a registry client, its selector and an RPC client.
 pub fn gateway(args: &GatewayArgs) -> Result<Gateway, Error> {
-    if args.handler != "api" {
-        return Err(Error::Handler(args.handler.clone()));
-    }
+    let rpc = match args.handler.as_str() {
+        "api" => None,
+        "rpc" => Some(rpc::Rpc::new(args.micro.client_request_timeout)),
+        other => return Err(Error::Handler(other.to_owned())),
+    };
     let registry = Registry::new(&args.micro.registry_options())?;
     let selector = Selector::new(registry, args.micro.selector_options());
     let client = Client::new(selector, args.micro.client_options());
@@ -154,11 +160,12 @@ pub fn gateway(args: &GatewayArgs) -> Result<Gateway, Error> {
         &args.cors_allowed_methods,
         &args.cors_allowed_headers,
     );
-    Ok(Gateway::with_cors(
+    Ok(Gateway::build(
         client,
         &args.namespace,
         args.max_body_bytes,
         cors,
+        rpc,
     ))
 }
 
@@ -292,15 +299,17 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn only_the_api_handler() {
-        let mut cli = Cli::try_parse_from(["gateway", "--handler", "rpc"]).expect("parse");
-        let err = gateway(&cli.gateway).expect_err("rpc is not supported");
+    async fn the_api_and_rpc_handlers() {
+        let mut cli = Cli::try_parse_from(["gateway", "--handler", "web"]).expect("parse");
+        let err = gateway(&cli.gateway).expect_err("web is not supported");
         assert_eq!(
             err.to_string(),
-            "unsupported handler \"rpc\": only \"api\" is supported"
+            "unsupported handler \"web\": supported are api, rpc"
         );
-        cli.gateway.handler = "api".into();
-        assert!(gateway(&cli.gateway).is_ok());
+        for handler in ["api", "rpc"] {
+            cli.gateway.handler = handler.into();
+            assert!(gateway(&cli.gateway).is_ok(), "{handler}");
+        }
     }
 
     #[tokio::test]

@@ -1,7 +1,7 @@
-//! `micro call` for a service whose messages this binary does not know, as grpcurl does it: ask
-//! a node of the service for its descriptors by gRPC server reflection (`grpc.reflection.v1`,
-//! then `v1alpha`), turn the JSON into the endpoint's request message, call, and turn the answer
-//! back into JSON.
+//! A service's messages by gRPC server reflection, for callers that know nothing of it (`micro
+//! call`, the gateway's `--handler=rpc`), as grpcurl does it: ask a node of the service for its
+//! descriptors (`grpc.reflection.v1`, then `v1alpha`), turn the JSON into the endpoint's request
+//! message, call, and turn the answer back into JSON.
 //!
 //! ```text
 //!   registry: nodes of S ─► node ─ServerReflectionInfo(file_containing_symbol "S.Handler")─►
@@ -130,14 +130,26 @@ pub fn from_json(descriptor: &MessageDescriptor, body: &str) -> anyhow::Result<D
 /// `message` as go-micro's `micro call` prints it: `.proto` field names, 64-bit integers as
 /// numbers, default values left out, tab-indented.
 pub fn to_json(message: &DynamicMessage) -> anyhow::Result<String> {
-    let options = SerializeOptions::new()
-        .use_proto_field_name(true)
-        .stringify_64_bit_integers(false);
     let mut out = Vec::new();
     let formatter = serde_json::ser::PrettyFormatter::with_indent(b"\t");
     let mut ser = serde_json::Serializer::with_formatter(&mut out, formatter);
-    message.serialize_with_options(&mut ser, &options)?;
+    message.serialize_with_options(&mut ser, &go_json())?;
     Ok(String::from_utf8(out)?)
+}
+
+/// [`to_json`] on one line, as an HTTP answer.
+pub fn to_compact_json(message: &DynamicMessage) -> anyhow::Result<String> {
+    let mut out = Vec::new();
+    let mut ser = serde_json::Serializer::new(&mut out);
+    message.serialize_with_options(&mut ser, &go_json())?;
+    Ok(String::from_utf8(out)?)
+}
+
+/// How Go's encoding/json writes a generated message: `.proto` names, numbers as numbers.
+fn go_json() -> SerializeOptions {
+    SerializeOptions::new()
+        .use_proto_field_name(true)
+        .stringify_64_bit_integers(false)
 }
 
 /// One unary call of `path` with `request`, the answer decoded as `output`, bounded by `timeout`.

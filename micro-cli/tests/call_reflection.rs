@@ -1,6 +1,6 @@
-//! `micro call` on a service this binary has no messages for: the catalog
-//! (`micro greeter catalog`), whose request nests a message and repeats a field, is found by gRPC
-//! server reflection and answered as JSON.
+//! `micro call` and the gateway's `--handler=rpc` on a service this binary has no messages for:
+//! the catalog (`micro greeter catalog`), whose request nests a message and repeats a field, is
+//! found by gRPC server reflection and answered as JSON.
 
 mod procs;
 
@@ -69,5 +69,52 @@ async fn micro_call_finds_the_messages_by_reflection() {
         assert!(!ok, "{line}");
         assert!(err.contains(expected), "{line}: {err}");
     }
+
+    // --- the gateway's rpc handler: JSON body (or the query) to the endpoint the path names
+    let port = micro::testing::free_port().expect("free port");
+    let (program, args) = procs::words(&format!(
+        "micro {reg} api --handler=rpc --namespace=go.micro.srv"
+    ));
+    let address = [("MICRO_API_ADDRESS", format!("127.0.0.1:{port}"))];
+    let mut gateway = Proc::spawn("gateway", &program, &args, &address, cluster.dir.path());
+    gateway
+        .wait_line(Duration::from_secs(30), |l| {
+            l.contains("HTTP API Listening")
+        })
+        .await;
+    let url = format!("http://127.0.0.1:{port}/catalog/catalog/find");
+    let post = run_ok(
+        &format!(
+            r#"curl -s -H 'Content-Type: application/json' -d '{{"text":"apple","filter":{{"tags":["red"]}}}}' {url}"#
+        ),
+        &[],
+    )
+    .await;
+    assert_eq!(
+        post,
+        r#"{"items":[{"name":"red apple","tags":["fruit","red"],"stock":12}],"instance":"one"}"#
+    );
+    let get = run_ok(&format!("curl -s '{url}?text=spin'"), &[]).await;
+    assert_eq!(
+        get,
+        r#"{"items":[{"name":"spinach","tags":["vegetable","green"],"stock":9}],"instance":"one"}"#
+    );
+    let bad = run_ok(
+        &format!(r#"curl -s -w ' %{{http_code}}' -d '{{"colour":"red"}}' {url}"#),
+        &[],
+    )
+    .await;
+    assert!(bad.ends_with(" 400"), "{bad}");
+    assert!(bad.contains("is not a go.micro.srv.catalog.Query"), "{bad}");
+    let own = run_ok(
+        &format!(r#"curl -s -w ' %{{http_code}}' -d '{{"filter":{{"limit":-1}}}}' {url}"#),
+        &[],
+    )
+    .await;
+    assert_eq!(
+        own,
+        r#"{"id":"go.micro.srv.catalog","code":400,"detail":"limit -1 is negative","status":"Bad Request"} 400"#
+    );
     catalog.assert_running();
+    gateway.assert_running();
 }

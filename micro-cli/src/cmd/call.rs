@@ -6,7 +6,7 @@
 //! entry when it names one (`go.api.Request`, `go.micro.srv.greeter.Request`); otherwise the
 //! service name does (`go.micro.api.*` takes `go.api.Request`, `go.micro.srv.greeter` its
 //! `Request`). The JSON is proto3's mapping (field names as in the `.proto`, maps as objects).
-//! Any other service is asked for its messages by gRPC server reflection ([`super::reflect`]).
+//! Any other service is asked for its messages by gRPC server reflection ([`gateway::reflect`]).
 
 use std::collections::BTreeMap;
 
@@ -19,7 +19,7 @@ use proto::go_api;
 use proto::greeter;
 use serde::{Deserialize, Serialize};
 
-use super::reflect;
+use gateway::reflect;
 
 /// The request/response pair an endpoint speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -178,7 +178,7 @@ pub async fn call(
     Ok(())
 }
 
-/// [`super::reflect`]: a node of `service` describes `endpoint`, and answers it.
+/// [`gateway::reflect`]: a node of `service` describes `endpoint`, and answers it.
 async fn call_by_reflection(
     micro: &MicroArgs,
     registry: Registry,

@@ -3,5 +3,4 @@
 //! real etcd alike.
 
 pub mod call;
-pub mod reflect;
 pub mod registry;
