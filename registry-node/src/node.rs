@@ -394,13 +394,13 @@ fn raft_config(config: &NodeConfig) -> Result<openraft::Config, openraft::Config
         // etcd's --election-timeout E: a follower that hears nothing for a random [E, 2E)
         // campaigns. openraft 0.9 makes a follower that had a leader wait its leader lease
         // (= election_timeout_max) plus its election timeout (random in [min, max), drawn once
-        // per process), and a voter refuses a candidate within that lease. With the lease and
-        // the timeout both taken as E (the old setting) failover took 2.5–3 s where etcd
-        // takes 1–2 s; with max = 3E/4 and min = E/2 a follower campaigns after
-        // [1.25E, 1.5E), while the timeouts of two members still differ by up to E/4 (so they
-        // rarely split a vote) and the lease stays 7.5 heartbeats with the defaults.
-        election_timeout_min: r.election_timeout_ms / 2,
-        election_timeout_max: r.election_timeout_ms * 3 / 4,
+        // per process; checked on a tick of 1.5 heartbeats), and a voter refuses a candidate
+        // within that lease. With both taken as E (the old setting) failover took 2.5–3 s
+        // where etcd takes 1–2 s. With max = 3E/5 and min = 2E/5 a follower campaigns after
+        // [E, 1.2E): never before etcd's earliest, the timeouts of two members still differ by
+        // up to E/5 (so they rarely split a vote), and the lease is 6 heartbeats by default.
+        election_timeout_min: (r.election_timeout_ms * 2 / 5).max(r.heartbeat_ms + 1),
+        election_timeout_max: (r.election_timeout_ms * 3 / 5).max(r.heartbeat_ms + 2),
         install_snapshot_timeout: 10_000,
         max_payload_entries: 1_000,
         snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(r.snapshot_logs),
