@@ -1,5 +1,6 @@
 //! Lease answers where ours once differed from etcd's, each with etcd's Go client's view:
-//! keep-alive streams with `hasleader` on the leader and on a follower (clientv3 sends it),
+//! keep-alive and watch streams with `hasleader` on the leader and on a follower (clientv3
+//! sends it),
 //! keep-alive of a lease revoked a moment ago (etcd: TTL 0, clientv3's `ErrLeaseNotFound`),
 //! remaining TTL truncated to whole seconds from the moment of the grant, and a client's
 //! deadline answered DEADLINE_EXCEEDED.
@@ -8,9 +9,11 @@ use std::time::Duration;
 
 use proto::etcdserverpb::kv_client::KvClient;
 use proto::etcdserverpb::lease_client::LeaseClient;
+use proto::etcdserverpb::watch_client::WatchClient;
+use proto::etcdserverpb::watch_request::RequestUnion;
 use proto::etcdserverpb::{
     LeaseGrantRequest, LeaseKeepAliveRequest, LeaseRevokeRequest, LeaseTimeToLiveRequest,
-    RangeRequest,
+    RangeRequest, WatchCreateRequest, WatchRequest,
 };
 use registry_node::testing::TestCluster;
 use tonic::transport::Channel;
@@ -61,6 +64,31 @@ async fn keep_alive_with_hasleader_on_leader_and_follower() {
     for (who, ch) in [("leader", &on_leader), ("follower", &on_follower)] {
         let ttl = keep_alive_once(ch, id, true).await;
         assert_eq!(ttl.ok(), Some(30), "keep-alive with hasleader on the {who}");
+        // A watch stream with the same metadata is created there too.
+        let mut req = tonic::Request::new(futures::stream::iter([WatchRequest {
+            request_union: Some(RequestUnion::CreateRequest(WatchCreateRequest {
+                key: b"/k".to_vec(),
+                ..Default::default()
+            })),
+        }]));
+        req.metadata_mut().insert(
+            "hasleader",
+            tonic::metadata::MetadataValue::from_static("true"),
+        );
+        let mut answers = WatchClient::new(ch.clone())
+            .watch(req)
+            .await
+            .unwrap_or_else(|e| panic!("watch with hasleader on the {who}: {e:?}"))
+            .into_inner();
+        let created = tokio::time::timeout(Duration::from_secs(5), answers.message())
+            .await
+            .expect("an answer in 5 s")
+            .expect("no error")
+            .expect("a message");
+        assert!(
+            created.created,
+            "watch with hasleader on the {who}: {created:?}"
+        );
     }
     c.shutdown().await;
 }
