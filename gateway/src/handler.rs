@@ -24,6 +24,7 @@ use tokio::time::Instant;
 
 use crate::cors::{Cors, Decision};
 use crate::error::GatewayError;
+use crate::proxy::Proxy;
 use crate::rpc::{self, Rpc};
 use crate::{request, resolve, response};
 
@@ -45,8 +46,18 @@ struct Inner {
     namespace: String,
     max_body_bytes: usize,
     cors: Cors,
-    /// `--handler=rpc`; `None`: `--handler=api`.
-    rpc: Option<Arc<Rpc>>,
+    mode: Mode,
+}
+
+/// Which handler answers (`--handler`).
+#[derive(Debug)]
+pub enum Mode {
+    /// `api`: `go.api.Request` → `go.api.Response`.
+    Api,
+    /// `rpc`: JSON → the endpoint's own messages, by reflection.
+    Rpc(Arc<Rpc>),
+    /// `http` / `proxy`: the request as it is, to a node's HTTP address.
+    Http(Box<Proxy>),
 }
 
 impl Gateway {
@@ -63,16 +74,16 @@ impl Gateway {
         max_body_bytes: usize,
         cors: Cors,
     ) -> Self {
-        Self::build(client, namespace, max_body_bytes, cors, None)
+        Self::build(client, namespace, max_body_bytes, cors, Mode::Api)
     }
 
-    /// [`Gateway::with_cors`], answering with the rpc handler when `rpc` is given.
+    /// [`Gateway::with_cors`] with the handler `mode`.
     pub fn build(
         client: Client,
         namespace: impl Into<String>,
         max_body_bytes: usize,
         cors: Cors,
-        rpc: Option<Arc<Rpc>>,
+        mode: Mode,
     ) -> Self {
         Gateway {
             inner: Arc::new(Inner {
@@ -80,7 +91,7 @@ impl Gateway {
                 namespace: namespace.into(),
                 max_body_bytes,
                 cors,
-                rpc,
+                mode,
             }),
         }
     }
@@ -135,12 +146,20 @@ impl Gateway {
     {
         let path = resolve::decode(req.uri().path())?;
         let parts = resolve::clean(&path)?;
+        if let Mode::Http(proxy) = &self.inner.mode {
+            let service = resolve::proxy_route(&parts, &self.inner.namespace)
+                .ok_or(GatewayError::NotFound)?;
+            let (head, body) = req.into_parts();
+            let body = read_body(&head, body, self.inner.max_body_bytes).await?;
+            self.ensure_exists(&service).await?;
+            return proxy.serve(&self.inner.client, &service, &head, body).await;
+        }
         let (service, endpoint) =
             resolve::route(&parts, &self.inner.namespace).ok_or(GatewayError::NotFound)?;
         let (head, body) = req.into_parts();
         let body = read_body(&head, body, self.inner.max_body_bytes).await?;
         self.ensure_exists(&service).await?;
-        if let Some(rpc) = &self.inner.rpc {
+        if let Mode::Rpc(rpc) = &self.inner.mode {
             let payload = rpc::payload(head.uri.query(), &body)?;
             return rpc
                 .serve(&self.inner.client, &service, &endpoint, &payload)

@@ -11,7 +11,8 @@
 //!   mounts it in axum;
 //! - [`error`]: [`GatewayError`], rendered as go-micro's JSON error body;
 //! - [`cors`]: CORS as micro's cors plugin configures it;
-//! - [`rpc`]: `--handler=rpc`, JSON to any service's own messages, found by [`reflect`]ion.
+//! - [`rpc`]: `--handler=rpc`, JSON to any service's own messages, found by [`reflect`]ion;
+//! - [`proxy`]: `--handler=http` (or `proxy`), a reverse proxy to a service's HTTP nodes.
 //!
 //! [`run`] also registers the gateway itself as `go.micro.api` (or `--server_name`), as
 //! `micro api` does, with its own lease, and deregisters it on the way out.
@@ -20,6 +21,7 @@ pub mod cors;
 pub mod error;
 pub mod handler;
 pub mod http1;
+pub mod proxy;
 pub mod reflect;
 pub mod request;
 pub mod resolve;
@@ -36,7 +38,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use cors::Cors;
 pub use error::{GatewayError, API_ID};
-pub use handler::{router, Gateway};
+pub use handler::{router, Gateway, Mode};
 
 /// The gateway's flags (go-micro's `micro api` ones and their `MICRO_API_*` variables, micro's
 /// cors plugin's, plus the body limit).
@@ -45,8 +47,8 @@ pub struct GatewayArgs {
     /// Listen address: `[::]:8080`, `:8080` (every interface), `127.0.0.1:8080`.
     #[arg(long, env = "MICRO_API_ADDRESS", default_value = "[::]:8080")]
     pub address: String,
-    /// Request handler: `api` (go.api.Request/Response) or `rpc` (JSON to the endpoint's own
-    /// messages, by the service's gRPC reflection).
+    /// Request handler: `api` (go.api.Request/Response), `rpc` (JSON to the endpoint's own
+    /// messages, by the service's gRPC reflection), `http` or `proxy` (reverse proxy to a node).
     #[arg(long, env = "MICRO_API_HANDLER", default_value = "api")]
     pub handler: String,
     /// Namespace joined in front of the resolved service name.
@@ -84,7 +86,7 @@ pub struct GatewayArgs {
 /// Why the gateway could not start or serve.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("unsupported handler {0:?}: supported are api, rpc")]
+    #[error("unsupported handler {0:?}: supported are api, rpc, http, proxy")]
     Handler(String),
     #[error("invalid listen address {0:?}")]
     Address(String),
@@ -147,9 +149,11 @@ pub async fn bind(address: &str) -> Result<TcpListener, Error> {
 
 /// The gateway state for `args`: a registry client, its selector and an RPC client.
 pub fn gateway(args: &GatewayArgs) -> Result<Gateway, Error> {
-    let rpc = match args.handler.as_str() {
-        "api" => None,
-        "rpc" => Some(rpc::Rpc::new(args.micro.client_request_timeout)),
+    let timeout = args.micro.client_request_timeout;
+    let mode = match args.handler.as_str() {
+        "api" => Mode::Api,
+        "rpc" => Mode::Rpc(rpc::Rpc::new(timeout)),
+        "http" | "proxy" => Mode::Http(Box::new(proxy::Proxy::new(timeout))),
         other => return Err(Error::Handler(other.to_owned())),
     };
     let registry = Registry::new(&args.micro.registry_options())?;
@@ -165,7 +169,7 @@ pub fn gateway(args: &GatewayArgs) -> Result<Gateway, Error> {
         &args.namespace,
         args.max_body_bytes,
         cors,
-        rpc,
+        mode,
     ))
 }
 
@@ -304,9 +308,9 @@ mod tests {
         let err = gateway(&cli.gateway).expect_err("web is not supported");
         assert_eq!(
             err.to_string(),
-            "unsupported handler \"web\": supported are api, rpc"
+            "unsupported handler \"web\": supported are api, rpc, http, proxy"
         );
-        for handler in ["api", "rpc"] {
+        for handler in ["api", "rpc", "http", "proxy"] {
             cli.gateway.handler = handler.into();
             assert!(gateway(&cli.gateway).is_ok(), "{handler}");
         }

@@ -92,6 +92,27 @@ pub fn route(parts: &[&str], namespace: &str) -> Option<(String, String)> {
     Some((service, endpoint))
 }
 
+/// The service of a path for `--handler=http` (go-micro's `proxyRoute`): the first segment, or
+/// the first two joined by `.` when the first is a version (`/v1/foo/...` → `v1.foo`), in the
+/// namespace; `None` for the root or a name that is not plain letters and digits. The whole
+/// path goes on to the service unchanged.
+pub fn proxy_route(parts: &[&str], namespace: &str) -> Option<String> {
+    let (service, alias) = match parts {
+        [] => return None,
+        [version, name, ..] if is_version(version) => (format!("{version}.{name}"), *name),
+        [first, ..] => (first.to_string(), *first),
+    };
+    if alias.is_empty() || !alias.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return None;
+    }
+    let namespace = namespace.trim_end_matches('.');
+    Some(if namespace.is_empty() {
+        service
+    } else {
+        format!("{namespace}.{service}")
+    })
+}
+
 /// `v` followed by one or more ASCII digits.
 fn is_version(part: &str) -> bool {
     part.strip_prefix('v')
@@ -201,5 +222,22 @@ mod tests {
         for bad in ["//", "/..", "/a/%ff", "/a/%00", "/../greeter/say/hello"] {
             assert_eq!(r(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn proxy_routes_are_go_micros() {
+        let p = |path: &str| proxy_route(&clean(path).expect(path), "go.micro.web");
+        assert_eq!(
+            p("/greeter/say/hello").as_deref(),
+            Some("go.micro.web.greeter")
+        );
+        assert_eq!(p("/greeter").as_deref(), Some("go.micro.web.greeter"));
+        assert_eq!(
+            p("/v1/greeter/x").as_deref(),
+            Some("go.micro.web.v1.greeter")
+        );
+        assert_eq!(p("/"), None);
+        assert_eq!(p("/not-plain/x"), None);
+        assert_eq!(proxy_route(&["foo"], "").as_deref(), Some("foo"));
     }
 }

@@ -106,6 +106,12 @@ impl Rpc {
         let answer = reflect::call(channel, &path, request, method.output, self.timeout)
             .await
             .map_err(|status| {
+                if status.code() == tonic::Code::Unavailable {
+                    // A node that went away: no connection kept for it (nodes come and go).
+                    if let Ok(mut channels) = self.channels.lock() {
+                        channels.remove(&node.address);
+                    }
+                }
                 if status.code() == tonic::Code::DeadlineExceeded
                     && !micro::Error::is_carried_by(&status)
                 {

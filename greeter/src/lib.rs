@@ -14,6 +14,7 @@ pub mod api;
 pub mod catalog;
 pub mod rpc;
 pub mod srv;
+pub mod web;
 
 use std::net::SocketAddr;
 
@@ -39,6 +40,8 @@ pub enum Role {
     Api(InstanceArgs),
     /// A second backend, `go.micro.srv.catalog` (`Catalog.Find`), found by gRPC reflection.
     Catalog(InstanceArgs),
+    /// An HTTP service, `go.micro.web.greeter`, for the gateway's `--handler=http`.
+    Web(InstanceArgs),
 }
 
 /// One instance's settings.
@@ -54,7 +57,7 @@ pub struct InstanceArgs {
 impl Role {
     pub fn args(&self) -> &InstanceArgs {
         match self {
-            Role::Srv(args) | Role::Api(args) | Role::Catalog(args) => args,
+            Role::Srv(args) | Role::Api(args) | Role::Catalog(args) | Role::Web(args) => args,
         }
     }
 
@@ -64,6 +67,7 @@ impl Role {
             Role::Srv(_) => srv::SERVICE,
             Role::Api(_) => api::SERVICE,
             Role::Catalog(_) => catalog::SERVICE,
+            Role::Web(_) => web::SERVICE,
         }
     }
 }
@@ -77,6 +81,8 @@ pub enum Error {
     Registry(#[from] registry::Error),
     #[error("route")]
     Route(#[from] rpc::RouteError),
+    #[error("greeter web is an HTTP service: run it with greeter::run")]
+    NotGrpc,
     #[error("reflection service")]
     Reflection(#[source] tonic_reflection::server::Error),
     #[error(transparent)]
@@ -106,6 +112,7 @@ impl Instance {
             Role::Srv(args) => {
                 service.routes(srv::Greeter::new(&args.name).routes()?, srv::endpoints())
             }
+            Role::Web(_) => return Err(Error::NotGrpc),
             Role::Catalog(args) => service.routes(
                 catalog::Catalog::new(&args.name).routes()?,
                 catalog::endpoints(),
@@ -164,6 +171,12 @@ impl Instance {
 
 /// Runs one instance until `shutdown` is cancelled, then deregisters and stops.
 pub async fn run(role: Role, shutdown: CancellationToken) -> anyhow::Result<()> {
+    if let Role::Web(args) = &role {
+        if args.name.trim().is_empty() {
+            return Err(Error::EmptyName.into());
+        }
+        return web::run(&args.name, &args.micro, shutdown).await;
+    }
     let instance = Instance::start(role).await?;
     shutdown.cancelled().await;
     instance.stop().await?;
