@@ -26,10 +26,10 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// go-micro's `micro` command, with the registry built in.
 ///
-/// go-micro's flags (`--registry`, `--registry_address`, `--selector`, ...) are global: given
-/// before the command (`micro --registry=etcdv3 list services`, as go-micro's users type them)
-/// or after it, they reach the command's own copy of them (clap copies a global argument's
-/// value between the levels that define it, the one nearest the command winning).
+/// go-micro's flags (`--registry`, `--registry_address`, `--selector`, ...) go before the
+/// command, as go-micro's users type them (`micro --registry=etcdv3 list services`), or after it.
+// Each command flattens its own copy of the flags; clap copies a global argument's value between
+// the levels that define it, the one nearest the command winning.
 #[derive(Debug, Parser)]
 #[command(name = "micro", version, about)]
 struct Cli {
