@@ -14,7 +14,8 @@ mod up;
 use std::io::Read;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::parser::ValueSource;
+use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use micro::MicroArgs;
 use tokio_util::sync::CancellationToken;
 
@@ -101,8 +102,27 @@ enum GetWhat {
 const WORKER_THREADS_ENV: &str = "MICRO_WORKER_THREADS";
 
 fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
-    runtime(&cli.command)?.block_on(run(cli))
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    let flags = given_micro_flags(&matches);
+    runtime(&cli.command)?.block_on(run(cli, flags))
+}
+
+/// go-micro's flags given on this command line (not from the environment or defaults), as
+/// `--name=value` words: what `micro up` hands on to its services and gateway.
+fn given_micro_flags(matches: &ArgMatches) -> Vec<String> {
+    let definitions = MicroArgs::augment_args(clap::Command::new("micro"));
+    definitions
+        .get_arguments()
+        .filter(|arg| matches.value_source(arg.get_id().as_str()) == Some(ValueSource::CommandLine))
+        .filter_map(|arg| {
+            let values: Vec<String> = matches
+                .get_raw(arg.get_id().as_str())?
+                .map(|v| v.to_string_lossy().into_owned())
+                .collect();
+            Some(format!("--{}={}", arg.get_long()?, values.join(",")))
+        })
+        .collect()
 }
 
 /// The runtime for `command`: the greeter roles and the gateway honour [`WORKER_THREADS_ENV`];
@@ -138,9 +158,9 @@ fn runtime(command: &Command) -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(builder.enable_all().build()?)
 }
 
-async fn run(cli: Cli) -> anyhow::Result<()> {
+async fn run(cli: Cli, flags: Vec<String>) -> anyhow::Result<()> {
     match cli.command {
-        Command::Up(args) => up::run(args).await,
+        Command::Up(args) => up::run(args, &flags).await,
         Command::RegistryNode(args) => {
             registry_node::cli::init_logging();
             // Members outlive the services when the parent dies, so those can deregister.

@@ -130,3 +130,30 @@ fn unknown_registry_names_the_accepted_ones() {
         "{text}"
     );
 }
+
+#[test]
+fn only_flags_given_on_the_line_are_handed_on() {
+    let matches = Cli::command()
+        .try_get_matches_from([
+            "micro",
+            "--register_ttl=5",
+            "up",
+            "--selector=registry",
+            "--registry_address=a:1,b:2",
+        ])
+        .expect("parse");
+    let mut flags = given_micro_flags(&matches);
+    flags.sort();
+    assert_eq!(
+        flags,
+        [
+            "--register_ttl=5",
+            "--registry_address=a:1,b:2",
+            "--selector=registry"
+        ]
+    );
+    let none = Cli::command()
+        .try_get_matches_from(["micro", "up"])
+        .expect("parse");
+    assert!(given_micro_flags(&none).is_empty());
+}

@@ -109,3 +109,23 @@ async fn micro_lists_gets_and_calls() {
     );
     demo.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flags_given_to_up_reach_every_service_and_the_gateway() {
+    if !have_etcdctl() {
+        return;
+    }
+    let demo = Demo::up(Options {
+        up_flags: vec!["--register_ttl=7".to_owned()],
+        ..Options::default()
+    })
+    .await;
+    let list = demo.etcdctl(&["lease", "list"]).await;
+    let ids: Vec<&str> = list.lines().skip(1).filter(|l| !l.is_empty()).collect();
+    assert_eq!(ids.len(), 5, "{list}");
+    for id in ids {
+        let ttl = demo.etcdctl(&["lease", "timetolive", id]).await;
+        assert!(ttl.contains("granted with TTL(7s)"), "{ttl}");
+    }
+    demo.shutdown().await;
+}

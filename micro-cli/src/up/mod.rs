@@ -53,9 +53,12 @@ struct Supervisor {
     gateway: Vec<Child>,
 }
 
-/// Runs `micro up` until Ctrl-C or SIGTERM.
-pub async fn run(args: UpArgs) -> anyhow::Result<()> {
-    let plan = Plan::load(&args.config)?;
+/// Runs `micro up` until Ctrl-C or SIGTERM. `flags`: go-micro's flags given on `micro up`'s
+/// own command line (`micro --register_ttl=5 up`), as `--name=value` words: every service and
+/// the gateway get them (see [`forward`]).
+pub async fn run(args: UpArgs, flags: &[String]) -> anyhow::Result<()> {
+    let mut plan = Plan::load(&args.config)?;
+    forward(&mut plan, flags);
     let mut sup = Supervisor {
         exe: std::env::current_exe()?,
         shutdown: registry_node::cli::signal_token()?,
@@ -253,4 +256,62 @@ impl Supervisor {
 async fn new_node(registry: &Registry, before: &BTreeSet<NodeEntry>) -> Option<NodeEntry> {
     let now = ready::registered_nodes(registry).await?;
     now.difference(before).next().cloned()
+}
+
+/// Appends go-micro's `flags` (`--name=value`) to every service's and the gateway's command
+/// line, except `--registry_address` (the cluster file names the registry) and a flag the file
+/// already gives that child (the file is the more specific; clap refuses a flag given twice).
+fn forward(plan: &mut Plan, flags: &[String]) {
+    let children = plan
+        .services
+        .iter_mut()
+        .chain(std::iter::once(&mut plan.gateway.proc));
+    for child in children {
+        for flag in flags {
+            let name = flag.split_once('=').map_or(flag.as_str(), |(n, _)| n);
+            let given = child
+                .args
+                .iter()
+                .any(|a| a == name || a.starts_with(&format!("{name}=")));
+            if name != "--registry_address" && !given {
+                child.args.push(flag.clone());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_reach_services_and_gateway_unless_the_file_gives_them() {
+        let text = r#"
+[registry]
+backend = "etcd"
+endpoints = ["http://127.0.0.1:2379"]
+
+[[service]]
+name = "srv-one"
+command = ["greeter", "srv", "--name", "one"]
+args = ["--register_ttl=9"]
+"#;
+        let mut plan = Plan::parse(std::path::Path::new("c.toml"), text).expect("plan");
+        let flags = [
+            "--register_ttl=5".to_owned(),
+            "--selector=registry".to_owned(),
+            "--registry_address=http://10.9.9.9:2379".to_owned(),
+        ];
+        forward(&mut plan, &flags);
+        let srv = &plan.services[0].args;
+        assert!(srv.contains(&"--register_ttl=9".to_owned()), "{srv:?}");
+        assert!(!srv.contains(&"--register_ttl=5".to_owned()), "{srv:?}");
+        assert!(srv.contains(&"--selector=registry".to_owned()), "{srv:?}");
+        assert!(!srv.iter().any(|a| a.contains("10.9.9.9")), "{srv:?}");
+        let gateway = &plan.gateway.proc.args;
+        assert!(
+            gateway.contains(&"--register_ttl=5".to_owned()),
+            "{gateway:?}"
+        );
+    }
 }

@@ -32,6 +32,8 @@ pub struct Options {
     pub api_args: Vec<String>,
     /// Appended to the gateway's command line.
     pub gateway_args: Vec<String>,
+    /// go-micro's flags before `up` (`micro --register_ttl=7 up ...`).
+    pub up_flags: Vec<String>,
 }
 
 /// A running `micro up`.
@@ -116,6 +118,7 @@ impl Demo {
         let path = dir.path().join("cluster.toml");
         std::fs::write(&path, text).unwrap();
         let mut process = Command::new(env!("CARGO_BIN_EXE_micro"))
+            .args(&options.up_flags)
             .arg("up")
             .arg("--config")
             .arg(&path)
