@@ -1,12 +1,16 @@
-//! The go-micro demo's services, as one binary with two roles:
+//! The go-micro demo's services, as one binary with a role each:
 //!
 //! - `greeter srv --name one`: the backend `go.micro.srv.greeter` ([`srv`]);
 //! - `greeter api --name one`: the API service `go.micro.api.greeter` ([`api`]) that the gateway
-//!   calls, and that calls a backend through the cache selector.
+//!   calls, and that calls a backend through the cache selector;
+//! - `greeter catalog --name one`: `go.micro.srv.catalog` ([`catalog`]), nested and repeated
+//!   messages, found by gRPC server reflection (`micro call`, the gateway's `--handler=rpc`);
+//! - `greeter web --name one`: `go.micro.web.greeter` ([`web`]), an HTTP service for the
+//!   gateway's `--handler=http`.
 //!
 //! Each instance registers one node (key `/micro-registry/<service>/<service>-<uuid>`, its own
 //! lease of `--register_ttl` seconds, renewed every `--register_interval`) and deregisters when
-//! [`run`]'s token is cancelled (the binary cancels it on Ctrl-C or SIGTERM). Both log one line
+//! [`run`]'s token is cancelled (the binary cancels it on Ctrl-C or SIGTERM). Each logs one line
 //! when registered (`registered go.micro.srv.greeter-<uuid> at 127.0.0.1:PORT`) and one when
 //! stopped.
 

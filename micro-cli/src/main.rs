@@ -4,9 +4,12 @@
 //! | --- | --- |
 //! | `micro up [--config cluster.toml]` | the whole system as child processes of this binary |
 //! | `micro registry-node --config F --name cd0` | one registry member |
-//! | `micro greeter srv\|api --name one` | a greeter instance |
-//! | `micro api --handler=api [--address ..]` | the HTTP gateway (go-micro's spelling) |
+//! | `micro greeter srv\|api\|catalog\|web --name one` | a demo service instance |
+//! | `micro api --handler=api\|rpc\|http [--address ..]` | the HTTP gateway (go-micro's spelling) |
 //! | `micro list services`, `micro get service S`, `micro call S E '{json}'` | registry and RPC tools |
+//!
+//! go-micro's flags (`--registry=etcdv3`, `--registry_address`, ...) go before or after any of
+//! them; `micro up` hands those given on its line to its services and gateway.
 
 mod cmd;
 mod up;
@@ -49,12 +52,12 @@ enum Command {
     Up(up::UpArgs),
     /// Run registry members (etcd v3 compatible).
     RegistryNode(registry_node::cli::NodeArgs),
-    /// Run a greeter instance: `greeter srv --name one` or `greeter api --name one`.
+    /// Run a demo service: `greeter srv|api|catalog|web --name one`.
     Greeter {
         #[command(subcommand)]
         role: greeter::Role,
     },
-    /// Run the HTTP API gateway (`micro api --handler=api`).
+    /// Run the HTTP API gateway (`micro api --handler=api|rpc|http`).
     Api(gateway::GatewayArgs),
     /// List registry entries: `micro list services`.
     List {
