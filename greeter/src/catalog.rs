@@ -3,8 +3,9 @@
 //! gRPC server reflection (`grpc.reflection.v1` and `v1alpha`) with its descriptors, so a caller
 //! that knows nothing of it (`micro call`, as grpcurl does) can find its messages.
 //!
-//! Reflection is a streaming tonic service, which moves the whole server from grpc-lite's own
-//! HTTP/2 connection to hyper's: the greeter srv, the benchmarked path, does not serve it.
+//! Reflection is a streaming tonic service, which moves the whole server from grpc-lite's lean
+//! unary path (h2 directly) to hyper's HTTP/2 connection: the greeter srv, the benchmarked path,
+//! does not serve it.
 
 use micro::registry::{Endpoint, Value};
 use micro::server::Routes;
