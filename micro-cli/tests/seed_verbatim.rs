@@ -39,7 +39,7 @@ const SEED_TIMETOLIVE: &str =
 const SEED_LEASE_ID: &str = "05016b78d58c0230";
 
 /// The api's answer while no srv is registered: go-micro's client error, the service named once.
-const NO_SRV: &str = r#"{"id":"go.micro.client","code":404,"detail":"service go.micro.srv.greeter: not found","status":"Not Found"}"#;
+const NO_SRV: &str = r#"{"id":"go.micro.client","code":500,"detail":"service go.micro.srv.greeter: not found","status":"Internal Server Error"}"#;
 
 /// The seed's line with its addresses replaced by ours.
 struct Addresses {

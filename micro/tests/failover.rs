@@ -57,7 +57,8 @@ mod scenarios {
                 proto::greeter::Request::default(),
             )
             .await;
-        assert_eq!(missing.expect_err("unknown service").code, 404);
+        // go-micro's client: InternalServerError "service no.such.service: not found".
+        assert_eq!(missing.expect_err("unknown service").code, 500);
 
         // --- kill one: calls to it are retried on two
         let dead = one.node().id.clone();

@@ -221,11 +221,10 @@ impl Client {
 /// go.micro.srv.greeter: not found` (the selector's error already names the service, so it is
 /// not named twice), `error getting next go.micro.srv.greeter node: none available`.
 ///
-/// go-micro gives the first code 500 (InternalServerError); ours stays 404, which this crate's
-/// failover test pins, until that test moves to go-micro's code.
+/// Both are go-micro's InternalServerError (500), as its client answers them.
 fn selection_error(service: &str, error: selector::Error) -> Error {
     match error {
-        selector::Error::NotFound(_) => Error::not_found(CLIENT_ID, error.to_string()),
+        selector::Error::NotFound(_) => Error::internal_server_error(CLIENT_ID, error.to_string()),
         selector::Error::NoneAvailable(_) => Error::internal_server_error(
             CLIENT_ID,
             format!("error getting next {service} node: none available"),
@@ -256,7 +255,7 @@ mod tests {
         let e = selection_error(svc, selector::Error::NotFound(svc.to_owned()));
         assert_eq!(
             e.to_json(),
-            r#"{"id":"go.micro.client","code":404,"detail":"service go.micro.srv.greeter: not found","status":"Not Found"}"#
+            r#"{"id":"go.micro.client","code":500,"detail":"service go.micro.srv.greeter: not found","status":"Internal Server Error"}"#
         );
         let e = selection_error(svc, selector::Error::NoneAvailable(svc.to_owned()));
         assert_eq!(
