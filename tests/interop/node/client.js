@@ -204,14 +204,21 @@ const checks = {
         (e) => { done++; return `${codeName(e.code)} ${JSON.stringify(e.details)}`; }));
       await Promise.race([acceptedAll, Promise.all(calls)]);
       if (accepted < 8) throw new Error(`only ${accepted} of 8 calls accepted: ${await Promise.all(calls)}`);
-      const doneBefore = done;
+      const pending = 8 - done;
+      if (pending === 0) throw new Error('every call ended before the stop: nothing was in flight');
       // The harness stops this process, SIGTERMs the srv, waits until it no longer listens,
       // and lets this process go on.
       await ask('pause-and-term');
       const outcomes = await Promise.all(calls);
       const lost = outcomes.filter((o) => o !== 'answered');
       if (lost.length) throw new Error(`accepted calls lost: ${lost}`);
-      return `8 of 8 accepted calls answered in full (${8 - doneBefore} still in flight at the pause)`;
+      // A call after the stop is never accepted: UNAVAILABLE, which a client may retry.
+      let late;
+      try { await invoke(c, 'late'); } catch (e) { late = e; }
+      if (!late || late.code !== grpc.status.UNAVAILABLE) {
+        throw new Error(`a call after the stop: ${late ? `${codeName(late.code)} ${late.details}` : 'answered'}, want UNAVAILABLE`);
+      }
+      return `8 of 8 accepted calls answered in full (${pending} not yet answered when the pause was asked); a call after the stop: UNAVAILABLE ${JSON.stringify(late.details)}`;
     } finally { c.close(); }
   },
 };

@@ -149,31 +149,47 @@ class Checks:
         return f"answered by srv {self.args.restarted} on the same port"
 
     def sigterm_in_flight(self):
-        # Small static windows (no BDP growth): the 1 MiB answers wait on flow control.
+        # Small static windows (no BDP growth). The unary method is called as a server stream
+        # (the same bytes on the wire) so that its HEADERS can be seen before its message, and
+        # no message is read until the srv has been told to stop: each 1 MiB answer waits on
+        # the 64 KiB window that this client grants only once it reads.
         options = [("grpc.http2.bdp_probe", 0), ("grpc.http2.lookahead_bytes", 65535)]
         with self.channel(options) as ch:
             self.call(ch, "warm", instance=self.args.restarted)
-            hello = stub(ch)
+            hello = ch.unary_stream(HELLO, request_serializer=greeter_pb.encode, response_deserializer=greeter_pb.decode)
             names = [f"{i}-" + "T" * MIB for i in range(8)]
-            calls = [hello.future(n, timeout=CHECK_TIMEOUT) for n in names]
+            calls = [hello(n, timeout=CHECK_TIMEOUT) for n in names]
             # Every call accepted: the srv has answered its HEADERS.
             for c in calls:
                 c.initial_metadata()
-            done_before = sum(c.done() for c in calls)
+            pending = sum(not c.done() for c in calls)
+            if pending == 0:
+                raise AssertionError("every call ended before the stop: nothing was in flight")
             # The harness stops this process, SIGTERMs the srv, waits until it no longer
             # listens, and lets this process go on.
             ask("pause-and-term")
             outcomes = []
             for name, c in zip(names, calls):
                 try:
-                    expect(c.result(), name, self.args.restarted)
+                    answers = list(c)
+                    if len(answers) != 1:
+                        raise AssertionError(f"{len(answers)} messages, want 1")
+                    expect(answers[0], name, self.args.restarted)
                     outcomes.append("answered")
                 except grpc.RpcError as e:
                     outcomes.append(f"{e.code().name} {e.details()!r}")
             lost = [o for o in outcomes if o != "answered"]
             if lost:
                 raise AssertionError(f"accepted calls lost: {lost}")
-        return f"8 of 8 accepted calls answered in full ({8 - done_before} still in flight at the pause)"
+            # A call after the stop is never accepted: UNAVAILABLE, which a client may retry.
+            try:
+                stub(ch)("late", timeout=CHECK_TIMEOUT)
+                raise AssertionError("a call after the stop was answered")
+            except grpc.RpcError as e:
+                if e.code() != grpc.StatusCode.UNAVAILABLE:
+                    raise AssertionError(f"a call after the stop: {e.code()} {e.details()!r}, want UNAVAILABLE")
+                late = f"{e.code().name} {e.details()!r}"
+        return f"8 of 8 accepted calls answered in full ({pending} not yet answered when the srv got SIGTERM); a call after the stop: {late}"
 
 
 def ask(what):
