@@ -145,6 +145,10 @@ pub async fn through_gateway(paths: &Paths, stack: Stack) {
     let name = stack.name();
     let fail =
         |what: &str, e: String| -> ! { panic!("{name} server through the gateway: {what}: {e}") };
+    // Without the stack, fail before anything is started.
+    stack
+        .command(paths, "server")
+        .unwrap_or_else(|e| fail("their server", e));
     let cluster = OurCluster::start(&paths.compat_node, 1)
         .await
         .unwrap_or_else(|e| fail("our registry", e));
