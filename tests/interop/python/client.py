@@ -241,16 +241,18 @@ def main():
     if args.only:
         names = [n for n in names if n in args.only.split(",")]
     failed = 0
-    for name in names:
-        try:
-            detail = getattr(checks, name.replace("-", "_"))()
-            print(f"CHECK {name} PASS {detail}", flush=True)
-        except Exception as e:  # a check's failure is reported, the others still run
-            failed += 1
-            text = f"{type(e).__name__}: {e}".replace("\n", " | ")
-            print(f"CHECK {name} FAIL {text}", flush=True)
+    try:
+        for name in names:
+            try:
+                detail = getattr(checks, name.replace("-", "_"))()
+                print(f"CHECK {name} PASS {detail}", flush=True)
+            except Exception as e:  # a check's failure is reported, the others still run
+                failed += 1
+                text = f"{type(e).__name__}: {e}".replace("\n", " | ")
+                print(f"CHECK {name} FAIL {text}", flush=True)
+    finally:
+        trace.close()
     print(f"grpcio client: {len(names)} checks run, {failed} failing", flush=True)
-    trace.close()
     sys.exit(1 if failed else 0)
 
 
