@@ -1,5 +1,7 @@
 // A grpc-js server of go.micro.srv.greeter's Say.Hello ("Hello <name> from node"; the name
-// "fail" is answered INVALID_ARGUMENT "bad name"), on 127.0.0.1 and the port given (0: any).
+// "fail" is answered INVALID_ARGUMENT "bad name", "fail-micro" INVALID_ARGUMENT with a go-micro
+// JSON error (403 "refused") as its message
+// as the message, as a go-micro server sends it), on 127.0.0.1 and the port given (0: any).
 // Prints `LISTENING <port>` once serving; stops when stdin closes, so it never outlives the test.
 'use strict';
 
@@ -26,6 +28,11 @@ server.addService(service, {
   Hello(call, callback) {
     if (call.request === 'fail') {
       callback({ code: grpc.status.INVALID_ARGUMENT, details: 'bad name' });
+      return;
+    }
+    if (call.request === 'fail-micro') {
+      const error = { id: 'go.micro.srv.greeter', code: 403, detail: 'refused', status: 'Forbidden' };
+      callback({ code: grpc.status.INVALID_ARGUMENT, details: JSON.stringify(error) });
       return;
     }
     callback(null, `Hello ${call.request} from node`);

@@ -1,8 +1,11 @@
 """A grpcio server of go.micro.srv.greeter's Say.Hello ("Hello <name> from python"; the name
-"fail" is answered INVALID_ARGUMENT "bad name"), on 127.0.0.1 and the port given (0: any).
+"fail" is answered INVALID_ARGUMENT "bad name", "fail-micro" INVALID_ARGUMENT with a go-micro
+JSON error (403 "refused") as its message
+as the message, as a go-micro server sends it), on 127.0.0.1 and the port given (0: any).
 Prints `LISTENING <port>` once serving; stops when stdin closes, so it never outlives the test."""
 
 import argparse
+import json
 import sys
 from concurrent import futures
 
@@ -14,6 +17,9 @@ import greeter_pb
 def hello(name, context):
     if name == "fail":
         context.abort(grpc.StatusCode.INVALID_ARGUMENT, "bad name")
+    if name == "fail-micro":
+        error = {"id": "go.micro.srv.greeter", "code": 403, "detail": "refused", "status": "Forbidden"}
+        context.abort(grpc.StatusCode.INVALID_ARGUMENT, json.dumps(error, separators=(",", ":")))
     return f"Hello {name} from python"
 
 
