@@ -1,7 +1,6 @@
 // A grpc-js server of go.micro.srv.greeter's Say.Hello ("Hello <name> from node"; the name
 // "fail" is answered INVALID_ARGUMENT "bad name", "fail-micro" INVALID_ARGUMENT with a go-micro
-// JSON error (403 "refused") as its message
-// as the message, as a go-micro server sends it), on 127.0.0.1 and the port given (0: any).
+// JSON error (403 "refused") as its message, as a go-micro server sends one), on 127.0.0.1 and the port given (0: any).
 // Prints `LISTENING <port>` once serving; stops when stdin closes, so it never outlives the test.
 'use strict';
 
