@@ -77,45 +77,34 @@ fn refused(service: &str, status: &Status) -> anyhow::Error {
     )
 }
 
-async fn files_v1(channel: Channel, symbol: &str) -> Result<Vec<Vec<u8>>, Status> {
-    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
-    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
-    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
-    use tonic_reflection::pb::v1::ServerReflectionRequest;
-    let request = ServerReflectionRequest {
-        host: String::new(),
-        message_request: Some(MessageRequest::FileContainingSymbol(symbol.to_owned())),
+/// One `FileContainingSymbol` question to a reflection service: v1 and v1alpha are the same
+/// protocol under two packages, whose generated types differ.
+macro_rules! files_by_reflection {
+    ($name:ident, $version:ident) => {
+        async fn $name(channel: Channel, symbol: &str) -> Result<Vec<Vec<u8>>, Status> {
+            use tonic_reflection::pb::$version::server_reflection_client::ServerReflectionClient;
+            use tonic_reflection::pb::$version::server_reflection_request::MessageRequest;
+            use tonic_reflection::pb::$version::server_reflection_response::MessageResponse;
+            use tonic_reflection::pb::$version::ServerReflectionRequest;
+            let request = ServerReflectionRequest {
+                host: String::new(),
+                message_request: Some(MessageRequest::FileContainingSymbol(symbol.to_owned())),
+            };
+            let mut answers = ServerReflectionClient::new(channel)
+                .server_reflection_info(futures::stream::iter([request]))
+                .await?
+                .into_inner();
+            match answers.message().await?.and_then(|a| a.message_response) {
+                Some(MessageResponse::FileDescriptorResponse(f)) => Ok(f.file_descriptor_proto),
+                Some(MessageResponse::ErrorResponse(e)) => Err(Status::not_found(e.error_message)),
+                _ => Err(Status::internal("no descriptors in the reflection answer")),
+            }
+        }
     };
-    let mut answers = ServerReflectionClient::new(channel)
-        .server_reflection_info(futures::stream::iter([request]))
-        .await?
-        .into_inner();
-    match answers.message().await?.and_then(|a| a.message_response) {
-        Some(MessageResponse::FileDescriptorResponse(f)) => Ok(f.file_descriptor_proto),
-        Some(MessageResponse::ErrorResponse(e)) => Err(Status::not_found(e.error_message)),
-        _ => Err(Status::internal("no descriptors in the reflection answer")),
-    }
 }
 
-async fn files_v1alpha(channel: Channel, symbol: &str) -> Result<Vec<Vec<u8>>, Status> {
-    use tonic_reflection::pb::v1alpha::server_reflection_client::ServerReflectionClient;
-    use tonic_reflection::pb::v1alpha::server_reflection_request::MessageRequest;
-    use tonic_reflection::pb::v1alpha::server_reflection_response::MessageResponse;
-    use tonic_reflection::pb::v1alpha::ServerReflectionRequest;
-    let request = ServerReflectionRequest {
-        host: String::new(),
-        message_request: Some(MessageRequest::FileContainingSymbol(symbol.to_owned())),
-    };
-    let mut answers = ServerReflectionClient::new(channel)
-        .server_reflection_info(futures::stream::iter([request]))
-        .await?
-        .into_inner();
-    match answers.message().await?.and_then(|a| a.message_response) {
-        Some(MessageResponse::FileDescriptorResponse(f)) => Ok(f.file_descriptor_proto),
-        Some(MessageResponse::ErrorResponse(e)) => Err(Status::not_found(e.error_message)),
-        _ => Err(Status::internal("no descriptors in the reflection answer")),
-    }
-}
+files_by_reflection!(files_v1, v1);
+files_by_reflection!(files_v1alpha, v1alpha);
 
 /// `body` (JSON) as a message of `descriptor`; unknown fields are refused.
 pub fn from_json(descriptor: &MessageDescriptor, body: &str) -> anyhow::Result<DynamicMessage> {
