@@ -7,7 +7,6 @@
 
 use std::time::Duration;
 
-use proto::etcdserverpb::kv_client::KvClient;
 use proto::etcdserverpb::lease_client::LeaseClient;
 use proto::etcdserverpb::watch_client::WatchClient;
 use proto::etcdserverpb::watch_request::RequestUnion;
@@ -152,15 +151,58 @@ async fn a_client_deadline_is_answered_deadline_exceeded() {
     // No quorum: a linearizable read cannot be served before the client's deadline.
     c.stop(leader).await;
     c.stop((leader + 2) % 3).await;
-    let mut req = tonic::Request::new(RangeRequest {
+    // Sent by a bare HTTP/2 client: tonic's own client would give up at the same instant with
+    // its local CANCELLED "Timeout expired", and the test must read the server's answer.
+    let (code, message) = range_with_grpc_timeout(&c.client_url(follower), "300m").await;
+    assert_eq!(
+        (code, message.as_str()),
+        (Code::DeadlineExceeded as i32, "context deadline exceeded")
+    );
+    c.shutdown().await;
+}
+
+/// A linearizable Range with a `grpc-timeout` header, over grpc-lite's HTTP/2 client (which
+/// enforces no deadline itself): the server's grpc-status and message.
+async fn range_with_grpc_timeout(url: &str, timeout: &'static str) -> (i32, String) {
+    use prost::Message as _;
+    let addr = url.trim_start_matches("http://");
+    let conn = grpc_lite::http2::client::Connection::connect(addr, Duration::from_secs(2))
+        .await
+        .expect("connect");
+    let mut headers = http::HeaderMap::new();
+    headers.insert("te", http::HeaderValue::from_static("trailers"));
+    headers.insert(
+        "content-type",
+        http::HeaderValue::from_static("application/grpc"),
+    );
+    headers.insert("grpc-timeout", http::HeaderValue::from_static(timeout));
+    let body = RangeRequest {
         key: b"/k".to_vec(),
         ..Default::default()
-    });
-    req.set_timeout(Duration::from_millis(300));
-    let err = KvClient::new(channel(c.client_url(follower)))
-        .range(req)
+    }
+    .encode_to_vec();
+    let mut frame = vec![0u8];
+    frame.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    frame.extend_from_slice(&body);
+    let reply = conn
+        .unary(
+            "/etcdserverpb.KV/Range".into(),
+            std::sync::Arc::new(headers),
+            frame.into(),
+        )
         .await
-        .expect_err("no quorum, no answer");
-    assert_eq!(err.code(), Code::DeadlineExceeded, "{err:?}");
-    c.shutdown().await;
+        .expect("an answer from the server");
+    let status = reply.trailers.as_ref().unwrap_or(&reply.headers);
+    let code = status
+        .get("grpc-status")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .expect("grpc-status");
+    let message = status
+        .get("grpc-message")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        // Percent-encoded on the wire (tonic encodes spaces too); nothing else is in this text.
+        .replace("%20", " ");
+    (code, message)
 }
