@@ -6,28 +6,42 @@
 //! (c) `LogStore` with 64 concurrent writers (group commit), throughput + syncs.
 
 use std::fs::OpenOptions;
-use std::io::{Cursor, Write};
+use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId};
+use openraft::entry::RaftEntry;
+use openraft::impls::leader_id_adv::LeaderId;
+use openraft::type_config::alias::{EntryOf, LogIdOf};
 use raft_log::{LogOptions, LogStore};
+use serde::{Deserialize, Serialize};
+
+/// An opaque payload (openraft 0.10's `AppData` must be `Display`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Blob(Vec<u8>);
+
+impl std::fmt::Display for Blob {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} bytes", self.0.len())
+    }
+}
 
 openraft::declare_raft_types!(
     /// Bench type config: 256-byte opaque payloads.
-    pub BenchConfig: D = Vec<u8>, R = ()
+    pub BenchConfig: D = Blob, R = ()
 );
-
-/// The macro above expands to an unqualified `Cursor`.
-type _Snap = Cursor<Vec<u8>>;
 
 const PAYLOAD: usize = 256;
 
-fn entry(index: u64) -> Entry<BenchConfig> {
-    Entry {
-        log_id: LogId::new(CommittedLeaderId::new(1, 0), index),
-        payload: EntryPayload::Normal(vec![0x5a; PAYLOAD]),
-    }
+fn entry(index: u64) -> EntryOf<BenchConfig> {
+    let log_id = LogIdOf::<BenchConfig>::new(
+        LeaderId {
+            term: 1,
+            node_id: 0,
+        },
+        index,
+    );
+    EntryOf::<BenchConfig>::new_normal(log_id, Blob(vec![0x5a; PAYLOAD]))
 }
 
 fn report(name: &str, mut lat: Vec<Duration>, wall: Duration, extra: &str) {

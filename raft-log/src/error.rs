@@ -1,12 +1,8 @@
-//! Error type of the crate and its mapping into openraft's `StorageError`.
-//!
-//! Owns [`Error`] and the small helpers that turn it (or an `io::Error` reported by the
-//! background writer) into `openraft::StorageError<NID>` values with the right subject/verb.
+//! Error type of the crate and its mapping into `std::io::Error`, the error type of
+//! openraft 0.10's storage traits.
 
 use std::io;
 use std::path::PathBuf;
-
-use openraft::{AnyError, NodeId, StorageError, StorageIOError};
 
 /// Everything that can go wrong in the log store.
 #[derive(Debug, thiserror::Error)]
@@ -60,37 +56,26 @@ impl Error {
         }
     }
 
-    /// Convert into an `io::Error` (used for `LogFlushed` callbacks).
+    /// Convert into an `io::Error` (what openraft's storage traits and the durability
+    /// callbacks report); see the `From` impl.
     pub fn into_io(self) -> io::Error {
-        match self {
-            Error::Io { source, .. } => source,
-            other => io::Error::other(other.to_string()),
-        }
+        self.into()
     }
+}
 
-    /// Map to a storage error about writing logs.
-    pub(crate) fn write_logs<NID: NodeId>(self) -> StorageError<NID> {
-        StorageIOError::write_logs(AnyError::new(&self)).into()
-    }
-
-    /// Map to a storage error about reading logs.
-    pub(crate) fn read_logs<NID: NodeId>(self) -> StorageError<NID> {
-        StorageIOError::read_logs(AnyError::new(&self)).into()
-    }
-
-    /// Map to a storage error about writing the vote.
-    pub(crate) fn write_vote<NID: NodeId>(self) -> StorageError<NID> {
-        StorageIOError::write_vote(AnyError::new(&self)).into()
-    }
-
-    /// Map to a storage error about reading the vote.
-    pub(crate) fn read_vote<NID: NodeId>(self) -> StorageError<NID> {
-        StorageIOError::read_vote(AnyError::new(&self)).into()
-    }
-
-    /// Map to a generic storage write error (used for `save_committed`).
-    pub(crate) fn write<NID: NodeId>(self) -> StorageError<NID> {
-        StorageIOError::write(AnyError::new(&self)).into()
+/// openraft 0.10's storage traits speak `io::Error`. The message keeps the whole context
+/// (path, what is corrupt, why writes are refused), since openraft logs it as the cause of
+/// a fatal storage error; the kind is the underlying one for I/O errors and `InvalidData`
+/// for damaged or undecodable data.
+impl From<Error> for io::Error {
+    fn from(e: Error) -> Self {
+        let kind = match &e {
+            Error::Io { source, .. } => source.kind(),
+            Error::Corrupt(_) | Error::Decode(_) | Error::Encode(_) => io::ErrorKind::InvalidData,
+            Error::Locked(_) => io::ErrorKind::WouldBlock,
+            Error::WriterFailed(_) | Error::WriterGone | Error::Poisoned => io::ErrorKind::Other,
+        };
+        io::Error::new(kind, e)
     }
 }
 

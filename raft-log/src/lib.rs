@@ -1,4 +1,5 @@
-//! Durable Raft log and vote store for openraft 0.9 (storage-v2 API).
+//! Durable Raft log and vote store for openraft 0.10 (`RaftLogStorage` / `RaftLogReader`,
+//! generic over any `RaftTypeConfig` whose entry, log id and vote types are serde types).
 //!
 //! Layout of a log directory:
 //!
@@ -7,13 +8,14 @@
 //! * `meta` — vote + last purged log id, replaced atomically and durably.
 //! * `committed` — last committed log id, persisted lazily.
 //!
+//! The format is the one the openraft 0.9 build wrote: with openraft's default leader id the
+//! serde layouts of `Vote`, `LogId` and `Entry` did not change, so a 0.9 directory opens as is
+//! (pinned by `tests/format.rs`).
+//!
 //! Writes go through one background writer thread doing group commit: all queued appends
 //! are written and then made durable with a single `fdatasync`, after which their
-//! `LogFlushed` callbacks fire. An append whose flush openraft awaits before anything else (a
-//! follower's) is written and synced on the calling thread instead when the writer is idle
-//! ([`LogStore::append_inline`]): the hand-off to the writer and back would only add latency.
-//! On open, the segments are scanned and a torn tail of the last segment is cut off. See
-//! [`LogStore`].
+//! `IOFlushed` callbacks fire. On open, the segments are scanned and a torn tail of the last
+//! segment is cut off. See [`LogStore`].
 //!
 //! Module map: [`store`](LogStore) (public handle, reads), `raft_impl` (openraft traits),
 //! `options` (options, stats), `state` (in-memory index + cache), `writer` (group commit

@@ -9,7 +9,8 @@ use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::Path;
 
-use openraft::{LogId, NodeId, Vote};
+use openraft::type_config::alias::{LogIdOf, VoteOf};
+use openraft::RaftTypeConfig;
 use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
@@ -24,15 +25,15 @@ pub(crate) const COMMITTED_FILE: &str = "committed";
 /// Content of the `meta` file.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(bound = "")]
-pub(crate) struct Meta<NID: NodeId> {
+pub(crate) struct Meta<C: RaftTypeConfig> {
     /// Last saved vote.
-    pub vote: Option<Vote<NID>>,
+    pub vote: Option<VoteOf<C>>,
     /// Greatest purged log id.
-    pub last_purged: Option<LogId<NID>>,
+    pub last_purged: Option<LogIdOf<C>>,
 }
 
 /// Read `meta`; a missing file means a fresh store.
-pub(crate) fn read_meta<NID: NodeId>(dir: &Path) -> Result<Meta<NID>, Error> {
+pub(crate) fn read_meta<C: RaftTypeConfig>(dir: &Path) -> Result<Meta<C>, Error> {
     let path = dir.join(META_FILE);
     match fs::read(&path) {
         Ok(buf) => {
@@ -44,10 +45,10 @@ pub(crate) fn read_meta<NID: NodeId>(dir: &Path) -> Result<Meta<NID>, Error> {
 }
 
 /// Read `committed`; missing or damaged yields `None` (logged).
-pub(crate) fn read_committed<NID: NodeId>(dir: &Path) -> Option<LogId<NID>> {
+pub(crate) fn read_committed<C: RaftTypeConfig>(dir: &Path) -> Option<LogIdOf<C>> {
     let path = dir.join(COMMITTED_FILE);
     match fs::read(&path) {
-        Ok(buf) => match decode_file::<Option<LogId<NID>>>(&buf) {
+        Ok(buf) => match decode_file::<Option<LogIdOf<C>>>(&buf) {
             Ok(v) => v,
             Err(e) => {
                 tracing::warn!(path = %path.display(), error = %e, "ignoring damaged committed file");
@@ -93,11 +94,13 @@ pub(crate) fn write_file_atomic(
 }
 
 /// Encode the `meta` file content.
-pub(crate) fn encode_meta<NID: NodeId>(meta: &Meta<NID>) -> Result<Vec<u8>, Error> {
+pub(crate) fn encode_meta<C: RaftTypeConfig>(meta: &Meta<C>) -> Result<Vec<u8>, Error> {
     encode_file(meta)
 }
 
 /// Encode the `committed` file content.
-pub(crate) fn encode_committed<NID: NodeId>(c: &Option<LogId<NID>>) -> Result<Vec<u8>, Error> {
+pub(crate) fn encode_committed<C: RaftTypeConfig>(
+    c: &Option<LogIdOf<C>>,
+) -> Result<Vec<u8>, Error> {
     encode_file(c)
 }

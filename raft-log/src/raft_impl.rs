@@ -1,13 +1,15 @@
-//! openraft storage-v2 trait implementations for [`LogStore`]: `RaftLogReader` and
-//! `RaftLogStorage`, mapping crate errors into `StorageError`.
+//! openraft 0.10 storage trait implementations for [`LogStore`]: `RaftLogReader` (entries
+//! and the vote: replication tasks check the vote through their reader) and
+//! `RaftLogStorage`. Crate errors become `io::Error`s (see `From<Error> for io::Error`).
 
 use std::fmt::Debug;
+use std::io;
 use std::ops::{Bound, RangeBounds};
 
-use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
-use openraft::{LogId, OptionalSend, RaftLogReader, RaftTypeConfig, StorageError, Vote};
+use openraft::storage::{IOFlushed, LogState, RaftLogStorage};
+use openraft::type_config::alias::{LogIdOf, VoteOf};
+use openraft::{OptionalSend, RaftLogReader, RaftTypeConfig};
 
-use crate::error::Error;
 use crate::store::LogStore;
 
 impl<C> RaftLogReader<C> for LogStore<C>
@@ -18,7 +20,7 @@ where
     async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
         &mut self,
         range: RB,
-    ) -> Result<Vec<C::Entry>, StorageError<C::NodeId>> {
+    ) -> Result<Vec<C::Entry>, io::Error> {
         let start = match range.start_bound() {
             Bound::Included(x) => *x,
             Bound::Excluded(x) => x.saturating_add(1),
@@ -29,7 +31,11 @@ where
             Bound::Excluded(x) => *x,
             Bound::Unbounded => u64::MAX,
         };
-        self.read_range(start, end).map_err(Error::read_logs)
+        Ok(self.read_range(start, end)?)
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<VoteOf<C>>, io::Error> {
+        Ok(self.vote()?)
     }
 }
 
@@ -40,63 +46,43 @@ where
 {
     type LogReader = Self;
 
-    async fn get_log_state(&mut self) -> Result<LogState<C>, StorageError<C::NodeId>> {
-        self.log_state().map_err(Error::read_logs)
+    async fn get_log_state(&mut self) -> Result<LogState<C>, io::Error> {
+        Ok(self.log_state()?)
     }
 
     async fn get_log_reader(&mut self) -> Self::LogReader {
         self.clone()
     }
 
-    async fn save_vote(&mut self, vote: &Vote<C::NodeId>) -> Result<(), StorageError<C::NodeId>> {
-        self.write_vote(vote).await.map_err(Error::write_vote)
+    async fn save_vote(&mut self, vote: &VoteOf<C>) -> Result<(), io::Error> {
+        Ok(self.write_vote(vote).await?)
     }
 
-    async fn read_vote(&mut self) -> Result<Option<Vote<C::NodeId>>, StorageError<C::NodeId>> {
-        self.vote().map_err(Error::read_vote)
+    async fn save_committed(&mut self, committed: Option<LogIdOf<C>>) -> Result<(), io::Error> {
+        Ok(self.set_committed(committed)?)
     }
 
-    async fn save_committed(
-        &mut self,
-        committed: Option<LogId<C::NodeId>>,
-    ) -> Result<(), StorageError<C::NodeId>> {
-        self.set_committed(committed).map_err(Error::write)
+    async fn read_committed(&mut self) -> Result<Option<LogIdOf<C>>, io::Error> {
+        Ok(self.committed()?)
     }
 
-    async fn read_committed(
-        &mut self,
-    ) -> Result<Option<LogId<C::NodeId>>, StorageError<C::NodeId>> {
-        self.committed().map_err(Error::read_logs)
-    }
-
-    async fn append<I>(
-        &mut self,
-        entries: I,
-        callback: LogFlushed<C>,
-    ) -> Result<(), StorageError<C::NodeId>>
+    async fn append<I>(&mut self, entries: I, callback: IOFlushed<C>) -> Result<(), io::Error>
     where
         I: IntoIterator<Item = C::Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        let callback_awaited = callback.is_awaited();
-        // RaftCore waits for a follower's flush before anything else: do it on this thread
-        // when the writer is idle (see `append_inline`); a leader's append is handed off.
-        let done = move |r| callback.log_io_completed(r);
-        if callback_awaited {
-            self.append_inline(entries, done)
-        } else {
-            self.append_with(entries, done)
-        }
-        .map_err(Error::write_logs)
+        // The callback fires on the writer thread once the batch holding these entries has
+        // been fsynced (group commit).
+        Ok(self.append_with(entries, move |r| callback.io_completed(r))?)
     }
 
-    async fn truncate(&mut self, log_id: LogId<C::NodeId>) -> Result<(), StorageError<C::NodeId>> {
-        self.truncate_from(log_id.index)
-            .await
-            .map_err(Error::write_logs)
+    async fn truncate_after(&mut self, last_log_id: Option<LogIdOf<C>>) -> Result<(), io::Error> {
+        // Keep `last_log_id` itself: remove from the index after it (everything for `None`).
+        let from = last_log_id.map_or(0, |id| id.index.saturating_add(1));
+        Ok(self.truncate_from(from).await?)
     }
 
-    async fn purge(&mut self, log_id: LogId<C::NodeId>) -> Result<(), StorageError<C::NodeId>> {
-        self.purge_upto(log_id).await.map_err(Error::write_logs)
+    async fn purge(&mut self, log_id: LogIdOf<C>) -> Result<(), io::Error> {
+        Ok(self.purge_upto(log_id).await?)
     }
 }

@@ -8,7 +8,8 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::path::Path;
 
-use openraft::{LogId, RaftTypeConfig};
+use openraft::type_config::alias::LogIdOf;
+use openraft::RaftTypeConfig;
 
 use crate::error::Error;
 use crate::meta::Meta;
@@ -18,14 +19,14 @@ use crate::state::State;
 /// Rebuild the state of the log stored in `dir`.
 pub(crate) fn recover<C: RaftTypeConfig>(
     dir: &Path,
-    meta: Meta<C::NodeId>,
-    committed: Option<LogId<C::NodeId>>,
+    meta: Meta<C>,
+    committed: Option<LogIdOf<C>>,
 ) -> Result<State<C>, Error> {
     let purged_upto: Option<u64> = meta.last_purged.as_ref().map(|p| p.index);
     let segs = list_segments(dir)?;
     let mut slots = VecDeque::new();
     let mut first_index = 0u64;
-    let mut last: Option<LogId<C::NodeId>> = None;
+    let mut last: Option<LogIdOf<C>> = None;
     let mut segments = BTreeMap::new();
     let mut prev_end: Option<(u64, u64)> = None; // (segment, next index after it)
     let mut removed = false;

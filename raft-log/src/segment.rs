@@ -9,7 +9,9 @@ use std::fs::{self, File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use openraft::{LogId, RaftLogId, RaftTypeConfig};
+use openraft::entry::RaftEntry;
+use openraft::type_config::alias::LogIdOf;
+use openraft::RaftTypeConfig;
 
 use crate::error::Error;
 use crate::record::{decode_payload, parse_record, Parsed};
@@ -59,7 +61,7 @@ pub(crate) struct Slot {
 /// What a recovery scan found in one segment.
 pub(crate) struct Scanned<C: RaftTypeConfig> {
     /// `(log id, slot)` of every valid record, in order.
-    pub records: Vec<(LogId<C::NodeId>, Slot)>,
+    pub records: Vec<(LogIdOf<C>, Slot)>,
     /// Bytes of valid data (the file was truncated to this length if its tail was torn).
     pub valid_len: u64,
 }
@@ -94,7 +96,7 @@ pub(crate) fn scan_segment<C: RaftTypeConfig>(
                 break;
             }
         };
-        let log_id = entry.get_log_id().clone();
+        let log_id = entry.log_id();
         let want = first_index + records.len() as u64;
         if log_id.index != want {
             // A record with a valid checksum at the wrong index is not a torn write.
@@ -170,12 +172,13 @@ pub(crate) fn read_records<C: RaftTypeConfig>(
             }
         };
         let want = first_index + i as u64;
-        if entry.get_log_id().index != want {
+        let index = entry.index();
+        if index != want {
             return Err(Error::Corrupt(format!(
                 "{}: offset {} holds index {}, expected {want}",
                 path.display(),
                 slot.offset,
-                entry.get_log_id().index
+                index
             )));
         }
         out.push(entry);

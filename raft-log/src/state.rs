@@ -7,7 +7,9 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use openraft::{LogId, RaftLogId, RaftTypeConfig, Vote};
+use openraft::entry::RaftEntry;
+use openraft::type_config::alias::{LogIdOf, VoteOf};
+use openraft::RaftTypeConfig;
 
 use crate::error::Error;
 use crate::segment::Slot;
@@ -24,11 +26,11 @@ pub(crate) struct Cached<E> {
 
 /// Everything the store knows, guarded by one `RwLock`.
 pub(crate) struct State<C: RaftTypeConfig> {
-    pub vote: Option<Vote<C::NodeId>>,
-    pub committed: Option<LogId<C::NodeId>>,
-    pub last_purged: Option<LogId<C::NodeId>>,
+    pub vote: Option<VoteOf<C>>,
+    pub committed: Option<LogIdOf<C>>,
+    pub last_purged: Option<LogIdOf<C>>,
     /// Log id of the last present entry, or `last_purged` if there is none.
-    pub last_log_id: Option<LogId<C::NodeId>>,
+    pub last_log_id: Option<LogIdOf<C>>,
     /// Log index of `slots[0]` (meaningless while `slots` is empty).
     pub first_index: u64,
     /// Location of every live (non-purged) entry, in index order.
@@ -93,7 +95,7 @@ impl<C: RaftTypeConfig> State<C> {
     ) -> Vec<Op> {
         let mut ops: Vec<Op> = Vec::new();
         for (entry, rec) in items {
-            let index = entry.get_log_id().index;
+            let index = entry.index();
             if !self.slots.is_empty() && index != self.end_index() {
                 let overlap = index > self.first_index && index < self.end_index();
                 let target = if overlap { index } else { self.first_index };
@@ -135,7 +137,7 @@ impl<C: RaftTypeConfig> State<C> {
                 len: len as u32,
             });
             self.segments.insert(seg, offset + len as u64);
-            self.last_log_id = Some(entry.get_log_id().clone());
+            self.last_log_id = Some(entry.log_id());
             self.cache.push_back(Cached {
                 entry,
                 seq,
@@ -162,7 +164,7 @@ impl<C: RaftTypeConfig> State<C> {
 
     /// Remove live entries `>= target` (`first_index <= target < end_index()`), setting the
     /// last log id to `new_last`. Returns the truncate op and the deleted segments.
-    pub fn plan_truncate(&mut self, target: u64, new_last: Option<LogId<C::NodeId>>) -> Option<Op> {
+    pub fn plan_truncate(&mut self, target: u64, new_last: Option<LogIdOf<C>>) -> Option<Op> {
         let slot = self.slot(target)?;
         let mut delete: Vec<u64> = self
             .segments
@@ -195,7 +197,7 @@ impl<C: RaftTypeConfig> State<C> {
 
     /// Record `upto` as purged and drop entries `<= upto.index`; returns the segments that
     /// no longer hold any live entry (to be deleted after the purge is durable).
-    pub fn plan_purge(&mut self, upto: LogId<C::NodeId>) -> Vec<u64> {
+    pub fn plan_purge(&mut self, upto: LogIdOf<C>) -> Vec<u64> {
         let n = (upto.index + 1)
             .saturating_sub(self.first_index)
             .min(self.slots.len() as u64) as usize;

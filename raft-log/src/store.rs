@@ -15,7 +15,10 @@ use std::sync::mpsc::{self, Sender};
 use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 
-use openraft::{LogId, LogState, RaftTypeConfig, Vote};
+use openraft::entry::RaftEntry;
+use openraft::storage::LogState;
+use openraft::type_config::alias::{LogIdOf, VoteOf};
+use openraft::RaftTypeConfig;
 use tokio::sync::oneshot;
 
 use crate::error::Error;
@@ -43,7 +46,6 @@ pub(crate) struct Shared<C: RaftTypeConfig> {
 struct Inner<C: RaftTypeConfig> {
     shared: Arc<Shared<C>>,
     tx: Option<Sender<Job>>,
-    writer: writer::SharedWriter,
     handle: Option<JoinHandle<()>>,
     /// Holds the exclusive lock on `<dir>/LOCK`; released after the writer exited.
     _lock: File,
@@ -98,10 +100,9 @@ where
         fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         let lock = lock_dir(dir)?;
         remove_temp_files(dir);
-        let meta: Meta<C::NodeId> = read_meta(dir)?;
-        let committed = read_committed(dir);
+        let meta: Meta<C> = read_meta(dir)?;
+        let committed = read_committed::<C>(dir);
         let state = recover::<C>(dir, meta, committed)?;
-        let first_seq = state.next_seq;
 
         let counters = Arc::new(Counters::default());
         let shared = Arc::new(Shared {
@@ -126,13 +127,12 @@ where
                 st.evict(o.cache_entries, o.cache_bytes);
             }
         });
-        let (writer, handle) = writer::spawn(dir.to_path_buf(), rx, counters, progress, first_seq)
+        let handle = writer::spawn(dir.to_path_buf(), rx, counters, progress)
             .map_err(|e| Error::io(dir, e))?;
         Ok(Self {
             inner: Arc::new(Inner {
                 shared,
                 tx: Some(tx),
-                writer,
                 handle: Some(handle),
                 _lock: lock,
             }),
@@ -150,30 +150,15 @@ where
     /// Returns as soon as the entries are queued; they are readable immediately. Entries
     /// should continue the log; a non-consecutive index truncates first (see `plan_append`).
     /// `on_durable` must not block for long: it runs on the writer thread.
+    ///
+    /// Every append goes through the writer thread, a follower's too: openraft 0.10's
+    /// `IOFlushed` no longer says whether RaftCore waits for the flush (0.9's fork had
+    /// `LogFlushed::is_awaited`, which let an idle writer be bypassed), and a hand-off costs
+    /// little next to the `fdatasync`.
     pub fn append_with<I, F>(&self, entries: I, on_durable: F) -> Result<(), Error>
     where
         I: IntoIterator<Item = C::Entry>,
         F: FnOnce(io::Result<()>) + Send + 'static,
-    {
-        self.append_impl(entries, Box::new(on_durable), false)
-    }
-
-    /// Like [`append_with`](Self::append_with), but when the writer thread is idle the
-    /// entries are written and synced on the caller's thread, and `on_durable` has run when
-    /// this returns. For a caller that would only wait for the sync anyway (a Raft follower
-    /// must have the entries on disk before it answers): it saves the hand-off to the writer
-    /// thread and back. Otherwise the job is queued as usual (group commit).
-    pub fn append_inline<I, F>(&self, entries: I, on_durable: F) -> Result<(), Error>
-    where
-        I: IntoIterator<Item = C::Entry>,
-        F: FnOnce(io::Result<()>) + Send + 'static,
-    {
-        self.append_impl(entries, Box::new(on_durable), true)
-    }
-
-    fn append_impl<I>(&self, entries: I, on_durable: Done, inline: bool) -> Result<(), Error>
-    where
-        I: IntoIterator<Item = C::Entry>,
     {
         let mut items = Vec::new();
         for e in entries {
@@ -190,24 +175,7 @@ where
                 self.forget_readers(delete)?;
             }
         }
-        let idle = if inline {
-            writer::Writer::idle(&self.inner.writer, st.next_seq)
-        } else {
-            None
-        };
-        let Some(mut writer) = idle else {
-            return self.submit(&mut st, ops, Some(on_durable));
-        };
-        let job = Job {
-            seq: st.take_seq(),
-            ops,
-            done: Some(on_durable),
-        };
-        // The state lock goes first: the writer's progress hook takes it. A job submitted
-        // from here on gets a later number and waits in the queue for the writer held here.
-        drop(st);
-        writer.process(vec![job]);
-        Ok(())
+        self.submit(&mut st, ops, Some(Box::new(on_durable)))
     }
 
     /// Wait until everything submitted so far is durable.
@@ -258,11 +226,11 @@ where
     }
 
     /// Durably save the vote (returns after it is on stable storage).
-    pub async fn write_vote(&self, vote: &Vote<C::NodeId>) -> Result<(), Error> {
+    pub async fn write_vote(&self, vote: &VoteOf<C>) -> Result<(), Error> {
         let rx = {
             let mut st = self.inner.shared.state.write()?;
             st.check_writable()?;
-            let meta = encode_meta(&Meta {
+            let meta = encode_meta(&Meta::<C> {
                 vote: Some(vote.clone()),
                 last_purged: st.last_purged.clone(),
             })?;
@@ -273,21 +241,21 @@ where
     }
 
     /// Last saved vote.
-    pub fn vote(&self) -> Result<Option<Vote<C::NodeId>>, Error> {
+    pub fn vote(&self) -> Result<Option<VoteOf<C>>, Error> {
         Ok(self.inner.shared.state.read()?.vote.clone())
     }
 
     /// Record the committed log id; persisted lazily (not synced).
-    pub fn set_committed(&self, committed: Option<LogId<C::NodeId>>) -> Result<(), Error> {
+    pub fn set_committed(&self, committed: Option<LogIdOf<C>>) -> Result<(), Error> {
         let mut st = self.inner.shared.state.write()?;
         st.check_writable()?;
-        let bytes = encode_committed(&committed)?;
+        let bytes = encode_committed::<C>(&committed)?;
         st.committed = committed;
         self.submit(&mut st, vec![Op::SaveCommitted(bytes)], None)
     }
 
     /// Last recorded committed log id.
-    pub fn committed(&self) -> Result<Option<LogId<C::NodeId>>, Error> {
+    pub fn committed(&self) -> Result<Option<LogIdOf<C>>, Error> {
         Ok(self.inner.shared.state.read()?.committed.clone())
     }
 
@@ -304,7 +272,7 @@ where
             let new_last = if target > st.first_index {
                 let prev = self.read_locked(&st, target - 1, target)?;
                 match prev.first() {
-                    Some(e) => Some(openraft::RaftLogId::get_log_id(e).clone()),
+                    Some(e) => Some(e.log_id()),
                     None => return Err(Error::Corrupt(format!("entry {} missing", target - 1))),
                 }
             } else {
@@ -322,14 +290,14 @@ where
     }
 
     /// Purge entries `<= upto.index` and record `upto` durably as the last purged log id.
-    pub async fn purge_upto(&self, upto: LogId<C::NodeId>) -> Result<(), Error> {
+    pub async fn purge_upto(&self, upto: LogIdOf<C>) -> Result<(), Error> {
         let rx = {
             let mut st = self.inner.shared.state.write()?;
             st.check_writable()?;
             if st.last_purged.as_ref() >= Some(&upto) {
                 return Ok(());
             }
-            let meta = encode_meta(&Meta {
+            let meta = encode_meta(&Meta::<C> {
                 vote: st.vote.clone(),
                 last_purged: Some(upto.clone()),
             })?;

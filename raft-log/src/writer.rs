@@ -16,7 +16,7 @@ use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
-use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -85,10 +85,8 @@ struct Current {
     dirty: bool,
 }
 
-pub(crate) struct Writer {
+struct Writer {
     dir: PathBuf,
-    /// Sequence number of the last job processed (by the thread or inline).
-    last_seq: u64,
     progress: Progress,
     cur: Option<Current>,
     dir_dirty: bool,
@@ -98,22 +96,15 @@ pub(crate) struct Writer {
     counters: Arc<Counters>,
 }
 
-/// The writer, shared by its thread and by callers that run a job inline (see
-/// [`Writer::idle`]).
-pub(crate) type SharedWriter = Arc<Mutex<Writer>>;
-
 /// Start the writer thread. It exits (after a final sync) when all senders are dropped.
-/// `first_seq` is the sequence number of the first job that will be submitted.
 pub(crate) fn spawn(
     dir: PathBuf,
     rx: Receiver<Job>,
     counters: Arc<Counters>,
     progress: Progress,
-    first_seq: u64,
-) -> io::Result<(SharedWriter, JoinHandle<()>)> {
-    let w = Arc::new(Mutex::new(Writer {
+) -> io::Result<JoinHandle<()>> {
+    let w = Writer {
         dir,
-        last_seq: first_seq.saturating_sub(1),
         progress,
         cur: None,
         dir_dirty: false,
@@ -121,24 +112,18 @@ pub(crate) fn spawn(
         last_committed_write: Instant::now(),
         failed: None,
         counters,
-    }));
-    let thread_w = w.clone();
-    let handle = std::thread::Builder::new()
+    };
+    std::thread::Builder::new()
         .name("raft-log-writer".to_string())
-        .spawn(move || run(&thread_w, rx))?;
-    Ok((w, handle))
+        .spawn(move || run(w, rx))
 }
 
-fn lock(w: &SharedWriter) -> MutexGuard<'_, Writer> {
-    w.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-fn run(w: &SharedWriter, rx: Receiver<Job>) {
+fn run(mut w: Writer, rx: Receiver<Job>) {
     loop {
         let first = match rx.recv_timeout(COMMITTED_INTERVAL) {
             Ok(job) => job,
             Err(RecvTimeoutError::Timeout) => {
-                lock(w).flush_committed(false);
+                w.flush_committed(false);
                 continue;
             }
             Err(RecvTimeoutError::Disconnected) => break,
@@ -154,10 +139,9 @@ fn run(w: &SharedWriter, rx: Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        lock(w).process(batch);
+        w.process(batch);
     }
     // Channel closed: make everything durable before exiting.
-    let mut w = lock(w);
     if w.failed.is_none() {
         if let Err(e) = w.sync_all() {
             tracing::error!(error = %e, "final raft log sync failed");
@@ -167,23 +151,9 @@ fn run(w: &SharedWriter, rx: Receiver<Job>) {
 }
 
 impl Writer {
-    /// The writer, when it is idle and has finished every job before `next_seq`: the caller
-    /// may then run job `next_seq` itself ([`Writer::process`]) while holding it; a job
-    /// submitted meanwhile waits in the queue for the lock, so jobs still run in order.
-    /// Saves two thread hand-offs (to the writer and back) for a caller that would only wait
-    /// for the job anyway.
-    pub(crate) fn idle(w: &SharedWriter, next_seq: u64) -> Option<MutexGuard<'_, Writer>> {
-        let guard = match w.try_lock() {
-            Ok(g) => g,
-            Err(TryLockError::Poisoned(p)) => p.into_inner(),
-            Err(TryLockError::WouldBlock) => return None,
-        };
-        (guard.last_seq.checked_add(1) == Some(next_seq)).then_some(guard)
-    }
-
     /// Applies a batch of consecutive jobs with one sync, reports progress and calls their
     /// callbacks.
-    pub(crate) fn process(&mut self, mut batch: Vec<Job>) {
+    fn process(&mut self, mut batch: Vec<Job>) {
         let result = match &self.failed {
             Some(msg) => Err(io::Error::other(format!(
                 "log writer failed earlier: {msg}"
@@ -201,7 +171,6 @@ impl Writer {
             .jobs
             .fetch_add(batch.len() as u64, Ordering::Relaxed);
         let last_seq = batch.last().map(|j| j.seq).unwrap_or(0);
-        self.last_seq = self.last_seq.max(last_seq);
         (self.progress)(last_seq, self.failed.clone());
         for job in batch {
             if let Some(done) = job.done {

@@ -1,110 +1,110 @@
-//! openraft's storage conformance suite, run against `LogStore` paired with a tiny in-memory
-//! state machine (the suite needs both).
+//! openraft 0.10's storage conformance suite (`openraft::testing::log::Suite`), run against
+//! `LogStore` paired with a tiny in-memory state machine (the suite needs both).
 
 mod common;
 
-use std::io::Cursor;
+use std::io::{self, Cursor};
 use std::sync::{Arc, Mutex};
 
 use common::TestConfig;
-use openraft::storage::{RaftStateMachine, Snapshot};
-use openraft::testing::{StoreBuilder, Suite};
-use openraft::{
-    BasicNode, EntryPayload, LogId, RaftSnapshotBuilder, SnapshotMeta, StorageError,
-    StorageIOError, StoredMembership,
-};
+use futures::{Stream, TryStreamExt};
+use openraft::storage::{EntryResponder, RaftStateMachine};
+use openraft::testing::log::{StoreBuilder, Suite};
+use openraft::type_config::alias::{LogIdOf, SnapshotMetaOf, SnapshotOf, StoredMembershipOf};
+use openraft::type_config::TypeConfigExt;
+use openraft::{EntryPayload, RaftSnapshotBuilder, StorageError, StoredMembership};
 use raft_log::{LogOptions, LogStore};
 use tempfile::TempDir;
 
-type Nid = u64;
+type Snap = SnapshotOf<TestConfig, Cursor<Vec<u8>>>;
 
 #[derive(Default)]
 struct SmInner {
-    last_applied: Option<LogId<Nid>>,
-    membership: StoredMembership<Nid, BasicNode>,
+    last_applied: Option<LogIdOf<TestConfig>>,
+    membership: StoredMembershipOf<TestConfig>,
     data: Vec<u64>,
-    snapshot: Option<(SnapshotMeta<Nid, BasicNode>, Vec<u8>)>,
-    snapshot_count: u64,
+    snapshot: Option<(SnapshotMetaOf<TestConfig>, Vec<u8>)>,
 }
 
 /// Minimal in-memory state machine: remembers applied payloads and membership.
 #[derive(Clone, Default)]
 struct MemSm(Arc<Mutex<SmInner>>);
 
-fn sm_err(e: impl std::fmt::Display) -> StorageError<Nid> {
-    StorageIOError::write_state_machine(openraft::AnyError::error(e)).into()
+impl MemSm {
+    fn lock(&self) -> Result<std::sync::MutexGuard<'_, SmInner>, io::Error> {
+        self.0
+            .lock()
+            .map_err(|_| io::Error::other("state machine lock poisoned"))
+    }
 }
 
 impl RaftSnapshotBuilder<TestConfig> for MemSm {
-    async fn build_snapshot(&mut self) -> Result<Snapshot<TestConfig>, StorageError<Nid>> {
-        let mut g = self.0.lock().map_err(sm_err)?;
-        g.snapshot_count += 1;
-        let data =
-            bincode::serde::encode_to_vec(&g.data, bincode::config::standard()).map_err(sm_err)?;
-        let meta = SnapshotMeta {
+    type SnapshotData = Cursor<Vec<u8>>;
+
+    async fn build_snapshot(&mut self) -> Result<Snap, io::Error> {
+        let mut g = self.lock()?;
+        let data = bincode::serde::encode_to_vec(&g.data, bincode::config::standard())
+            .map_err(io::Error::other)?;
+        let meta = SnapshotMetaOf::<TestConfig> {
             last_log_id: g.last_applied,
             last_membership: g.membership.clone(),
-            snapshot_id: format!("snap-{}", g.snapshot_count),
         };
         g.snapshot = Some((meta.clone(), data.clone()));
-        Ok(Snapshot {
+        Ok(Snap {
             meta,
-            snapshot: Box::new(Cursor::new(data)),
+            snapshot: Cursor::new(data),
         })
     }
 }
 
 impl RaftStateMachine<TestConfig> for MemSm {
+    type SnapshotData = Cursor<Vec<u8>>;
     type SnapshotBuilder = Self;
 
     async fn applied_state(
         &mut self,
-    ) -> Result<(Option<LogId<Nid>>, StoredMembership<Nid, BasicNode>), StorageError<Nid>> {
-        let g = self.0.lock().map_err(sm_err)?;
+    ) -> Result<(Option<LogIdOf<TestConfig>>, StoredMembershipOf<TestConfig>), io::Error> {
+        let g = self.lock()?;
         Ok((g.last_applied, g.membership.clone()))
     }
 
-    async fn apply<I>(&mut self, entries: I) -> Result<Vec<()>, StorageError<Nid>>
+    async fn apply<Strm>(&mut self, mut entries: Strm) -> Result<(), io::Error>
     where
-        I: IntoIterator<Item = openraft::Entry<TestConfig>> + Send,
-        I::IntoIter: Send,
+        Strm: Stream<Item = Result<EntryResponder<TestConfig>, io::Error>> + Unpin + Send,
     {
-        let mut g = self.0.lock().map_err(sm_err)?;
-        let mut out = Vec::new();
-        for e in entries {
-            g.last_applied = Some(e.log_id);
-            match e.payload {
-                EntryPayload::Blank => {}
-                EntryPayload::Normal(x) => g.data.push(x),
-                EntryPayload::Membership(m) => {
-                    g.membership = StoredMembership::new(Some(e.log_id), m)
+        while let Some((e, responder)) = entries.try_next().await? {
+            {
+                let mut g = self.lock()?;
+                g.last_applied = Some(e.log_id);
+                match e.payload {
+                    EntryPayload::Blank => {}
+                    EntryPayload::Normal(x) => g.data.push(x),
+                    EntryPayload::Membership(m) => {
+                        g.membership = StoredMembership::new(Some(e.log_id), m)
+                    }
                 }
             }
-            out.push(());
+            if let Some(r) = responder {
+                r.send(());
+            }
         }
-        Ok(out)
+        Ok(())
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
         self.clone()
     }
 
-    async fn begin_receiving_snapshot(
-        &mut self,
-    ) -> Result<Box<Cursor<Vec<u8>>>, StorageError<Nid>> {
-        Ok(Box::new(Cursor::new(Vec::new())))
-    }
-
     async fn install_snapshot(
         &mut self,
-        meta: &SnapshotMeta<Nid, BasicNode>,
-        snapshot: Box<Cursor<Vec<u8>>>,
-    ) -> Result<(), StorageError<Nid>> {
+        meta: &SnapshotMetaOf<TestConfig>,
+        snapshot: Cursor<Vec<u8>>,
+    ) -> Result<(), io::Error> {
         let bytes = snapshot.into_inner();
         let (data, _): (Vec<u64>, usize) =
             bincode::serde::decode_from_slice(&bytes, bincode::config::standard())
-                .map_err(sm_err)?;
-        let mut g = self.0.lock().map_err(sm_err)?;
+                .map_err(io::Error::other)?;
+        let mut g = self.lock()?;
         g.data = data;
         g.last_applied = meta.last_log_id;
         g.membership = meta.last_membership.clone();
@@ -112,13 +112,11 @@ impl RaftStateMachine<TestConfig> for MemSm {
         Ok(())
     }
 
-    async fn get_current_snapshot(
-        &mut self,
-    ) -> Result<Option<Snapshot<TestConfig>>, StorageError<Nid>> {
-        let g = self.0.lock().map_err(sm_err)?;
-        Ok(g.snapshot.as_ref().map(|(meta, data)| Snapshot {
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snap>, io::Error> {
+        let g = self.lock()?;
+        Ok(g.snapshot.as_ref().map(|(meta, data)| Snap {
             meta: meta.clone(),
-            snapshot: Box::new(Cursor::new(data.clone())),
+            snapshot: Cursor::new(data.clone()),
         }))
     }
 }
@@ -127,26 +125,33 @@ struct Builder {
     opts: LogOptions,
 }
 
+fn build_err(e: impl std::fmt::Display) -> StorageError<TestConfig> {
+    StorageError::write(TestConfig::err_from_string(e))
+}
+
 impl StoreBuilder<TestConfig, LogStore<TestConfig>, MemSm, TempDir> for Builder {
-    async fn build(&self) -> Result<(TempDir, LogStore<TestConfig>, MemSm), StorageError<Nid>> {
-        let dir = tempfile::tempdir().map_err(sm_err)?;
-        let store = LogStore::open(dir.path(), self.opts.clone()).map_err(sm_err)?;
+    async fn build(
+        &self,
+    ) -> Result<(TempDir, LogStore<TestConfig>, MemSm), StorageError<TestConfig>> {
+        let dir = tempfile::tempdir().map_err(build_err)?;
+        let store = LogStore::open(dir.path(), self.opts.clone()).map_err(build_err)?;
         Ok((dir, store, MemSm::default()))
     }
 }
 
-#[test]
-fn openraft_suite_default_options() {
+#[tokio::test]
+async fn openraft_suite_default_options() {
     Suite::test_all(Builder {
         opts: LogOptions::default(),
     })
+    .await
     .expect("suite");
 }
 
 /// Same suite with one entry per segment and no entry cache: exercises segment rolling,
 /// whole-segment truncation/purge and reading everything back from disk.
-#[test]
-fn openraft_suite_tiny_segments_no_cache() {
+#[tokio::test]
+async fn openraft_suite_tiny_segments_no_cache() {
     Suite::test_all(Builder {
         opts: LogOptions {
             segment_bytes: 1,
@@ -154,5 +159,6 @@ fn openraft_suite_tiny_segments_no_cache() {
             cache_bytes: 0,
         },
     })
+    .await
     .expect("suite");
 }

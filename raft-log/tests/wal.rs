@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 
 use common::*;
 use openraft::storage::{RaftLogStorage, RaftLogStorageExt};
-use openraft::{RaftLogReader, Vote};
+use openraft::RaftLogReader;
 use raft_log::{Error, LogOptions};
 
 #[tokio::test]
@@ -79,7 +79,11 @@ async fn truncate_then_append_then_reopen() {
         let mut store = open(dir.path(), opts.clone());
         append(&store, ents(1, 0..50)).await;
         let segs_before = segment_files(dir.path()).len();
-        store.truncate(log_id(1, 30)).await.expect("truncate");
+        // Keeps 29 and everything before it.
+        store
+            .truncate_after(Some(log_id(1, 29)))
+            .await
+            .expect("truncate");
         let st = store.get_log_state().await.expect("state");
         assert_eq!(st.last_log_id, Some(log_id(1, 29)));
         assert_eq!(contents(&store), expected(1, 0..30));
@@ -87,9 +91,25 @@ async fn truncate_then_append_then_reopen() {
             segment_files(dir.path()).len() < segs_before,
             "later segments deleted"
         );
+        // Truncating after the last entry, or past it, removes nothing.
+        let (segs, syncs) = (segment_files(dir.path()), store.stats().syncs);
+        for last in [29, 30, 100] {
+            store
+                .truncate_after(Some(log_id(1, last)))
+                .await
+                .expect("no-op truncate");
+        }
+        assert_eq!(contents(&store), expected(1, 0..30));
+        assert_eq!(
+            (segment_files(dir.path()), store.stats().syncs),
+            (segs, syncs)
+        );
         append(&store, ents(2, 30..40)).await;
         // Truncate exactly at a segment start and in the middle of one.
-        store.truncate(log_id(2, 35)).await.expect("truncate");
+        store
+            .truncate_after(Some(log_id(2, 34)))
+            .await
+            .expect("truncate");
         append(&store, ents(3, 35..37)).await;
     }
     let mut store = open(dir.path(), opts.clone());
@@ -101,7 +121,7 @@ async fn truncate_then_append_then_reopen() {
     assert_eq!(contents(&store), want);
 
     // Truncate everything.
-    store.truncate(log_id(1, 0)).await.expect("truncate all");
+    store.truncate_after(None).await.expect("truncate all");
     assert_eq!(
         store.get_log_state().await.expect("state").last_log_id,
         None
@@ -517,92 +537,4 @@ async fn directory_is_locked_while_open() {
     assert!(raft_log::LogStore::<TestConfig>::open(dir.path(), LogOptions::default()).is_err());
     drop(reader);
     let _reopened = open(dir.path(), LogOptions::default());
-}
-
-#[tokio::test]
-async fn inline_append_is_durable_when_it_returns_on_an_idle_writer() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    {
-        let store = open(dir.path(), LogOptions::default());
-        for i in 0..20u64 {
-            let done = Arc::new(Mutex::new(None));
-            let d = done.clone();
-            let probe = store.clone();
-            let syncs_before = store.stats().syncs;
-            store
-                .append_inline(vec![ent(1, i)], move |r| {
-                    *d.lock().expect("lock") = Some((r.is_ok(), probe.stats().syncs));
-                })
-                .expect("append");
-            // The writer thread was idle (every earlier append had finished): the entry was
-            // written and synced on this thread, and the callback ran, before the call returned.
-            let got = *done.lock().expect("lock");
-            assert_eq!(got, Some((true, syncs_before + 1)), "append {i}");
-        }
-    }
-    let store = open(dir.path(), LogOptions::default());
-    assert_eq!(contents(&store), expected(1, 0..20));
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn inline_and_queued_appends_keep_their_order() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let total = 2_000u64;
-    {
-        let store = open(dir.path(), LogOptions::default());
-        let order = Arc::new(Mutex::new(Vec::new()));
-        let next = Arc::new(Mutex::new(0u64));
-        let mut tasks = Vec::new();
-        // Two appenders take turns at the log (the index is assigned and the entry submitted
-        // under one lock, as Raft's single core does): one queues its appends, the other asks
-        // for inline ones, which run only while the writer is idle and caught up.
-        for inline in [false, true] {
-            let (store, order, next) = (store.clone(), order.clone(), next.clone());
-            tasks.push(tokio::spawn(async move {
-                let mut rxs = Vec::new();
-                loop {
-                    let (tx, rx) = tokio::sync::oneshot::channel();
-                    {
-                        let mut n = next.lock().expect("lock");
-                        if *n == total {
-                            break;
-                        }
-                        let (i, order) = (*n, order.clone());
-                        let done = move |r: std::io::Result<()>| {
-                            order.lock().expect("lock").push(i);
-                            let _ = tx.send(r);
-                        };
-                        if inline {
-                            store.append_inline(vec![ent(1, i)], done)
-                        } else {
-                            store.append_with(vec![ent(1, i)], done)
-                        }
-                        .expect("append");
-                        *n += 1;
-                    }
-                    rxs.push(rx);
-                    tokio::task::yield_now().await;
-                }
-                for rx in rxs {
-                    rx.await.expect("cb").expect("io");
-                }
-            }));
-        }
-        for t in tasks {
-            t.await.expect("task");
-        }
-        let order = order.lock().expect("lock").clone();
-        assert_eq!(
-            order,
-            (0..total).collect::<Vec<_>>(),
-            "callbacks in log order"
-        );
-        let stats = store.stats();
-        assert!(stats.jobs >= total, "{stats:?}");
-    }
-    let store = open(dir.path(), LogOptions::default());
-    assert_eq!(
-        summary(&store.read_range(0, total).expect("read")),
-        expected(1, 0..total)
-    );
 }

@@ -1,35 +1,34 @@
 //! Shared test helpers: a test `TypeConfig`, entry constructors and an awaited append.
 #![allow(dead_code)]
 
-use std::io::Cursor;
 use std::path::Path;
 
-use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId};
+use openraft::entry::RaftEntry;
+use openraft::impls::leader_id_adv::LeaderId;
+use openraft::type_config::alias::{EntryOf, LogIdOf, VoteOf};
+use openraft::EntryPayload;
 use raft_log::{LogOptions, LogStore};
 
 openraft::declare_raft_types!(
-    /// Type config used by the tests.
+    /// Type config used by the tests (openraft's default leader id, log id and vote types,
+    /// as registry-node uses them).
     pub TestConfig: D = u64, R = ()
 );
 
-/// Keep `Cursor` referenced: the macro above expands to an unqualified `Cursor`.
-pub type Snap = Cursor<Vec<u8>>;
-
 pub type Store = LogStore<TestConfig>;
+pub type Entry = EntryOf<TestConfig>;
+pub type Vote = VoteOf<TestConfig>;
 
-pub fn log_id(term: u64, index: u64) -> LogId<u64> {
-    LogId::new(CommittedLeaderId::new(term, 0), index)
+pub fn log_id(term: u64, index: u64) -> LogIdOf<TestConfig> {
+    LogIdOf::<TestConfig>::new(LeaderId { term, node_id: 0 }, index)
 }
 
 /// A normal entry whose payload is `index * 1000 + term` (so content is checkable).
-pub fn ent(term: u64, index: u64) -> Entry<TestConfig> {
-    Entry {
-        log_id: log_id(term, index),
-        payload: EntryPayload::Normal(index * 1000 + term),
-    }
+pub fn ent(term: u64, index: u64) -> Entry {
+    Entry::new_normal(log_id(term, index), index * 1000 + term)
 }
 
-pub fn ents(term: u64, range: std::ops::Range<u64>) -> Vec<Entry<TestConfig>> {
+pub fn ents(term: u64, range: std::ops::Range<u64>) -> Vec<Entry> {
     range.map(|i| ent(term, i)).collect()
 }
 
@@ -45,7 +44,7 @@ pub fn small_segments(bytes: u64) -> LogOptions {
 }
 
 /// Append and wait for the durability callback.
-pub async fn append(store: &Store, entries: Vec<Entry<TestConfig>>) {
+pub async fn append(store: &Store, entries: Vec<Entry>) {
     let (tx, rx) = tokio::sync::oneshot::channel();
     store
         .append_with(entries, move |r| {
@@ -56,7 +55,7 @@ pub async fn append(store: &Store, entries: Vec<Entry<TestConfig>>) {
 }
 
 /// `(term, index, payload)` of entries, for compact assertions.
-pub fn summary(entries: &[Entry<TestConfig>]) -> Vec<(u64, u64, Option<u64>)> {
+pub fn summary(entries: &[Entry]) -> Vec<(u64, u64, Option<u64>)> {
     entries
         .iter()
         .map(|e| {
