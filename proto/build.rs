@@ -5,6 +5,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/etcd/kv.proto",
         "proto/etcd/rpc.proto",
         "proto/registry.proto",
+        "proto/raft_peer.proto",
         "proto/greeter.proto",
         "proto/go_api.proto",
     ];

@@ -754,51 +754,29 @@ mod tests {
     /// A second tonic service, for routes holding several.
     struct Peer;
 
-    use proto::registrypb::raft_peer_server::RaftPeer;
-    use proto::registrypb::{
-        ProposeRequest, ProposeResponse, RaftMessage, ReadIndexRequest, ReadIndexResponse,
-    };
+    use proto::etcdserverpb::cluster_server::{Cluster, ClusterServer};
+    use proto::etcdserverpb::{MemberListRequest, MemberListResponse, ResponseHeader};
 
     #[tonic::async_trait]
-    impl RaftPeer for Peer {
-        async fn append_entries(
+    impl Cluster for Peer {
+        async fn member_list(
             &self,
-            _: tonic::Request<RaftMessage>,
-        ) -> Result<tonic::Response<RaftMessage>, Status> {
-            Ok(tonic::Response::new(RaftMessage {
-                data: b"peer".to_vec(),
+            _: tonic::Request<MemberListRequest>,
+        ) -> Result<tonic::Response<MemberListResponse>, Status> {
+            Ok(tonic::Response::new(MemberListResponse {
+                header: Some(ResponseHeader {
+                    member_id: 7,
+                    ..Default::default()
+                }),
+                ..Default::default()
             }))
-        }
-        async fn vote(
-            &self,
-            _: tonic::Request<RaftMessage>,
-        ) -> Result<tonic::Response<RaftMessage>, Status> {
-            Err(Status::unimplemented("vote"))
-        }
-        async fn install_snapshot(
-            &self,
-            _: tonic::Request<RaftMessage>,
-        ) -> Result<tonic::Response<RaftMessage>, Status> {
-            Err(Status::unimplemented("snapshot"))
-        }
-        async fn read_index(
-            &self,
-            _: tonic::Request<ReadIndexRequest>,
-        ) -> Result<tonic::Response<ReadIndexResponse>, Status> {
-            Err(Status::unimplemented("read index"))
-        }
-        async fn propose(
-            &self,
-            _: tonic::Request<ProposeRequest>,
-        ) -> Result<tonic::Response<ProposeResponse>, Status> {
-            Err(Status::unimplemented("propose"))
         }
     }
 
     #[tokio::test]
     async fn several_tonic_services_added_or_merged() {
         let say = || proto::greeter::say_server::SayServer::new(Tonic);
-        let peer = || proto::registrypb::raft_peer_server::RaftPeerServer::new(Peer);
+        let peer = || ClusterServer::new(Peer);
         for routes in [
             Routes::new().tonic(say()).tonic(peer()),
             Routes::new()
@@ -822,17 +800,11 @@ mod tests {
             let reply: Reply =
                 grpc::decode(Bytes::copy_from_slice(&answer.body[5..])).expect("reply");
             assert_eq!(reply.msg, "tonic John");
-            let message = framed(&RaftMessage::default());
-            let answer = call(
-                &mut send,
-                "/registrypb.RaftPeer/AppendEntries",
-                &[],
-                message,
-            )
-            .await;
-            let reply: RaftMessage =
+            let message = framed(&MemberListRequest::default());
+            let answer = call(&mut send, "/etcdserverpb.Cluster/MemberList", &[], message).await;
+            let reply: MemberListResponse =
                 grpc::decode(Bytes::copy_from_slice(&answer.body[5..])).expect("peer reply");
-            assert_eq!(reply.data, b"peer");
+            assert_eq!(reply.header.expect("header").member_id, 7);
             let answer = call(&mut send, "/nope.Nope/Nope", &[], hello("x")).await;
             assert_eq!(answer.grpc().code(), Code::Unimplemented);
             stop.cancel();

@@ -12,6 +12,7 @@
 //! a watcher that resumes from a revision older than that gets etcd's "required revision has
 //! been compacted" and lists again, which go-micro's registry watcher does.
 
+use openraft::async_runtime::WatchReceiver;
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
@@ -182,7 +183,7 @@ pub async fn run(core: Arc<Core>, policy: Policy, shutdown: CancellationToken) {
         let Some(target) = compactor.tick(now, revision) else {
             continue;
         };
-        if core.raft.metrics().borrow().state != ServerState::Leader {
+        if core.raft.metrics().borrow_watched().state != ServerState::Leader {
             continue;
         }
         let req = InternalRequest {

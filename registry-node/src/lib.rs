@@ -6,9 +6,9 @@
 //!                           └─ api::route: on the leader, a write is proposed through Raft
 //!                              (raft::batch); a follower sends it on (api::forward); a
 //!                              linearizable read waits for a read index, then reads locally
-//!  peers ◀──member link (raft::link: raft::network sends, raft::peer_service answers;
-//!           gRPC RaftPeer on the same port)──▶ openraft ──▶ raft-log (WAL)
-//!                                                      └──▶ store (mvcc + snapshot file)
+//!  peers ◀──member link (raft::peer: one tonic stream per peer, handshake checked both
+//!           ways; raft::wire converts openraft's messages)──▶ openraft 0.10 ──▶ raft-log (WAL)
+//!                                                             └──▶ store (mvcc + snapshot)
 //!  lease: the lessor on the leader; expiries and checkpoints are proposed through Raft
 //!  watch: every member streams the events it applies (api::watch, watch::Watcher)
 //! ```

@@ -2,6 +2,7 @@
 //! [`Node::serve`] is the one entry (listeners given, so tests bind port 0); [`Node::start`]
 //! binds the configured addresses and calls it.
 
+use openraft::async_runtime::WatchReceiver;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
@@ -21,9 +22,9 @@ use crate::api::{
 };
 use crate::config::NodeConfig;
 use crate::lease::LeaseManager;
-use crate::raft::link;
-use crate::raft::network::{PeerNetwork, MAX_PEER_MESSAGE};
-use crate::raft::peer_service::PeerService;
+use crate::raft::peer::client::PeerNetwork;
+use crate::raft::peer::server::PeerService;
+use crate::raft::peer::Identity;
 use crate::raft::{MemberNode, NodeId, Raft, TypeConfig};
 use crate::store::StateMachine;
 
@@ -45,11 +46,11 @@ pub enum NodeError {
     #[error("raft log: {0}")]
     Log(#[from] raft_log::Error),
     #[error("storage: {0}")]
-    Storage(#[from] openraft::StorageError<NodeId>),
+    Storage(#[from] std::io::Error),
     #[error("raft config: {0}")]
     RaftConfig(#[from] openraft::ConfigError),
     #[error("raft: {0}")]
-    Raft(#[from] openraft::error::Fatal<NodeId>),
+    Raft(#[from] openraft::error::Fatal<TypeConfig>),
     #[error("raft thread: {0}")]
     Runtime(std::io::Error),
 }
@@ -73,7 +74,7 @@ pub struct Core {
     pub forward: crate::api::forward::ForwardQueue,
     /// Where linearizable reads were served (local or forwarded).
     pub read_stats: Arc<crate::api::route::ReadStats>,
-    /// The peer transport's channels (shared with Raft), for `ReadIndex` requests.
+    /// The member link (shared with Raft), for read indexes and forwarded writes.
     pub peers: PeerNetwork,
 }
 
@@ -84,7 +85,7 @@ impl Core {
             cluster_id: self.config.cluster_id,
             member_id: self.config.id,
             revision,
-            raft_term: self.raft.metrics().borrow().current_term,
+            raft_term: self.raft.metrics().borrow_watched().current_term,
         }
     }
 
@@ -221,14 +222,17 @@ impl Node {
                 path: data.join("log"),
                 source: std::io::Error::other(e),
             })??;
-            stand_down(&log, config.id).await?;
             let mvcc_config = mvcc::Config {
                 max_txn_ops: config.raft.max_txn_ops,
                 min_lease_ttl: config.min_lease_ttl(),
             };
             let sm = StateMachine::open(&data.join("state"), mvcc_config)?;
             let raft_rt = RaftThread::start(&config.name)?;
-            let network = PeerNetwork::on(raft_rt.handle.clone());
+            let me = Identity {
+                cluster_id: config.cluster_id,
+                member_id: config.id,
+            };
+            let network = PeerNetwork::new(me, Some(raft_rt.handle.clone()));
             let isolated = network.isolated.clone();
             let peers = network.clone();
             let raft = {
@@ -264,29 +268,30 @@ impl Node {
                 addr: config.peer_addr,
                 source,
             })?;
-            // The peer port: the member link, and gRPC `RaftPeer` for any other connection.
-            let peer_service =
-                PeerService::new(raft.clone(), isolated.clone()).with_core(core.clone());
-            let (grpc_conns, grpc_incoming) = tokio::sync::mpsc::unbounded_channel();
-            let peer_grpc = Server::builder()
-                .add_service(peer_service.clone().into_server())
-                .serve_with_incoming_shutdown(
-                    tokio_stream::wrappers::UnboundedReceiverStream::new(grpc_incoming),
-                    shutdown.clone().cancelled_owned(),
-                );
-            // Accepted on the Raft thread, so the connections are driven there.
+            // The peer port: the member link (`raftpb.RaftPeer`), served on the Raft thread
+            // so that peer requests (append-entries above all) are handled next to the core
+            // they go to.
+            let peer_service = PeerService::new(me, raft.clone(), isolated.clone(), core.clone());
             let peer = peer.into_std().map_err(|source| NodeError::Bind {
                 addr: config.peer_addr,
                 source,
             })?;
             let peer_stop = shutdown.clone();
-            let peer_link = async move {
-                match TcpListener::from_std(peer) {
-                    Ok(peer) => {
-                        link::serve(peer, peer_service, MAX_PEER_MESSAGE, grpc_conns, peer_stop)
-                            .await
-                    }
-                    Err(e) => tracing::error!(error = %e, "peer listener"),
+            let peer_server = async move {
+                let peer = match TcpListener::from_std(peer) {
+                    Ok(peer) => peer,
+                    Err(e) => return tracing::error!(error = %e, "peer listener"),
+                };
+                let incoming = tonic::transport::server::TcpIncoming::from(peer)
+                    .with_nodelay(Some(true));
+                let served = Server::builder()
+                    .http2_keepalive_interval(Some(Duration::from_secs(1)))
+                    .http2_keepalive_timeout(Some(Duration::from_secs(3)))
+                    .add_service(peer_service.into_server())
+                    .serve_with_incoming_shutdown(incoming, peer_stop.cancelled_owned())
+                    .await;
+                if let Err(e) = served {
+                    tracing::error!(error = %e, "peer server stopped");
                 }
             };
             // The client API: KV's busiest methods as unary handlers straight on hyper
@@ -302,12 +307,7 @@ impl Node {
                 grpc_lite::server::serve(client, client_routes, shutdown.clone());
             let span = tracing::Span::current();
             let tasks = vec![
-                // Peer requests (append-entries above all) are handled on the Raft thread,
-                // next to the core they go to.
-                raft_rt
-                    .handle
-                    .spawn(log_exit("peer gRPC server", peer_grpc).instrument(span.clone())),
-                raft_rt.handle.spawn(peer_link.instrument(span.clone())),
+                raft_rt.handle.spawn(peer_server.instrument(span.clone())),
                 tokio::spawn(client_server.instrument(span.clone())),
                 tokio::spawn(
                     crate::lease::run(core.clone(), shutdown.clone()).instrument(span.clone()),
@@ -323,42 +323,6 @@ impl Node {
         }
         .instrument(span)
         .await
-    }
-}
-
-/// A member that was leader when it stopped comes back as a follower and must win a new
-/// election before it leads again.
-///
-/// openraft 0.9 restores a member whose persisted vote is a committed vote for itself as leader
-/// of that same term at once. That is unsafe here: the leader replicates entries before its own
-/// flush (see vendor/README.md), so after a kill -9 its log may lack entries of its own term
-/// that followers hold and that were acknowledged; as a restored leader it would serve
-/// linearizable reads at its stale committed index (found by the fault suite: reads 30–60 ms
-/// behind acknowledged writes) and could append new entries whose (term, index) collide with
-/// those. Persisting the same vote as not committed keeps (term, voted-for) — all Raft needs —
-/// while making the member a follower: a new leader is elected in a higher term, the longest
-/// log wins, and its read index waits for its own term's first entry (etcd's rule).
-async fn stand_down(log: &raft_log::LogStore<TypeConfig>, me: NodeId) -> Result<(), NodeError> {
-    let Some(vote) = log.vote()? else {
-        return Ok(());
-    };
-    if vote.is_committed() && vote.leader_id().voted_for() == Some(me) {
-        let term = vote.leader_id().get_term();
-        tracing::info!(
-            term,
-            "was leader before the restart: standing down until an election"
-        );
-        log.write_vote(&openraft::Vote::new(term, me)).await?;
-    }
-    Ok(())
-}
-
-async fn log_exit(
-    what: &'static str,
-    fut: impl std::future::Future<Output = Result<(), tonic::transport::Error>>,
-) {
-    if let Err(e) = fut.await {
-        tracing::error!(error = %e, "{what} stopped");
     }
 }
 
@@ -392,7 +356,7 @@ fn raft_config(config: &NodeConfig) -> Result<openraft::Config, openraft::Config
         cluster_name: format!("registry-{:x}", config.cluster_id),
         heartbeat_interval: r.heartbeat_ms,
         // etcd's --election-timeout E: a follower that hears nothing for a random [E, 2E)
-        // campaigns. openraft 0.9 makes a follower that had a leader wait its leader lease
+        // campaigns. openraft (0.9 and 0.10) makes a follower that had a leader wait its leader lease
         // (= election_timeout_max) plus its election timeout (random in [min, max), drawn once
         // per process; checked on a tick of 1.5 heartbeats), and a voter refuses a candidate
         // within that lease. With both taken as E (the old setting) failover took 2.5–3 s
@@ -406,6 +370,16 @@ fn raft_config(config: &NodeConfig) -> Result<openraft::Config, openraft::Config
         snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(r.snapshot_logs),
         max_in_snapshot_log_to_keep: r.logs_to_keep,
         purge_batch_size: 256,
+        // The leader replicates its entries as soon as they are submitted to its log, not
+        // after its own fsync (leader and follower syncs overlap); the leader still counts
+        // itself toward a commit only once its flush is done.
+        broadcast_submitted_on_append: Some(true),
+        // A member that was leader when it stopped comes back as a follower and must win an
+        // election before it leads again. A restored leader may lack entries of its own term
+        // that followers hold and acknowledged (it replicated them before its own flush): it
+        // would serve linearizable reads at a stale committed index (found by the fault suite,
+        // issue 13) and could append entries whose (term, index) collide with those.
+        enable_leader_restore: Some(false),
         ..Default::default()
     }
     .validate()

@@ -2,6 +2,7 @@
 //! loopback ports in a temporary directory, with stop (data kept), restart, isolate and heal.
 //! Everything waits on conditions with deadlines; nothing sleeps for a fixed time.
 
+use openraft::async_runtime::WatchReceiver;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
@@ -172,7 +173,7 @@ impl TestCluster {
                 .iter()
                 .flatten()
                 .filter(|n| !n.is_isolated())
-                .map(|n| n.raft().metrics().borrow().current_leader)
+                .map(|n| n.raft().metrics().borrow_watched().current_leader)
                 .collect();
             if let Some(Some(id)) = views.first() {
                 if views.iter().all(|v| *v == Some(*id)) {

@@ -4,6 +4,7 @@
 
 mod common;
 
+use openraft::async_runtime::WatchReceiver;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -202,7 +203,7 @@ async fn stopped_member_catches_up_through_a_snapshot() {
         .node(lagger)
         .raft()
         .metrics()
-        .borrow()
+        .borrow_watched()
         .last_log_index
         .unwrap_or(0);
     c.stop(lagger).await;
@@ -215,7 +216,7 @@ async fn stopped_member_catches_up_through_a_snapshot() {
             .expect("put");
     }
     let purged = common::wait_for("leader to purge its log", Duration::from_secs(20), || {
-        let m = c.node(leader).raft().metrics().borrow().clone();
+        let m = c.node(leader).raft().metrics().borrow_watched().clone();
         async move { m.purged.filter(|p| p.index > lagger_last + 5) }
     })
     .await;
@@ -238,7 +239,7 @@ async fn stopped_member_catches_up_through_a_snapshot() {
         },
     )
     .await;
-    let snap = c.node(lagger).raft().metrics().borrow().snapshot;
+    let snap = c.node(lagger).raft().metrics().borrow_watched().snapshot;
     assert!(
         snap.is_some_and(|s| s.index > lagger_last),
         "lagger holds a snapshot: {snap:?}"
@@ -436,41 +437,5 @@ async fn bad_input_gets_etcds_errors() {
     let r = r.into_inner();
     assert_eq!(r.kvs.len(), 1);
     assert_eq!(r.header.expect("header").revision, 2);
-    c.shutdown().await;
-}
-
-/// The members talk to each other over their own link, but the peer port still serves the
-/// gRPC `RaftPeer` service to any other client (the connection is told apart by its first
-/// bytes): the leader answers a read index, a follower says the leader changed.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn peer_port_still_serves_grpc_raft_peer() {
-    use proto::registrypb::raft_peer_client::RaftPeerClient;
-    use proto::registrypb::ReadIndexRequest;
-
-    let c = TestCluster::start(3).await;
-    let leader = c.wait_for_leader(LEADER_WAIT).await.expect("leader");
-    let peer = |i: usize| {
-        let url = format!("http://{}", c.node(i).peer_addr);
-        RaftPeerClient::new(Channel::from_shared(url).expect("url").connect_lazy())
-    };
-    let ri = peer(leader)
-        .read_index(ReadIndexRequest {})
-        .await
-        .expect("leader's read index over gRPC")
-        .into_inner();
-    assert_eq!(ri.leader_id, c.config(leader).id);
-    assert!(ri.term >= 1 && ri.index >= 1, "{ri:?}");
-
-    let follower = (leader + 1) % 3;
-    let err = peer(follower)
-        .read_index(ReadIndexRequest {})
-        .await
-        .expect_err("a follower is not the leader");
-    assert_eq!(err.code(), Code::Unavailable, "{err:?}");
-    // Writes still replicate over the link meanwhile.
-    let mut kv = client(c.client_url(follower)).await;
-    kv.put(put_req("link-check", "v"))
-        .await
-        .expect("put via follower");
     c.shutdown().await;
 }

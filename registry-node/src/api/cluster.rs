@@ -1,5 +1,6 @@
 //! `etcdserverpb.Cluster`: the member list, from the Raft membership this member knows.
 
+use openraft::async_runtime::WatchReceiver;
 use std::sync::Arc;
 
 use proto::etcdserverpb::cluster_server::{Cluster, ClusterServer};
@@ -24,7 +25,7 @@ impl Cluster for ClusterService {
         &self,
         _req: Request<MemberListRequest>,
     ) -> Result<Response<MemberListResponse>, Status> {
-        let metrics = self.core.raft.metrics().borrow().clone();
+        let metrics = self.core.raft.metrics().borrow_watched().clone();
         let members = metrics
             .membership_config
             .membership()

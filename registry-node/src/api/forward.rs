@@ -29,7 +29,8 @@ use super::error;
 use super::route::Redirect;
 use crate::batching::Batching;
 use crate::node::Core;
-use crate::raft::network::PeerNetwork;
+use crate::raft::peer::client::PeerNetwork;
+use crate::raft::NodeId;
 
 /// `Propose` calls of one follower on their way at once.
 pub const MAX_IN_FLIGHT: usize = 4;
@@ -44,7 +45,7 @@ type Waiter = (InternalRequest, oneshot::Sender<Result<Outcome, Redirect>>);
 #[derive(Clone)]
 pub struct ForwardQueue {
     /// Queued writes with the leader's peer URL they are meant for.
-    queue: Batching<(String, Waiter)>,
+    queue: Batching<(Leader, Waiter)>,
     stats: Arc<Stats>,
 }
 
@@ -86,6 +87,7 @@ impl ForwardQueue {
     pub async fn send(
         &self,
         peers: &PeerNetwork,
+        leader: NodeId,
         peer_url: &str,
         req: InternalRequest,
     ) -> Result<Outcome, Redirect> {
@@ -93,16 +95,17 @@ impl ForwardQueue {
         // A lone write with a free slot is sent from the caller's task: no driver task and
         // no hand-off on the path of a single client's write.
         if let Some(permit) = self.queue.direct() {
-            send_batch(peers, peer_url, vec![(req, tx)], &self.stats).await;
+            let to = (leader, peer_url.to_owned());
+            send_batch(peers, &to, vec![(req, tx)], &self.stats).await;
             drop(permit);
         } else {
             let (peers, stats) = (peers.clone(), self.stats.clone());
             self.queue.push(
-                (peer_url.to_string(), (req, tx)),
+                ((leader, peer_url.to_owned()), (req, tx)),
                 take_batch,
-                move |(url, batch)| {
+                move |(to, batch)| {
                     let (peers, stats) = (peers.clone(), stats.clone());
-                    async move { send_batch(&peers, &url, batch, &stats).await }
+                    async move { send_batch(&peers, &to, batch, &stats).await }
                 },
             );
         }
@@ -114,28 +117,36 @@ impl ForwardQueue {
 }
 
 /// The oldest writes for the same leader as the first one, up to [`MAX_BATCH`].
-fn take_batch(waiting: &mut Vec<(String, Waiter)>) -> (String, Vec<Waiter>) {
-    let url = waiting[0].0.clone();
+fn take_batch(waiting: &mut Vec<(Leader, Waiter)>) -> (Leader, Vec<Waiter>) {
+    let to = waiting[0].0.clone();
     let mut batch = Vec::new();
     let mut rest = Vec::new();
     for (u, w) in waiting.drain(..) {
-        if u == url && batch.len() < MAX_BATCH {
+        if u == to && batch.len() < MAX_BATCH {
             batch.push(w);
         } else {
             rest.push((u, w));
         }
     }
     *waiting = rest;
-    (url, batch)
+    (to, batch)
 }
 
-async fn send_batch(peers: &PeerNetwork, url: &str, batch: Vec<Waiter>, stats: &Stats) {
+/// The leader a write goes to: its member id and peer URL.
+type Leader = (NodeId, String);
+
+async fn send_batch(peers: &PeerNetwork, to: &Leader, batch: Vec<Waiter>, stats: &Stats) {
     let (reqs, txs): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
     let n = reqs.len();
     stats.calls.fetch_add(1, Ordering::Relaxed);
     stats.writes.fetch_add(n as u64, Ordering::Relaxed);
     match peers
-        .propose(url, ProposeRequest { requests: reqs }, PROPOSE_TIMEOUT)
+        .propose(
+            to.0,
+            &to.1,
+            ProposeRequest { requests: reqs },
+            PROPOSE_TIMEOUT,
+        )
         .await
     {
         Ok(ProposeResponse { results }) if results.len() == n => {
@@ -150,10 +161,11 @@ async fn send_batch(peers: &PeerNetwork, url: &str, batch: Vec<Waiter>, stats: &
                 ))));
             }
         }
-        Err(s) => {
+        Err(e) => {
             // Not sent at all (link down, refused): the write can go again once a leader is
             // known. Anything else may have been applied and is answered as it is.
-            let retry = error::safe_to_retry(&s);
+            let retry = e.not_sent();
+            let s = e.into_status();
             for tx in txs {
                 let _ = tx.send(Err(if retry {
                     Redirect::NoLeader

@@ -80,7 +80,12 @@ impl KvService {
                     // with the others queued there (see `forward`); a call that was already
                     // forwarded by another member's client API stays with the old path.
                     Err(Redirect::Leader(node)) if !ctx.forwarded => {
-                        let o = core.forward.send(&core.peers, &node.peer_url, req.clone());
+                        let Some(leader) = core.member_id_of(&node) else {
+                            return Err(Redirect::NoLeader);
+                        };
+                        let o = core
+                            .forward
+                            .send(&core.peers, leader, &node.peer_url, req.clone());
                         forward::response_of(o.await?).ok_or_else(|| {
                             Redirect::Fail(Status::internal("mismatched forwarded response"))
                         })?

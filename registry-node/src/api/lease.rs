@@ -2,6 +2,7 @@
 //! answered by the leader's lessor alone (never written to the log), and a follower carries
 //! them to the leader — keep-alive streams through one upstream stream per client stream.
 
+use openraft::async_runtime::WatchReceiver;
 use std::sync::Arc;
 
 use proto::etcdserverpb::lease_client::LeaseClient;
@@ -191,7 +192,7 @@ pub fn requires_leader<T>(req: &Request<T>) -> bool {
 impl Core {
     /// Where the leader is, if it is not this member.
     pub fn leader_redirect(&self) -> Option<Redirect> {
-        let m = self.raft.metrics().borrow().clone();
+        let m = self.raft.metrics().borrow_watched().clone();
         match m.current_leader {
             Some(id) if id == self.config.id => None,
             Some(id) => Some(

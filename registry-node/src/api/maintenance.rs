@@ -1,6 +1,7 @@
 //! `etcdserverpb.Maintenance`: member status (what `etcdctl endpoint status` prints) and an
 //! always-empty alarm list.
 
+use openraft::async_runtime::WatchReceiver;
 use std::sync::Arc;
 
 use proto::etcdserverpb::maintenance_server::{Maintenance, MaintenanceServer};
@@ -36,7 +37,7 @@ impl Maintenance for MaintenanceService {
         &self,
         _req: Request<StatusRequest>,
     ) -> Result<Response<StatusResponse>, Status> {
-        let m = self.core.raft.metrics().borrow().clone();
+        let m = self.core.raft.metrics().borrow_watched().clone();
         let revision = self.core.sm.read(|s| s.revision());
         let db_size = self.core.db_size() as i64;
         Ok(Response::new(StatusResponse {

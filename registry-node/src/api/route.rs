@@ -6,12 +6,14 @@
 //! forwarded call is never forwarded again), and waits for an election when there is no
 //! leader, up to the request's deadline.
 
+use openraft::async_runtime::WatchReceiver;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use openraft::error::{CheckIsLeaderError, ClientWriteError, ForwardToLeader, RaftError};
+use openraft::error::{ClientWriteError, ForwardToLeader, LinearizableReadError, RaftError};
+use openraft::ReadPolicy;
 use prost::Message;
 use proto::registrypb::InternalRequest;
 use tokio::sync::oneshot;
@@ -21,8 +23,8 @@ use tonic::{Request, Status};
 
 use super::error;
 use crate::node::Core;
-use crate::raft::network::PeerNetwork;
-use crate::raft::{CommandResult, MemberNode, NodeId};
+use crate::raft::peer::client::{PeerError, PeerNetwork};
+use crate::raft::{CommandResult, MemberNode, NodeId, TypeConfig};
 
 /// Metadata key marking a call carried from a follower to the leader.
 pub const FORWARDED: &str = "x-registry-forwarded";
@@ -122,18 +124,21 @@ pub struct ReadIndex {
 
 /// One leadership check with a quorum: the read index for every read that joined it.
 async fn check_leadership(raft: crate::raft::Raft) -> Result<ReadIndex, Redirect> {
-    match raft.get_read_log_id().await {
+    // ReadIndex, not LeaseRead: a leader's lease rests on clocks, etcd's reads do not.
+    match raft.get_read_log_id(ReadPolicy::ReadIndex).await {
         Ok((read_log_id, _applied)) => {
             let m = raft.metrics();
-            let m = m.borrow();
+            let m = m.borrow_watched();
             Ok(ReadIndex {
-                index: read_log_id.map(|l| l.index).unwrap_or(0),
+                index: read_log_id.index(),
                 term: m.current_term,
                 leader_id: m.id,
             })
         }
-        Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => Err(redirect_of(f)),
-        Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(_))) => Err(Redirect::NoLeader),
+        Err(RaftError::APIError(LinearizableReadError::ForwardToLeader(f))) => Err(redirect_of(f)),
+        Err(RaftError::APIError(LinearizableReadError::QuorumNotEnough(_))) => {
+            Err(Redirect::NoLeader)
+        }
         Err(RaftError::Fatal(_)) => Err(Redirect::Fail(error::stopped())),
     }
 }
@@ -237,7 +242,7 @@ pub fn forwarded_request<T>(msg: T, ctx: &CallCtx) -> Request<T> {
     req
 }
 
-fn redirect_of(f: ForwardToLeader<NodeId, MemberNode>) -> Redirect {
+fn redirect_of(f: ForwardToLeader<TypeConfig>) -> Redirect {
     match f.leader_node {
         Some(node) => Redirect::Leader(node),
         None => Redirect::NoLeader,
@@ -295,7 +300,7 @@ impl Core {
     pub async fn linearizable_barrier(&self, ctx: &CallCtx) -> Result<(), Redirect> {
         let (me, leader) = {
             let m = self.raft.metrics();
-            let m = m.borrow();
+            let m = m.borrow_watched();
             (m.id, m.current_leader)
         };
         let Some(leader) = leader.filter(|l| *l != me) else {
@@ -386,15 +391,28 @@ impl Core {
     /// The leader as this member's Raft metrics know it, when that is another member.
     pub fn known_leader(&self) -> Option<MemberNode> {
         let rx = self.raft.metrics();
-        let m = rx.borrow();
+        let m = rx.borrow_watched();
         let leader = m.current_leader.filter(|l| *l != m.id)?;
         m.membership_config.membership().get_node(&leader).cloned()
+    }
+
+    /// The id of `node` in the Raft membership.
+    pub fn member_id_of(&self, node: &MemberNode) -> Option<NodeId> {
+        let rx = self.raft.metrics();
+        let m = rx.borrow_watched();
+        let found = m
+            .membership_config
+            .membership()
+            .nodes()
+            .find(|(_, n)| *n == node)
+            .map(|(id, _)| *id);
+        found
     }
 
     /// The Raft membership's record of member `id`.
     pub fn member(&self, id: NodeId) -> Option<MemberNode> {
         let rx = self.raft.metrics();
-        let m = rx.borrow();
+        let m = rx.borrow_watched();
         m.membership_config.membership().get_node(&id).cloned()
     }
 
@@ -461,7 +479,7 @@ async fn ask_read_index(
 ) -> Result<ReadIndex, Redirect> {
     let (leader, term) = {
         let m = raft.metrics();
-        let m = m.borrow();
+        let m = m.borrow_watched();
         let leader = m.current_leader.and_then(|id| {
             let node = m.membership_config.membership().get_node(&id)?;
             Some((id, node.clone()))
@@ -472,7 +490,10 @@ async fn ask_read_index(
         return Err(Redirect::NoLeader);
     };
     stats.read_index_sent.fetch_add(1, Ordering::Relaxed);
-    match peers.read_index(&node.peer_url, READ_INDEX_TIMEOUT).await {
+    match peers
+        .read_index(leader_id, &node.peer_url, READ_INDEX_TIMEOUT)
+        .await
+    {
         // The answer must come from the member asked, in a term no older than this member
         // knew when it asked: anything else is a leader change, and the read is retried.
         Ok(r) if r.leader_id == leader_id && r.term >= term => Ok(ReadIndex {
@@ -481,7 +502,7 @@ async fn ask_read_index(
             leader_id: r.leader_id,
         }),
         Ok(_) => Err(Redirect::Fail(error::leader_changed())),
-        Err(s) if s.message() == error::NO_LEADER => Err(Redirect::NoLeader),
-        Err(s) => Err(Redirect::Fail(s)),
+        Err(PeerError::Remote(_, s)) if s.message() == error::NO_LEADER => Err(Redirect::NoLeader),
+        Err(e) => Err(Redirect::Fail(e.into_status())),
     }
 }

@@ -6,6 +6,7 @@
 
 pub mod lessor;
 
+use openraft::async_runtime::WatchReceiver;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

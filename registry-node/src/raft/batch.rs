@@ -1,9 +1,9 @@
 //! Proposal batching: concurrent client writes share one Raft entry.
 //!
-//! Upstream openraft 0.9's core handles one `client_write` at a time and waits for its log
-//! append to be durable before it takes the next one (our vendored copy no longer waits, see
-//! vendor/README.md), and every entry costs the core, the log and replication their
-//! per-entry work. Here proposals wait
+//! Every Raft entry costs the core, the log, replication and the state machine their
+//! per-entry work (an entry header, a log record, a response). openraft 0.10's
+//! `client_write_many` hands many writes to the core in one message, but still as one entry
+//! each; here concurrent writes become ONE entry. Proposals wait
 //! in a queue; a driver takes everything queued into ONE entry ([`Command::batch`]) whenever
 //! fewer than [`MAX_IN_FLIGHT`] entries are on their way, and hands each waiter its own
 //! result. Under load, a batch is whatever arrived while the previous entries were being
@@ -18,7 +18,7 @@
 use openraft::error::{ClientWriteError, RaftError};
 use tokio::sync::oneshot;
 
-use super::{Command, CommandResult, MemberNode, NodeId, Raft};
+use super::{Command, CommandResult, Raft, TypeConfig};
 use crate::batching::Batching;
 
 /// Entries of batched proposals on their way through Raft at once, by default
@@ -30,7 +30,7 @@ pub const MAX_BATCH: usize = 256;
 pub const MAX_BATCH_BYTES: usize = 1024 * 1024;
 
 /// What one proposal gets back.
-pub type Outcome = Result<CommandResult, RaftError<NodeId, ClientWriteError<NodeId, MemberNode>>>;
+pub type Outcome = Result<CommandResult, RaftError<TypeConfig, ClientWriteError<TypeConfig>>>;
 
 type Waiter = (Vec<u8>, oneshot::Sender<Outcome>);
 

@@ -1,18 +1,17 @@
-//! Raft plumbing: the openraft type configuration and the peer transport (the member link,
-//! and the `RaftPeer` gRPC service on the same port).
+//! Raft plumbing: the openraft type configuration, proposal batching, and the member link
+//! (the peer transport, [`peer`], with its wire format in [`wire`]).
 
 pub mod batch;
-pub mod link;
-pub mod network;
-pub mod peer_service;
+pub mod peer;
 pub mod types;
+pub mod wire;
 
 pub use types::{Command, CommandResult, MemberNode, NodeId, TypeConfig};
 
-/// The openraft handle of a member.
-pub type Raft = openraft::Raft<TypeConfig>;
+/// The openraft handle of a member (its state machine type is part of it since 0.10).
+pub type Raft = openraft::Raft<TypeConfig, crate::store::StateMachine>;
 
-/// bincode settings shared by both ends of the peer transport.
+/// bincode settings of the snapshot file's metadata.
 pub(crate) fn codec() -> bincode::config::Configuration {
     bincode::config::standard()
 }

@@ -2,7 +2,6 @@
 //! member looks like in the Raft membership.
 
 use std::fmt;
-use std::io::Cursor;
 
 use prost::Message;
 use proto::registrypb::InternalRequest;
@@ -12,14 +11,25 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 pub type NodeId = u64;
 
 openraft::declare_raft_types!(
-    /// The registry's Raft types.
+    /// The registry's Raft types (openraft's defaults otherwise: u64 terms, the leader id that
+    /// allows one leader per term and node, as openraft 0.9 had it).
     pub TypeConfig:
         D = Command,
         R = CommandResult,
         NodeId = NodeId,
         Node = MemberNode,
-        SnapshotData = Cursor<Vec<u8>>,
 );
+
+/// A snapshot's bytes: the encoded [`mvcc::Store`].
+pub type SnapshotData = Vec<u8>;
+
+/// openraft's types for this configuration.
+pub type LogId = openraft::type_config::alias::LogIdOf<TypeConfig>;
+pub type Vote = openraft::type_config::alias::VoteOf<TypeConfig>;
+pub type Entry = openraft::type_config::alias::EntryOf<TypeConfig>;
+pub type StoredMembership = openraft::type_config::alias::StoredMembershipOf<TypeConfig>;
+pub type SnapshotMeta = openraft::type_config::alias::SnapshotMetaOf<TypeConfig>;
+pub type Snapshot = openraft::type_config::alias::SnapshotOf<TypeConfig, SnapshotData>;
 
 /// A member as the Raft membership records it: enough to reach it and to list it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -84,6 +94,12 @@ impl Command {
 /// number 0 is invalid), so batches are told apart from single requests, and entries written
 /// before batching existed still decode.
 pub const BATCH_MARK: u8 = 0;
+
+impl fmt::Display for Command {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "command of {} bytes", self.0.len())
+    }
+}
 
 impl fmt::Debug for Command {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

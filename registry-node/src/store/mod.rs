@@ -10,21 +10,18 @@
 
 mod snapshot;
 
-use std::io::Cursor;
+use std::io;
 use std::path::Path;
 use std::sync::{Arc, RwLock};
 
-use openraft::storage::{RaftStateMachine, Snapshot};
-use openraft::{
-    EntryPayload, LogId, OptionalSend, RaftSnapshotBuilder, SnapshotMeta, StorageError,
-    StorageIOError, StoredMembership,
-};
+use futures::{FutureExt, Stream, StreamExt};
+use openraft::storage::{ApplyResponder, EntryResponder, RaftStateMachine};
+use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder};
 use tokio::sync::{broadcast, watch};
 
-use crate::raft::{CommandResult, MemberNode, NodeId, TypeConfig};
+use crate::raft::types::{Entry, LogId, Snapshot, SnapshotData, SnapshotMeta, StoredMembership};
+use crate::raft::{CommandResult, TypeConfig};
 pub use snapshot::SnapshotStore;
-
-type Entry = openraft::Entry<TypeConfig>;
 
 /// What one applied entry tells the watch hub: the events of one revision, in order.
 #[derive(Debug, Clone)]
@@ -35,8 +32,8 @@ pub struct AppliedEvents {
 
 struct Inner {
     store: mvcc::Store,
-    last_applied: Option<LogId<NodeId>>,
-    membership: StoredMembership<NodeId, MemberNode>,
+    last_applied: Option<LogId>,
+    membership: StoredMembership,
 }
 
 /// Shared handle: openraft drives it, API handlers read through it.
@@ -52,7 +49,7 @@ pub struct StateMachine {
 impl StateMachine {
     /// Opens the state folder `dir` and restores the latest snapshot, if any; openraft
     /// then re-applies the committed log entries after it.
-    pub fn open(dir: &Path, mvcc_config: mvcc::Config) -> Result<Self, StorageError<NodeId>> {
+    pub fn open(dir: &Path, mvcc_config: mvcc::Config) -> io::Result<Self> {
         let snapshots = SnapshotStore::open(dir)?;
         let mut inner = Inner {
             store: untracked(mvcc::Store::new(mvcc_config.clone())),
@@ -102,7 +99,7 @@ impl StateMachine {
         events: &mut Vec<AppliedEvents>,
     ) -> CommandResult {
         inner.last_applied = Some(entry.log_id);
-        let index = entry.log_id.index;
+        let index = entry.log_id.index();
         match entry.payload {
             EntryPayload::Blank => CommandResult::Empty,
             EntryPayload::Membership(m) => {
@@ -170,69 +167,73 @@ fn untracked(mut store: mvcc::Store) -> mvcc::Store {
 
 fn decode_store(
     config: &mvcc::Config,
-    meta: &SnapshotMeta<NodeId, MemberNode>,
+    meta: &SnapshotMeta,
     data: &[u8],
-) -> Result<mvcc::Store, StorageError<NodeId>> {
+) -> io::Result<mvcc::Store> {
     mvcc::Store::decode_snapshot(config.clone(), data)
         .map(untracked)
         .map_err(|e| {
-            StorageIOError::read_snapshot(
-                Some(meta.signature()),
-                &std::io::Error::other(e.to_string()),
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("snapshot at {:?}: {e}", meta.last_log_id),
             )
-            .into()
         })
 }
 
 impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotData = SnapshotData;
     type SnapshotBuilder = Self;
 
-    async fn applied_state(
-        &mut self,
-    ) -> Result<(Option<LogId<NodeId>>, StoredMembership<NodeId, MemberNode>), StorageError<NodeId>>
-    {
+    async fn applied_state(&mut self) -> io::Result<(Option<LogId>, StoredMembership)> {
         let inner = self.inner.read().unwrap_or_else(|p| p.into_inner());
         Ok((inner.last_applied, inner.membership.clone()))
     }
 
-    async fn apply<I>(&mut self, entries: I) -> Result<Vec<CommandResult>, StorageError<NodeId>>
+    /// Applies what openraft has ready under one write lock, then publishes the events and the
+    /// applied index, and only then answers the proposers (a proposer's next read must see its
+    /// own write through the applied-index watch).
+    async fn apply<S>(&mut self, mut entries: S) -> io::Result<()>
     where
-        I: IntoIterator<Item = Entry> + OptionalSend,
-        I::IntoIter: OptionalSend,
+        S: Stream<Item = io::Result<EntryResponder<TypeConfig>>> + Unpin + OptionalSend,
     {
-        let mut results = Vec::new();
-        let mut batch_events = Vec::new();
-        let applied = {
-            let mut inner = self.inner.write().unwrap_or_else(|p| p.into_inner());
-            for entry in entries {
-                results.push(Self::apply_one(&mut inner, entry, &mut batch_events));
+        while let Some(first) = entries.next().await {
+            let mut answers: Vec<(ApplyResponder<TypeConfig>, CommandResult)> = Vec::new();
+            let mut batch_events = Vec::new();
+            let applied = {
+                let mut inner = self.inner.write().unwrap_or_else(|p| p.into_inner());
+                let mut next = Some(first);
+                while let Some(item) = next.take() {
+                    let (entry, responder) = item?;
+                    let result = Self::apply_one(&mut inner, entry, &mut batch_events);
+                    if let Some(r) = responder {
+                        answers.push((r, result));
+                    }
+                    // Whatever else is ready now joins this lock and this publication.
+                    next = entries.next().now_or_never().flatten();
+                }
+                inner.last_applied.map(|l| l.index()).unwrap_or(0)
+            };
+            for ev in batch_events {
+                // No subscriber is fine: nobody is watching.
+                let _ = self.events_tx.send(ev);
             }
-            inner.last_applied.map(|l| l.index).unwrap_or(0)
-        };
-        for ev in batch_events {
-            // No subscriber is fine: nobody is watching.
-            let _ = self.events_tx.send(ev);
+            self.applied_tx.send_replace(applied);
+            for (responder, result) in answers {
+                responder.send(result);
+            }
         }
-        self.applied_tx.send_replace(applied);
-        Ok(results)
+        Ok(())
     }
 
     async fn get_snapshot_builder(&mut self) -> Self {
         self.clone()
     }
 
-    async fn begin_receiving_snapshot(
-        &mut self,
-    ) -> Result<Box<Cursor<Vec<u8>>>, StorageError<NodeId>> {
-        Ok(Box::new(Cursor::new(Vec::new())))
-    }
-
     async fn install_snapshot(
         &mut self,
-        meta: &SnapshotMeta<NodeId, MemberNode>,
-        snapshot: Box<Cursor<Vec<u8>>>,
-    ) -> Result<(), StorageError<NodeId>> {
-        let data = snapshot.into_inner();
+        meta: &SnapshotMeta,
+        data: SnapshotData,
+    ) -> io::Result<()> {
         let store = decode_store(&self.mvcc_config, meta, &data)?;
         self.snapshots.save(meta, &data)?;
         let applied = {
@@ -240,26 +241,26 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             inner.store = store;
             inner.last_applied = meta.last_log_id;
             inner.membership = meta.last_membership.clone();
-            inner.last_applied.map(|l| l.index).unwrap_or(0)
+            inner.last_applied.map(|l| l.index()).unwrap_or(0)
         };
-        tracing::info!(snapshot = %meta.snapshot_id, "installed snapshot from leader");
+        tracing::info!(last = ?meta.last_log_id, "installed snapshot from leader");
         self.applied_tx.send_replace(applied);
         Ok(())
     }
 
-    async fn get_current_snapshot(
-        &mut self,
-    ) -> Result<Option<Snapshot<TypeConfig>>, StorageError<NodeId>> {
-        Ok(self.snapshots.load()?.map(|(meta, data)| Snapshot {
-            meta,
-            snapshot: Box::new(Cursor::new(data)),
-        }))
+    async fn get_current_snapshot(&mut self) -> io::Result<Option<Snapshot>> {
+        Ok(self
+            .snapshots
+            .load()?
+            .map(|(meta, snapshot)| Snapshot { meta, snapshot }))
     }
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
-    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<NodeId>> {
-        let (data, last_log_id, membership) = {
+    type SnapshotData = SnapshotData;
+
+    async fn build_snapshot(&mut self) -> io::Result<Snapshot> {
+        let (data, last_log_id, last_membership) = {
             let inner = self.inner.read().unwrap_or_else(|p| p.into_inner());
             (
                 inner.store.encode_snapshot(),
@@ -267,25 +268,20 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
                 inner.membership.clone(),
             )
         };
-        let snapshot_id = match last_log_id {
-            Some(l) => format!("{}-{}-{}", l.leader_id, l.index, data.len()),
-            None => format!("empty-{}", data.len()),
-        };
         let meta = SnapshotMeta {
             last_log_id,
-            last_membership: membership,
-            snapshot_id,
+            last_membership,
         };
         // Persisting is slow for a big store: keep it off the async workers.
         let store = self.snapshots.clone();
         let (meta, data) =
             tokio::task::spawn_blocking(move || store.save(&meta, &data).map(|()| (meta, data)))
                 .await
-                .map_err(|e| StorageIOError::write_snapshot(None, &std::io::Error::other(e)))??;
-        tracing::info!(snapshot = %meta.snapshot_id, bytes = data.len(), "built snapshot");
+                .map_err(io::Error::other)??;
+        tracing::info!(last = ?meta.last_log_id, bytes = data.len(), "built snapshot");
         Ok(Snapshot {
             meta,
-            snapshot: Box::new(Cursor::new(data)),
+            snapshot: data,
         })
     }
 }

@@ -15,12 +15,11 @@ use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use openraft::{LogId, SnapshotMeta, StorageError, StorageIOError};
-
-use crate::raft::{codec, MemberNode, NodeId};
+use crate::raft::codec;
+use crate::raft::types::{LogId, SnapshotMeta};
 
 /// A saved snapshot: its metadata and the encoded store.
-pub type Saved = (SnapshotMeta<NodeId, MemberNode>, Vec<u8>);
+pub type Saved = (SnapshotMeta, Vec<u8>);
 
 const MAGIC: &[u8; 8] = b"RSNAP001";
 const FILE: &str = "snapshot";
@@ -34,7 +33,7 @@ pub struct SnapshotStore {
     dir: PathBuf,
     /// Serialises saves, and remembers the last log id of the snapshot on disk so that a
     /// build that finishes after a newer snapshot was installed does not replace it.
-    saved: Arc<Mutex<Option<LogId<NodeId>>>>,
+    saved: Arc<Mutex<Option<LogId>>>,
 }
 
 fn io_err(e: impl std::fmt::Display) -> io::Error {
@@ -47,17 +46,14 @@ fn invalid(what: &str) -> io::Error {
 
 impl SnapshotStore {
     /// Opens (creating it if needed) the state folder `dir`.
-    pub fn open(dir: &Path) -> Result<Self, StorageError<NodeId>> {
-        let fail = |e: io::Error| -> StorageError<NodeId> {
-            StorageIOError::read_state_machine(&e).into()
-        };
-        fs::create_dir_all(dir).map_err(fail)?;
+    pub fn open(dir: &Path) -> io::Result<Self> {
+        fs::create_dir_all(dir)?;
         if SLED_FILES.iter().any(|f| dir.join(f).exists()) && !dir.join(FILE).exists() {
-            return Err(fail(io_err(format!(
+            return Err(io_err(format!(
                 "{} holds a sled snapshot database of an older version; start this member \
                  from an empty data folder",
                 dir.display()
-            ))));
+            )));
         }
         let store = SnapshotStore {
             dir: dir.to_owned(),
@@ -69,15 +65,13 @@ impl SnapshotStore {
         Ok(store)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Option<LogId<NodeId>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<LogId>> {
         self.saved.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The latest saved snapshot.
-    pub fn load(&self) -> Result<Option<Saved>, StorageError<NodeId>> {
-        let fail = |e: io::Error| -> StorageError<NodeId> {
-            StorageIOError::read_snapshot(None, &e).into()
-        };
+    pub fn load(&self) -> io::Result<Option<Saved>> {
+        let fail = |e: io::Error| io::Error::new(e.kind(), format!("read snapshot: {e}"));
         let mut file = match File::open(self.dir.join(FILE)) {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
@@ -89,17 +83,16 @@ impl SnapshotStore {
     }
 
     /// Saves `meta` + `data` atomically and durably, unless the snapshot on disk is newer.
-    pub fn save(
-        &self,
-        meta: &SnapshotMeta<NodeId, MemberNode>,
-        data: &[u8],
-    ) -> Result<(), StorageError<NodeId>> {
-        let fail = |e: io::Error| -> StorageError<NodeId> {
-            StorageIOError::write_snapshot(Some(meta.signature()), &e).into()
+    pub fn save(&self, meta: &SnapshotMeta, data: &[u8]) -> io::Result<()> {
+        let fail = |e: io::Error| {
+            io::Error::new(
+                e.kind(),
+                format!("write snapshot at {:?}: {e}", meta.last_log_id),
+            )
         };
         let mut saved = self.lock();
         if saved.is_some() && *saved > meta.last_log_id {
-            tracing::info!(snapshot = %meta.snapshot_id, "not saved: a newer snapshot is on disk");
+            tracing::info!(last = ?meta.last_log_id, "not saved: a newer snapshot is on disk");
             return Ok(());
         }
         let meta_bytes =
@@ -154,7 +147,7 @@ fn decode(mut bytes: Vec<u8>) -> io::Result<Saved> {
         return Err(invalid("meta truncated"));
     }
     let (meta_bytes, rest) = rest.split_at(meta_len);
-    let (meta, _): (SnapshotMeta<NodeId, MemberNode>, _) =
+    let (meta, _): (SnapshotMeta, _) =
         bincode::serde::decode_from_slice(meta_bytes, codec()).map_err(io_err)?;
     let (data_len, data) = rest
         .split_first_chunk::<8>()
@@ -171,13 +164,18 @@ fn decode(mut bytes: Vec<u8>) -> io::Result<Saved> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use openraft::{CommittedLeaderId, StoredMembership};
+    use crate::raft::types::StoredMembership;
 
-    fn meta(index: u64) -> SnapshotMeta<NodeId, MemberNode> {
+    fn meta(index: u64) -> SnapshotMeta {
         SnapshotMeta {
-            last_log_id: Some(LogId::new(CommittedLeaderId::new(1, 7), index)),
+            last_log_id: Some(LogId::new(
+                openraft::impls::leader_id_adv::LeaderId {
+                    term: 1,
+                    node_id: 7,
+                },
+                index,
+            )),
             last_membership: StoredMembership::default(),
-            snapshot_id: format!("s-{index}"),
         }
     }
 

@@ -1,0 +1,433 @@
+//! openraft's messages ⇄ our protobuf messages of the member link (`proto/raft_peer.proto`).
+//!
+//! The wire is ours, so an openraft upgrade changes this file, not the bytes between members.
+//! Decoding checks what protobuf cannot: required fields present, membership configs valid.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use openraft::impls::leader_id_adv::LeaderId;
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, TransferLeaderRequest, VoteRequest, VoteResponse,
+};
+use openraft::{EntryPayload, Membership};
+use proto::raftpb as pb;
+
+use super::types::{Entry, LogId, StoredMembership, Vote};
+use super::{Command, MemberNode, NodeId, TypeConfig};
+
+pub type TransferLeaderResponse = openraft::raft::TransferLeaderResponse<TypeConfig>;
+type TransferLeaderError = openraft::raft::TransferLeaderError<TypeConfig>;
+
+/// A message from a peer that does not make sense.
+#[derive(Debug, thiserror::Error)]
+#[error("malformed peer message: {0}")]
+pub struct Malformed(pub String);
+
+fn missing(what: &str) -> Malformed {
+    Malformed(format!("{what} missing"))
+}
+
+pub fn log_id(l: &LogId) -> pb::LogId {
+    pb::LogId {
+        term: l.leader_id.term,
+        leader: l.leader_id.node_id,
+        index: l.index,
+    }
+}
+
+pub fn log_id_opt(l: &Option<LogId>) -> Option<pb::LogId> {
+    l.as_ref().map(log_id)
+}
+
+pub fn from_log_id(l: pb::LogId) -> LogId {
+    LogId::new(
+        LeaderId {
+            term: l.term,
+            node_id: l.leader,
+        },
+        l.index,
+    )
+}
+
+fn from_log_id_opt(l: Option<pb::LogId>) -> Option<LogId> {
+    l.map(from_log_id)
+}
+
+pub fn vote(v: &Vote) -> pb::Vote {
+    pb::Vote {
+        term: v.leader_id.term,
+        node_id: v.leader_id.node_id,
+        committed: v.committed,
+    }
+}
+
+pub fn from_vote(v: Option<pb::Vote>) -> Result<Vote, Malformed> {
+    let v = v.ok_or_else(|| missing("vote"))?;
+    Ok(if v.committed {
+        Vote::new_committed(v.term, v.node_id)
+    } else {
+        Vote::new(v.term, v.node_id)
+    })
+}
+
+pub fn membership(m: &Membership<NodeId, MemberNode>) -> pb::Membership {
+    pb::Membership {
+        configs: m
+            .get_joint_config()
+            .iter()
+            .map(|set| pb::NodeSet {
+                ids: set.iter().copied().collect(),
+            })
+            .collect(),
+        nodes: m
+            .nodes()
+            .map(|(id, n)| {
+                let member = pb::Member {
+                    name: n.name.clone(),
+                    peer_url: n.peer_url.clone(),
+                    client_url: n.client_url.clone(),
+                };
+                (*id, member)
+            })
+            .collect(),
+    }
+}
+
+pub fn from_membership(
+    m: Option<pb::Membership>,
+) -> Result<Membership<NodeId, MemberNode>, Malformed> {
+    let m = m.ok_or_else(|| missing("membership"))?;
+    let configs: Vec<BTreeSet<NodeId>> = m
+        .configs
+        .into_iter()
+        .map(|s| s.ids.into_iter().collect())
+        .collect();
+    let nodes: BTreeMap<NodeId, MemberNode> = m
+        .nodes
+        .into_iter()
+        .map(|(id, n)| {
+            let node = MemberNode {
+                name: n.name,
+                peer_url: n.peer_url,
+                client_url: n.client_url,
+            };
+            (id, node)
+        })
+        .collect();
+    Membership::new(configs, nodes).map_err(|e| Malformed(format!("membership: {e}")))
+}
+
+pub fn stored_membership(m: &StoredMembership) -> (Option<pb::LogId>, pb::Membership) {
+    (log_id_opt(m.log_id()), membership(m.membership()))
+}
+
+pub fn from_stored_membership(
+    log_id: Option<pb::LogId>,
+    m: Option<pb::Membership>,
+) -> Result<StoredMembership, Malformed> {
+    Ok(StoredMembership::new(
+        from_log_id_opt(log_id),
+        from_membership(m)?,
+    ))
+}
+
+pub fn entry(e: &Entry) -> pb::Entry {
+    use pb::entry::Payload;
+    let payload = match &e.payload {
+        EntryPayload::Blank => Payload::Blank(pb::Blank {}),
+        EntryPayload::Normal(cmd) => Payload::Normal(cmd.0.clone()),
+        EntryPayload::Membership(m) => Payload::Membership(membership(m)),
+    };
+    pb::Entry {
+        log_id: Some(log_id(&e.log_id)),
+        payload: Some(payload),
+    }
+}
+
+pub fn from_entry(e: pb::Entry) -> Result<Entry, Malformed> {
+    use pb::entry::Payload;
+    let log_id = from_log_id(e.log_id.ok_or_else(|| missing("entry log id"))?);
+    let payload = match e.payload.ok_or_else(|| missing("entry payload"))? {
+        Payload::Blank(_) => EntryPayload::Blank,
+        Payload::Normal(bytes) => EntryPayload::Normal(Command(bytes)),
+        Payload::Membership(m) => EntryPayload::Membership(from_membership(Some(m))?),
+    };
+    Ok(Entry { log_id, payload })
+}
+
+pub fn append_request(r: &AppendEntriesRequest<TypeConfig>) -> pb::AppendRequest {
+    pb::AppendRequest {
+        vote: Some(vote(&r.vote)),
+        prev_log_id: log_id_opt(&r.prev_log_id),
+        entries: r.entries.iter().map(entry).collect(),
+        leader_commit: log_id_opt(&r.leader_commit),
+    }
+}
+
+pub fn from_append_request(
+    r: pb::AppendRequest,
+) -> Result<AppendEntriesRequest<TypeConfig>, Malformed> {
+    Ok(AppendEntriesRequest {
+        vote: from_vote(r.vote)?,
+        prev_log_id: from_log_id_opt(r.prev_log_id),
+        entries: r
+            .entries
+            .into_iter()
+            .map(from_entry)
+            .collect::<Result<_, _>>()?,
+        leader_commit: from_log_id_opt(r.leader_commit),
+    })
+}
+
+pub fn append_response(r: &AppendEntriesResponse<TypeConfig>) -> pb::AppendResponse {
+    use pb::append_response::Result as R;
+    let result = match r {
+        AppendEntriesResponse::Success => R::Accepted(pb::Accepted { last: None }),
+        AppendEntriesResponse::PartialSuccess(last) => R::Accepted(pb::Accepted {
+            // `None` here means "nothing of it"; keep it apart from "everything" (absent).
+            last: Some(last.as_ref().map(log_id).unwrap_or(NOTHING)),
+        }),
+        AppendEntriesResponse::Conflict => R::Conflict(pb::Blank {}),
+        AppendEntriesResponse::HigherVote(v) => R::HigherVote(vote(v)),
+    };
+    pb::AppendResponse {
+        result: Some(result),
+    }
+}
+
+/// Stands for `PartialSuccess(None)`: a log id no entry has (index 0 of term 0 by member 0
+/// is before every real entry, and openraft's first entry has index 0 only with a term).
+const NOTHING: pb::LogId = pb::LogId {
+    term: 0,
+    leader: 0,
+    index: u64::MAX,
+};
+
+pub fn from_append_response(
+    r: pb::AppendResponse,
+) -> Result<AppendEntriesResponse<TypeConfig>, Malformed> {
+    use pb::append_response::Result as R;
+    Ok(match r.result.ok_or_else(|| missing("append result"))? {
+        R::Accepted(pb::Accepted { last: None }) => AppendEntriesResponse::Success,
+        R::Accepted(pb::Accepted { last: Some(l) }) if l == NOTHING => {
+            AppendEntriesResponse::PartialSuccess(None)
+        }
+        R::Accepted(pb::Accepted { last: Some(l) }) => {
+            AppendEntriesResponse::PartialSuccess(Some(from_log_id(l)))
+        }
+        R::Conflict(_) => AppendEntriesResponse::Conflict,
+        R::HigherVote(v) => AppendEntriesResponse::HigherVote(from_vote(Some(v))?),
+    })
+}
+
+pub fn vote_request(r: &VoteRequest<TypeConfig>, pre_vote: bool) -> pb::VoteRequest {
+    pb::VoteRequest {
+        vote: Some(vote(&r.vote)),
+        last_log_id: log_id_opt(&r.last_log_id),
+        leadership_transfer: r.leadership_transfer,
+        pre_vote,
+    }
+}
+
+/// The request, and whether it is a pre-vote.
+pub fn from_vote_request(r: pb::VoteRequest) -> Result<(VoteRequest<TypeConfig>, bool), Malformed> {
+    let mut req = VoteRequest::new(from_vote(r.vote)?, from_log_id_opt(r.last_log_id));
+    req.leadership_transfer = r.leadership_transfer;
+    Ok((req, r.pre_vote))
+}
+
+pub fn vote_response(r: &VoteResponse<TypeConfig>) -> pb::VoteResponse {
+    pb::VoteResponse {
+        vote: Some(vote(&r.vote)),
+        vote_granted: r.vote_granted,
+        last_log_id: log_id_opt(&r.last_log_id),
+    }
+}
+
+pub fn from_vote_response(r: pb::VoteResponse) -> Result<VoteResponse<TypeConfig>, Malformed> {
+    Ok(VoteResponse::new(
+        from_vote(r.vote)?,
+        from_log_id_opt(r.last_log_id),
+        r.vote_granted,
+    ))
+}
+
+pub fn transfer_request(r: &TransferLeaderRequest<TypeConfig>) -> pb::TransferLeaderRequest {
+    pb::TransferLeaderRequest {
+        from_leader: Some(vote(r.from_leader())),
+        to: *r.to_node_id(),
+        last_log_id: r.last_log_id().map(log_id),
+    }
+}
+
+pub fn from_transfer_request(
+    r: pb::TransferLeaderRequest,
+) -> Result<TransferLeaderRequest<TypeConfig>, Malformed> {
+    Ok(TransferLeaderRequest::new(
+        from_vote(r.from_leader)?,
+        r.to,
+        from_log_id_opt(r.last_log_id),
+    ))
+}
+
+pub fn transfer_response(r: &TransferLeaderResponse) -> pb::TransferLeaderResponse {
+    use pb::transfer_leader_response::Result as R;
+    let result = match r {
+        Ok(()) => R::Done(pb::Blank {}),
+        Err(TransferLeaderError::VoteChanged { expected, actual }) => {
+            R::VoteChanged(pb::VoteMismatch {
+                expected: Some(vote(expected)),
+                actual: Some(vote(actual)),
+            })
+        }
+        Err(TransferLeaderError::LogNotFlushed { expected, actual }) => {
+            R::LogNotFlushed(pb::LogMismatch {
+                expected: log_id_opt(expected),
+                actual: log_id_opt(actual),
+            })
+        }
+    };
+    pb::TransferLeaderResponse {
+        result: Some(result),
+    }
+}
+
+pub fn from_transfer_response(
+    r: pb::TransferLeaderResponse,
+) -> Result<TransferLeaderResponse, Malformed> {
+    use pb::transfer_leader_response::Result as R;
+    Ok(match r.result.ok_or_else(|| missing("transfer result"))? {
+        R::Done(_) => Ok(()),
+        R::VoteChanged(m) => Err(TransferLeaderError::VoteChanged {
+            expected: from_vote(m.expected)?,
+            actual: from_vote(m.actual)?,
+        }),
+        R::LogNotFlushed(m) => Err(TransferLeaderError::LogNotFlushed {
+            expected: from_log_id_opt(m.expected),
+            actual: from_log_id_opt(m.actual),
+        }),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lid(term: u64, leader: u64, index: u64) -> LogId {
+        LogId::new(
+            LeaderId {
+                term,
+                node_id: leader,
+            },
+            index,
+        )
+    }
+
+    fn members() -> Membership<NodeId, MemberNode> {
+        let node = |n: &str| MemberNode {
+            name: n.into(),
+            peer_url: format!("http://{n}:2380"),
+            client_url: format!("http://{n}:2379"),
+        };
+        let nodes: BTreeMap<_, _> = [(1, node("a")), (2, node("b")), (3, node("c"))].into();
+        Membership::new(vec![[1, 2].into(), [1, 2, 3].into()], nodes).expect("valid")
+    }
+
+    #[test]
+    fn append_requests_and_responses_round_trip() {
+        let req = AppendEntriesRequest::<TypeConfig> {
+            vote: Vote::new_committed(4, 2),
+            prev_log_id: Some(lid(3, 1, 9)),
+            entries: vec![
+                Entry {
+                    log_id: lid(4, 2, 10),
+                    payload: EntryPayload::Blank,
+                },
+                Entry {
+                    log_id: lid(4, 2, 11),
+                    payload: EntryPayload::Normal(Command(vec![1, 2, 3])),
+                },
+                Entry {
+                    log_id: lid(4, 2, 12),
+                    payload: EntryPayload::Membership(members()),
+                },
+            ],
+            leader_commit: None,
+        };
+        let back = from_append_request(append_request(&req)).expect("decode");
+        assert_eq!(format!("{back:?}"), format!("{req:?}"));
+        for resp in [
+            AppendEntriesResponse::Success,
+            AppendEntriesResponse::PartialSuccess(None),
+            AppendEntriesResponse::PartialSuccess(Some(lid(4, 2, 11))),
+            AppendEntriesResponse::Conflict,
+            AppendEntriesResponse::HigherVote(Vote::new(5, 3)),
+        ] {
+            assert_eq!(
+                from_append_response(append_response(&resp)).expect("decode"),
+                resp
+            );
+        }
+    }
+
+    #[test]
+    fn votes_and_transfers_round_trip() {
+        let mut req = VoteRequest::<TypeConfig>::new(Vote::new(7, 3), Some(lid(6, 1, 40)));
+        req.leadership_transfer = true;
+        let (back, pre) = from_vote_request(vote_request(&req, true)).expect("decode");
+        assert_eq!((back, pre), (req, true));
+        let resp = VoteResponse::<TypeConfig>::new(Vote::new_committed(7, 3), None, true);
+        assert_eq!(
+            from_vote_response(vote_response(&resp)).expect("decode"),
+            resp
+        );
+        let t = TransferLeaderRequest::<TypeConfig>::new(
+            Vote::new_committed(7, 3),
+            2,
+            Some(lid(7, 3, 50)),
+        );
+        assert_eq!(
+            from_transfer_request(transfer_request(&t)).expect("decode"),
+            t
+        );
+        let r: TransferLeaderResponse = Err(TransferLeaderError::LogNotFlushed {
+            expected: Some(lid(7, 3, 50)),
+            actual: None,
+        });
+        assert_eq!(
+            from_transfer_response(transfer_response(&r)).expect("decode"),
+            r
+        );
+    }
+
+    #[test]
+    fn what_protobuf_allows_but_raft_does_not_is_refused() {
+        assert!(
+            from_append_request(pb::AppendRequest::default()).is_err(),
+            "no vote"
+        );
+        let no_payload = pb::AppendRequest {
+            vote: Some(vote(&Vote::new(1, 1))),
+            entries: vec![pb::Entry {
+                log_id: Some(log_id(&lid(1, 1, 1))),
+                payload: None,
+            }],
+            ..Default::default()
+        };
+        assert!(from_append_request(no_payload).is_err());
+        let voter_without_node = pb::Membership {
+            configs: vec![pb::NodeSet { ids: vec![9] }],
+            nodes: Default::default(),
+        };
+        assert!(from_membership(Some(voter_without_node)).is_err());
+        let empty_set = pb::Membership {
+            configs: vec![pb::NodeSet { ids: vec![] }],
+            nodes: Default::default(),
+        };
+        assert!(from_membership(Some(empty_set)).is_err());
+        // No config at all is openraft's "no membership yet" (a snapshot of a fresh member).
+        let none = from_membership(Some(pb::Membership::default())).expect("empty membership");
+        assert_eq!(none, Membership::default());
+        assert!(from_append_response(pb::AppendResponse::default()).is_err());
+    }
+}
