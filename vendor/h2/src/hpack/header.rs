@@ -202,11 +202,7 @@ impl Header {
                     | header::COOKIE
                     | header::SET_COOKIE
             ),
-            // PATCHED (gateway chain): index short paths. gRPC's method paths
-            // (`/package.Service/Method`) repeat on every call; upstream never indexes a path,
-            // so each request carried its path as a Huffman literal that the peer decoded
-            // again (Go's hpack encoder indexes them). Long paths stay literals.
-            Header::Path(ref value) => value.len() > 128,
+            Header::Path(..) => true,
             _ => false,
         }
     }
