@@ -168,8 +168,13 @@ pub fn unsupported_encoding(headers: &HeaderMap) -> Option<Status> {
 
 /// The `grpc-timeout` header's duration; `None` if absent or malformed (tonic ignores those).
 pub fn parse_timeout(headers: &HeaderMap) -> Option<Duration> {
-    let value = headers.get(GRPC_TIMEOUT)?.to_str().ok()?;
-    if value.is_empty() {
+    parse_timeout_value(headers.get(GRPC_TIMEOUT)?.to_str().ok()?)
+}
+
+/// A `grpc-timeout` value (`5000000u`, `30S`, ...) as a duration; the one parser of the
+/// workspace (tonic services read the same header through their metadata).
+pub fn parse_timeout_value(value: &str) -> Option<Duration> {
+    if value.is_empty() || !value.is_ascii() {
         return None;
     }
     // ASCII (to_str succeeded), so the split is on a character boundary.

@@ -196,7 +196,7 @@ impl CallCtx {
             .metadata()
             .get("grpc-timeout")
             .and_then(|v| v.to_str().ok())
-            .and_then(parse_grpc_timeout);
+            .and_then(grpc_lite::grpc::parse_timeout_value);
         let limit = timeout
             .unwrap_or(DEFAULT_DEADLINE)
             .min(Duration::from_secs(60));
@@ -216,21 +216,6 @@ impl CallCtx {
             error::timed_out()
         }
     }
-}
-
-/// `grpc-timeout` header: digits followed by a unit letter.
-fn parse_grpc_timeout(v: &str) -> Option<Duration> {
-    let (num, unit) = v.split_at(v.len().checked_sub(1)?);
-    let n: u64 = num.parse().ok()?;
-    Some(match unit {
-        "H" => Duration::from_secs(n.saturating_mul(3600)),
-        "M" => Duration::from_secs(n.saturating_mul(60)),
-        "S" => Duration::from_secs(n),
-        "m" => Duration::from_millis(n),
-        "u" => Duration::from_micros(n),
-        "n" => Duration::from_nanos(n),
-        _ => return None,
-    })
 }
 
 /// Marks `req` as forwarded and gives it what is left of the caller's deadline.
