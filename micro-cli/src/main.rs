@@ -69,6 +69,8 @@ enum Command {
         #[command(subcommand)]
         what: GetWhat,
     },
+    /// Serve the dashboard in the browser (`micro web --address :8082`).
+    Web(cmd::web::WebArgs),
     /// Call a service endpoint with a JSON request: `micro call S Say.Hello '{"name":"John"}'`.
     Call {
         service: String,
@@ -176,6 +178,10 @@ async fn run(cli: Cli, flags: Vec<String>) -> anyhow::Result<()> {
         Command::Api(args) => {
             registry_node::cli::init_logging();
             gateway::run(args, role_shutdown(Duration::ZERO)?).await
+        }
+        Command::Web(args) => {
+            registry_node::cli::init_logging();
+            cmd::web::run(args, role_shutdown(Duration::ZERO)?).await
         }
         Command::List {
             what: ListWhat::Services { micro },
