@@ -34,6 +34,7 @@ async fn last_round(
         &args.endpoints,
         w.streams,
         Duration::from_secs(3600),
+        1,
     );
     let deadline = start + Duration::from_secs(w.ttl.max(1) as u64);
     while sh.answered.load(Ordering::Relaxed) + sh.expired.load(Ordering::Relaxed) < want {

@@ -77,13 +77,17 @@ pub struct Pool {
 }
 
 impl Pool {
-    /// `streams` keepers, keeper `k` starting on endpoint `k % endpoints.len()`, each sending
-    /// the lease indices `i % streams == k` at once and then every `every`.
+    /// `streams` keepers, keeper `k` starting on endpoint `k % endpoints.len()`, each renewing
+    /// the lease indices `i % streams == k` once every `every`, paced: its shard is cut into
+    /// `slices` parts, one sent every `every / slices` (the first at once). A client renewing
+    /// many leases renews each at its own time; one burst of every lease would measure the
+    /// burst's queue instead. `slices = 1`: everything at once.
     pub fn start(
         shared: Arc<Shared>,
         endpoints: &[String],
         streams: usize,
         every: Duration,
+        slices: usize,
     ) -> Self {
         let (stop, stop_rx) = watch::channel(false);
         let endpoints = Arc::new(endpoints.to_vec());
@@ -91,7 +95,7 @@ impl Pool {
         let tasks = (0..n)
             .map(|k| {
                 let (sh, eps, rx) = (shared.clone(), endpoints.clone(), stop_rx.clone());
-                tokio::spawn(keeper(sh, eps, k, n, every, rx))
+                tokio::spawn(keeper(sh, eps, (k, n), every, slices.max(1), rx))
             })
             .collect();
         Pool {
@@ -158,15 +162,16 @@ async fn open(sh: &Arc<Shared>, endpoint: &str, pending: &Pending) -> anyhow::Re
 async fn keeper(
     sh: Arc<Shared>,
     endpoints: Arc<Vec<String>>,
-    k: usize,
-    n: usize,
+    (k, n): (usize, usize),
     every: Duration,
+    slices: usize,
     mut stop: watch::Receiver<bool>,
 ) {
     let pending: Pending = Arc::default();
     let mut ep = k % endpoints.len();
     let mut stream: Option<Stream> = None;
-    let mut tick = tokio::time::interval(every);
+    let mut slice = 0usize;
+    let mut tick = tokio::time::interval(every / slices as u32);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         if *stop.borrow() {
@@ -211,7 +216,12 @@ async fn keeper(
             }
             _ = tick.tick() => {
                 let mut ok = true;
-                for i in (k..sh.ids.len()).step_by(n) {
+                let this = slice;
+                slice = (slice + 1) % slices;
+                for (p, i) in (k..sh.ids.len()).step_by(n).enumerate() {
+                    if p % slices != this {
+                        continue;
+                    }
                     let id = sh.ids[i].load(Ordering::Relaxed);
                     if id == 0 {
                         continue;

@@ -46,6 +46,9 @@ pub struct LeaseScaleArgs {
     pub expire_wait: u64,
 }
 
+/// Each keeper renews its shard in this many parts spread over the renewal period.
+const SLICES: usize = 20;
+
 /// The leases of a run and the keepers renewing them.
 pub struct Leases {
     pub prefix: String,
@@ -77,7 +80,7 @@ pub async fn setup(
     let ids: Arc<Vec<AtomicI64>> = Arc::new((0..n).map(|_| AtomicI64::new(0)).collect());
     let shared = keeper::Shared::new(ids.clone());
     let every = Duration::from_millis((w.ttl.max(1) as u64) * 1000 / 3);
-    let pool = keeper::Pool::start(shared, &args.endpoints, w.streams, every);
+    let pool = keeper::Pool::start(shared, &args.endpoints, w.streams, every, SLICES);
 
     let ttl = w.ttl;
     let (gh, gerr, gtime, glast) = stats::closed_loop(args.clients, w.leases, |c| {
