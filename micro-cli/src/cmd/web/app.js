@@ -67,9 +67,9 @@ function renderServices(snapshot) {
         document.getElementById("call-endpoint").value = e.name;
       });
       block.append(el("div", { class: "endpoint", "data-endpoint": e.name },
-        name, ` ${metadata(e.metadata)}`,
-        el("div", {}, "Request ", tree(e.request)),
-        el("div", {}, "Response ", tree(e.response))));
+        el("div", {}, name, ` ${metadata(e.metadata)}`),
+        el("div", { class: "io" }, "Request", tree(e.request)),
+        el("div", { class: "io" }, "Response", tree(e.response))));
     }
     const text = el("details", {}, el("summary", {}, "as micro get service prints it"),
       el("pre", {}, svc.text));
