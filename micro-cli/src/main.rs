@@ -71,6 +71,12 @@ enum Command {
     },
     /// Serve the dashboard in the browser (`micro web --address :8082`).
     Web(cmd::web::WebArgs),
+    /// Check every node of a service (grpc.health.v1): `micro health go.micro.srv.greeter`.
+    Health {
+        service: String,
+        #[command(flatten)]
+        micro: MicroArgs,
+    },
     /// Call a service endpoint with a JSON request: `micro call S Say.Hello '{"name":"John"}'`.
     Call {
         service: String,
@@ -189,6 +195,7 @@ async fn run(cli: Cli, flags: Vec<String>) -> anyhow::Result<()> {
         Command::Get {
             what: GetWhat::Service { name, micro },
         } => cmd::registry::get_service(&micro, &name).await,
+        Command::Health { service, micro } => cmd::health::health(&micro, &service).await,
         Command::Call {
             service,
             endpoint,

@@ -14,8 +14,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tonic::Status;
-use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse};
+
+/// A health answer (tonic-health's): SERVING, NOT_SERVING, UNKNOWN, SERVICE_UNKNOWN.
+pub use tonic_health::pb::health_check_response::ServingStatus;
 
 use crate::server::Routes;
 
