@@ -33,6 +33,7 @@ struct GatewayCli {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dashboard_against_our_registry() {
+    browser::require();
     let cluster = registry_node::testing::TestCluster::start(3).await;
     cluster.wait_for_leader(WAIT).await.expect("a leader");
     dashboard(
@@ -45,6 +46,7 @@ async fn dashboard_against_our_registry() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dashboard_against_real_etcd() {
+    browser::require();
     let Some(backend) = Backend::start(BackendKind::Etcd).await else {
         return;
     };

@@ -52,6 +52,12 @@ fn find(program: &str) -> PathBuf {
         })
 }
 
+/// Fails at once, before anything is started, when Chromium or its driver is missing.
+pub fn require() {
+    find("chromium");
+    find("chromedriver");
+}
+
 /// One Chromium session; the browser and its driver die with it.
 pub struct Browser {
     pub client: Client,
