@@ -104,7 +104,7 @@ mod scenarios {
 
         // Stopping: NOT_SERVING (and deregistered) while the grace lasts, then gone.
         let stopping = tokio::spawn(running.stop());
-        wait_for(
+        let status = wait_for(
             "NOT_SERVING while stopping",
             Duration::from_secs(30),
             || {
