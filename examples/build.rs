@@ -5,5 +5,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     micro_build::Builder::new()
         .file_descriptor_set("shop.bin")
         .compile(&["proto/shop.proto"], &["proto"])?;
+    // Every kind of RPC, for tests/streams.rs.
+    micro_build::compile_protos(&["proto/streams.proto"], &["proto"])?;
     Ok(())
 }

@@ -174,8 +174,19 @@ impl<S> tower::Layer<S> for Metrics {
         MetricsService {
             inner,
             metrics: self.clone(),
+            last: Arc::default(),
         }
     }
+}
+
+/// One endpoint's metrics, taken from the families once.
+#[derive(Debug, Clone)]
+struct Handles {
+    service: Arc<str>,
+    endpoint: Arc<str>,
+    calls: Counter,
+    errors: Counter,
+    latency: Histogram,
 }
 
 /// [`Metrics`]' service.
@@ -183,6 +194,38 @@ impl<S> tower::Layer<S> for Metrics {
 pub struct MetricsService<S> {
     inner: S,
     metrics: Metrics,
+    /// The last endpoint's handles: a server stack serves one endpoint, so after its first call
+    /// it counts without building labels or looking them up (shared by clones of the stack).
+    last: Arc<std::sync::RwLock<Option<Handles>>>,
+}
+
+impl<S> MetricsService<S> {
+    fn handles(&self, side: &str, service: &str, endpoint: &str) -> Handles {
+        let cached = self.last.read().ok().and_then(|last| {
+            last.as_ref()
+                .filter(|h| &*h.service == service && &*h.endpoint == endpoint)
+                .cloned()
+        });
+        if let Some(handles) = cached {
+            return handles;
+        }
+        let labels = Labels {
+            service: service.to_owned(),
+            endpoint: endpoint.to_owned(),
+        };
+        let side = self.metrics.side(side);
+        let handles = Handles {
+            service: Arc::from(service),
+            endpoint: Arc::from(endpoint),
+            calls: side.calls.get_or_create(&labels).clone(),
+            errors: side.errors.get_or_create(&labels).clone(),
+            latency: side.latency.get_or_create(&labels).clone(),
+        };
+        if let Ok(mut last) = self.last.write() {
+            *last = Some(handles.clone());
+        }
+        handles
+    }
 }
 
 impl<S, R> tower::Service<R> for MetricsService<S>
@@ -200,23 +243,16 @@ where
     }
 
     fn call(&mut self, call: R) -> Self::Future {
-        let labels = Labels {
-            service: call.service().to_owned(),
-            endpoint: call.endpoint().to_owned(),
-        };
-        let metrics = self.metrics.clone();
+        let handles = self.handles(R::SIDE, call.service(), call.endpoint());
         let started = tokio::time::Instant::now();
         let future = self.inner.call(call);
         Box::pin(async move {
             let result = future.await;
-            let side = metrics.side(R::SIDE);
-            side.calls.get_or_create(&labels).inc();
+            handles.calls.inc();
             if result.is_err() {
-                side.errors.get_or_create(&labels).inc();
+                handles.errors.inc();
             }
-            side.latency
-                .get_or_create(&labels)
-                .observe(started.elapsed().as_secs_f64());
+            handles.latency.observe(started.elapsed().as_secs_f64());
             result
         })
     }

@@ -62,12 +62,12 @@ mod scenarios {
         options.metrics_address = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
         // Long enough to see NOT_SERVING while stopping, however slow the machine.
         options.drain_grace = Duration::from_secs(4);
-        let running = Service::new(options, registry.clone())
+        let service = Service::new(options, registry.clone())
             .mount(say())
-            .layer(micro::wrapper::Logging)
-            .start()
-            .await
-            .expect("starts");
+            .layer(micro::wrapper::Logging);
+        // The same metrics count this process's calls as a client.
+        let metrics = service.metrics().clone();
+        let running = service.start().await.expect("starts");
         let address = running.address().to_string();
 
         for name in ["", SRV, "go.micro.srv.greeter.Say"] {
@@ -83,7 +83,8 @@ mod scenarios {
             &registry,
             micro::selector::Kind::Cache,
             micro::selector::Strategy::Random,
-        );
+        )
+        .layer(metrics);
         assert_eq!(
             common::hello(&client, "John").await.expect("hello"),
             "Hello John"
@@ -98,6 +99,8 @@ mod scenarios {
             format!("micro_server_requests_total{labels} 2"),
             format!("micro_server_errors_total{labels} 1"),
             format!("micro_server_request_duration_seconds_count{labels} 2"),
+            format!("micro_client_requests_total{labels} 2"),
+            format!("micro_client_errors_total{labels} 1"),
         ] {
             assert!(text.contains(&line), "{line} missing from:\n{text}");
         }
