@@ -2,14 +2,14 @@
 //! `/micro-registry/` prefix with `prev_kv` (go-micro's etcd watcher; the cache selector watches
 //! every service); `--instances` service instances register as go-micro's etcd registry does (a
 //! lease grant with the register TTL, then a put of the node's JSON under
-//! `/micro-registry/<service>/<node id>` on that lease), then renew every `--renew` seconds with
-//! one keep-alive on a fresh stream (clientv3's `KeepAliveOnce`, what go-micro calls when the
-//! node is unchanged). Measured: registrations/s, the registry's CPU (from `/proc` of the member
-//! processes) while registering and while renewing, and the watch fan-out latency (a put's send
-//! to its event at each watcher).
+//! `/micro-registry/<service>/<node id>` on that lease), and from then on each renews every
+//! `--renew` seconds with one keep-alive on a fresh stream (clientv3's `KeepAliveOnce`, what
+//! go-micro calls when the node is unchanged). Measured: registrations/s, the registry's CPU
+//! (from `/proc` of the member processes) while registering and then for `--hold` seconds of
+//! renewals alone, and the watch fan-out latency (a put's send to its event at each watcher).
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use proto::etcdserverpb::kv_client::KvClient;
@@ -20,6 +20,7 @@ use proto::etcdserverpb::{
     LeaseGrantRequest, LeaseKeepAliveRequest, PutRequest, WatchCreateRequest, WatchRequest,
 };
 use serde_json::{json, Value};
+use tokio::sync::watch;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::StreamExt;
 use tonic::transport::Channel;
@@ -69,33 +70,45 @@ fn node_json(service: &str, node: &str, i: u64) -> String {
     .to_string()
 }
 
-/// One cache-selector client's watch: counts this run's events (node ids carry `tag`).
+/// One cache-selector client's watch: this run's events (node ids carry `tag`) until `stop`;
+/// its latencies and count, also added to `total` as they come.
 async fn watcher(
     ch: Channel,
     tag: String,
-    expected: u64,
     sent: Arc<Sent>,
+    total: Arc<AtomicU64>,
     ready: tokio::sync::mpsc::Sender<()>,
-) -> anyhow::Result<(hdrhistogram::Histogram<u64>, u64)> {
+    mut stop: watch::Receiver<bool>,
+) -> (hdrhistogram::Histogram<u64>, u64, bool) {
+    let (mut h, mut got) = (stats::hist(), 0u64);
     let (tx, rx) = tokio::sync::mpsc::channel(1);
-    tx.send(WatchRequest {
+    let create = WatchRequest {
         request_union: Some(RequestUnion::CreateRequest(WatchCreateRequest {
             key: PREFIX.as_bytes().to_vec(),
             range_end: super::prefix_end(PREFIX.as_bytes()),
             prev_kv: true,
             ..Default::default()
         })),
-    })
-    .await?;
-    let mut resp = WatchClient::new(ch)
+    };
+    if tx.send(create).await.is_err() {
+        return (h, got, false);
+    }
+    let call = WatchClient::new(ch)
         .max_decoding_message_size(crate::conn::MAX_MSG)
         .watch(ReceiverStream::new(rx))
-        .await?
-        .into_inner();
-    let (mut h, mut got) = (stats::hist(), 0u64);
-    while got < expected {
-        let Some(r) = resp.next().await else { break };
-        let r = r?;
+        .await;
+    let Ok(resp) = call else {
+        return (h, got, false);
+    };
+    let mut resp = resp.into_inner();
+    loop {
+        let r = tokio::select! {
+            _ = stop.wait_for(|s| *s) => return (h, got, true),
+            r = resp.next() => r,
+        };
+        let Some(Ok(r)) = r else {
+            return (h, got, false);
+        };
         if r.created {
             let _ = ready.send(()).await;
         }
@@ -109,11 +122,10 @@ async fn watcher(
             if let Some(d) = i.and_then(|i| sent.since(i, now)) {
                 stats::record(&mut h, d);
                 got += 1;
+                total.fetch_add(1, Ordering::Relaxed);
             }
         }
     }
-    drop(tx);
-    Ok((h, got))
 }
 
 /// clientv3's `KeepAliveOnce`: a fresh keep-alive stream, one request, one answer; its TTL.
@@ -130,6 +142,42 @@ async fn keep_alive_once(ch: Channel, id: i64) -> Result<i64, tonic::Status> {
     }
 }
 
+#[derive(Default)]
+struct Renewals {
+    hist: Mutex<Option<hdrhistogram::Histogram<u64>>>,
+    ttl_zero: AtomicU64,
+    errors: AtomicU64,
+}
+
+/// An instance's renewals: every `every` from its registration until `stop`, as go-micro's
+/// register loop does.
+fn renew_loop(
+    ch: Channel,
+    id: i64,
+    every: Duration,
+    r: Arc<Renewals>,
+    mut stop: watch::Receiver<bool>,
+) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        loop {
+            tokio::select! {
+                _ = stop.wait_for(|s| *s) => return,
+                _ = tick.tick() => {}
+            }
+            let t = Instant::now();
+            match keep_alive_once(ch.clone(), id).await {
+                Ok(ttl) if ttl > 0 => {
+                    let mut h = r.hist.lock().unwrap_or_else(|p| p.into_inner());
+                    stats::record(h.get_or_insert_with(stats::hist), t.elapsed());
+                }
+                Ok(_) => drop(r.ttl_zero.fetch_add(1, Ordering::Relaxed)),
+                Err(_) => drop(r.errors.fetch_add(1, Ordering::Relaxed)),
+            }
+        }
+    });
+}
+
 pub async fn run(args: &Args, w: &MicroScaleArgs, chans: &[Channel]) -> anyhow::Result<Value> {
     anyhow::ensure!(
         !chans.is_empty() && w.services > 0,
@@ -138,12 +186,21 @@ pub async fn run(args: &Args, w: &MicroScaleArgs, chans: &[Channel]) -> anyhow::
     let pids = &args.pids;
     let tag = format!("-{:08x}-", rand::random::<u32>());
     let sent = Sent::new(w.instances as usize);
+    let total = Arc::new(AtomicU64::new(0));
+    let (stop_tx, stop) = watch::channel(false);
     let (ready_tx, mut ready_rx) = tokio::sync::mpsc::channel(w.watchers.max(1));
     let watchers: Vec<_> = (0..w.watchers)
         .map(|i| {
             let ch = chans[i % chans.len()].clone();
-            let (tag, sent, ready) = (tag.clone(), sent.clone(), ready_tx.clone());
-            tokio::spawn(watcher(ch, tag, w.instances, sent, ready))
+            let (tag, sent, total) = (tag.clone(), sent.clone(), total.clone());
+            tokio::spawn(watcher(
+                ch,
+                tag,
+                sent,
+                total,
+                ready_tx.clone(),
+                stop.clone(),
+            ))
         })
         .collect();
     drop(ready_tx);
@@ -154,27 +211,24 @@ pub async fn run(args: &Args, w: &MicroScaleArgs, chans: &[Channel]) -> anyhow::
     }
     eprintln!("scale-micro: {} watchers ready", w.watchers);
 
-    let leases: Arc<Vec<AtomicU64>> =
-        Arc::new((0..w.instances).map(|_| AtomicU64::new(0)).collect());
+    let renewals = Arc::new(Renewals::default());
+    let every = Duration::from_secs(w.renew.max(1));
     let cpu = procs::CpuMark::now(pids);
     let (rh, rerr, rtime, rlast) = stats::closed_loop(args.clients, w.instances, |c| {
         let ch = chans[c % chans.len()].clone();
-        let (tag, sent, leases, ttl, services) =
-            (tag.clone(), sent.clone(), leases.clone(), w.ttl, w.services);
+        let (tag, sent, ttl, services) = (tag.clone(), sent.clone(), w.ttl, w.services);
+        let (renewals, stop) = (renewals.clone(), stop.clone());
         move |i| {
             let (mut lc, mut kv) = (LeaseClient::new(ch.clone()), KvClient::new(ch.clone()));
             let service = format!("go.micro.srv.scale{}", i % services);
             let node = format!("{service}{tag}{i}");
             let key = format!("{PREFIX}{service}/{node}");
             let value = node_json(&service, &node, i).into_bytes();
-            let (sent, leases) = (sent.clone(), leases.clone());
+            let (sent, ch, renewals, stop) =
+                (sent.clone(), ch.clone(), renewals.clone(), stop.clone());
             async move {
-                let id = lc
-                    .lease_grant(LeaseGrantRequest { ttl, id: 0 })
-                    .await?
-                    .into_inner()
-                    .id;
-                leases[i as usize].store(id as u64, Ordering::Relaxed);
+                let grant = LeaseGrantRequest { ttl, id: 0 };
+                let id = lc.lease_grant(grant).await?.into_inner().id;
                 sent.mark(i as usize);
                 let req = PutRequest {
                     key: key.into_bytes(),
@@ -182,7 +236,9 @@ pub async fn run(args: &Args, w: &MicroScaleArgs, chans: &[Channel]) -> anyhow::
                     lease: id,
                     ..Default::default()
                 };
-                kv.put(req).await.map(|_| ())
+                kv.put(req).await?;
+                renew_loop(ch, id, every, renewals, stop);
+                Ok(())
             }
         }
     })
@@ -194,60 +250,36 @@ pub async fn run(args: &Args, w: &MicroScaleArgs, chans: &[Channel]) -> anyhow::
         rtime.as_secs_f64()
     );
 
-    let (mut fh, mut delivered, mut werr) = (stats::hist(), 0u64, 0u64);
+    // Every registration at every watcher, or give up after `--wait`.
+    let expected = rh.len() * w.watchers as u64;
     let deadline = Instant::now() + Duration::from_secs(w.wait);
-    for t in watchers {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match tokio::time::timeout(left, t).await {
-            Ok(Ok(Ok((h, got)))) => {
-                fh.add(h).expect("same histogram bounds");
-                delivered += got;
-            }
-            _ => werr += 1,
-        }
+    while total.load(Ordering::Relaxed) < expected && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let fanout_s = rtime.as_secs_f64().max(0.0);
-
-    // --- renewal: every instance once per `renew` seconds, paced evenly, for `hold` seconds
-    let renewers = args.clients.max(1);
+    // From the first registration until every event was in (or the wait gave up).
+    let delivered_after_s = rtime.as_secs_f64()
+        + (deadline - Duration::from_secs(w.wait))
+            .elapsed()
+            .as_secs_f64();
+    // --- renewals alone for `hold` seconds
     let cpu = procs::CpuMark::now(pids);
-    let stop_at = Instant::now() + Duration::from_secs(w.hold);
-    let zero = Arc::new(AtomicU64::new(0));
-    let tasks: Vec<_> = (0..renewers)
-        .map(|k| {
-            let (ch, leases, zero) = (chans[k % chans.len()].clone(), leases.clone(), zero.clone());
-            let mine: Vec<usize> = (k..leases.len()).step_by(renewers).collect();
-            let gap = Duration::from_secs(w.renew.max(1)) / (mine.len().max(1) as u32);
-            tokio::spawn(async move {
-                let (mut h, mut errors) = (stats::hist(), 0u64);
-                let mut tick = tokio::time::interval(gap);
-                'outer: loop {
-                    for i in &mine {
-                        tick.tick().await;
-                        if Instant::now() >= stop_at {
-                            break 'outer;
-                        }
-                        let id = leases[*i].load(Ordering::Relaxed) as i64;
-                        let t = Instant::now();
-                        match keep_alive_once(ch.clone(), id).await {
-                            Ok(ttl) if ttl > 0 => stats::record(&mut h, t.elapsed()),
-                            Ok(_) => drop(zero.fetch_add(1, Ordering::Relaxed)),
-                            Err(_) => errors += 1,
-                        }
-                    }
-                }
-                (h, errors)
-            })
-        })
-        .collect();
-    let (mut kh, mut kerr) = (stats::hist(), 0u64);
-    for t in tasks {
-        if let Ok((h, e)) = t.await {
-            kh.add(h).expect("same histogram bounds");
-            kerr += e;
+    tokio::time::sleep(Duration::from_secs(w.hold)).await;
+    let renew_cpu = cpu.since(pids, "renew_");
+    let _ = stop_tx.send(true);
+    let (mut fh, mut delivered, mut broken) = (stats::hist(), 0u64, 0u64);
+    for t in watchers {
+        if let Ok((h, got, ok)) = t.await {
+            fh.add(h).expect("same histogram bounds");
+            delivered += got;
+            broken += u64::from(!ok);
         }
     }
-    let renew_cpu = cpu.since(pids, "renew_");
+    let kh = renewals
+        .hist
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .take()
+        .unwrap_or_else(stats::hist);
     let out = json!({
         "workload": "scale-micro",
         "instances": w.instances,
@@ -256,14 +288,15 @@ pub async fn run(args: &Args, w: &MicroScaleArgs, chans: &[Channel]) -> anyhow::
         "registered": rh.len(),
         "register_errors": rerr,
         "register_last_error": rlast,
-        "register_s": (fanout_s * 1000.0).round() / 1000.0,
+        "register_s": (rtime.as_secs_f64() * 1000.0).round() / 1000.0,
         "registrations_per_s": (rh.len() as f64 / rtime.as_secs_f64().max(1e-3)).round(),
-        "expected_events": w.instances * w.watchers as u64,
+        "expected_events": expected,
         "delivered": delivered,
-        "all_delivered": delivered == w.instances * w.watchers as u64,
-        "watch_errors": werr,
-        "renew_errors": kerr,
-        "renew_ttl_zero": zero.load(Ordering::Relaxed),
+        "all_delivered": delivered == expected && rerr == 0,
+        "all_delivered_after_s": (delivered_after_s * 1000.0).round() / 1000.0,
+        "broken_watches": broken,
+        "renew_errors": renewals.errors.load(Ordering::Relaxed),
+        "renew_ttl_zero": renewals.ttl_zero.load(Ordering::Relaxed),
     });
     let out = merge(
         merge(out, stats::latency(&rh, "register_")),
