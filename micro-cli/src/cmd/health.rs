@@ -1,16 +1,16 @@
 //! `micro health <service>`: asks every node of a service for its gRPC health
 //! (`grpc.health.v1.Health/Check`, the whole server), all at once, each bounded by
-//! `--client_request_timeout`; prints one line per node and fails (exit code 1) unless every
-//! node answers SERVING.
+//! `--client_request_timeout`; prints one line per node (tab-separated) and fails (exit code
+//! 1) unless every node answers SERVING.
 //!
 //! ```text
 //! service  go.micro.srv.greeter
 //!
 //! version latest
 //!
-//! node	address	status
-//! go.micro.srv.greeter-44468bc6-...	127.0.0.1:42911	SERVING
-//! go.micro.srv.greeter-c88a700f-...	127.0.0.1:44065	UNREACHABLE (connect 127.0.0.1:44065: ...)
+//! node  address  status
+//! go.micro.srv.greeter-44468bc6-...  127.0.0.1:42911  SERVING
+//! go.micro.srv.greeter-c88a700f-...  127.0.0.1:44065  UNREACHABLE (connect 127.0.0.1:44065: ...)
 //! ```
 
 use anyhow::bail;
