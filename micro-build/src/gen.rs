@@ -153,7 +153,10 @@ impl Generator {
         )?;
         writeln!(buf, "#[derive(Debug, Clone)]\npub struct {name}Client {{\n    service: ::std::string::String,\n    client: ::micro::Client,\n}}\n")?;
         writeln!(buf, "impl {name}Client {{")?;
-        writeln!(buf, "    /// Calls the service registered under the name `service` through `client`.")?;
+        writeln!(
+            buf,
+            "    /// Calls the service registered under the name `service` through `client`."
+        )?;
         writeln!(buf, "    pub fn new(service: impl Into<::std::string::String>, client: &::micro::Client) -> Self {{")?;
         writeln!(
             buf,

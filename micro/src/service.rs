@@ -300,6 +300,9 @@ impl Service {
             }
         };
         tracing::info!(service = %service.name, %address, "service started");
+        if let Some(metrics) = metrics_address {
+            tracing::info!(service = %service.name, "metrics on http://{metrics}/metrics");
+        }
         Ok(Running {
             service,
             address,
