@@ -299,7 +299,11 @@ mod tests {
     fn many_leases_expire_together() {
         let mut s = Lessor::default();
         s.promote(0, 0, (0..10_000).map(|i| l(i, 3)));
-        assert_eq!(s.take_expired(3_000, 4_000).len(), 4_000, "at most max at a time");
+        assert_eq!(
+            s.take_expired(3_000, 4_000).len(),
+            4_000,
+            "at most max at a time"
+        );
         assert_eq!(s.next_expiry(), Some(3_000), "the rest stay due");
         assert_eq!(s.take_expired(3_000, usize::MAX).len(), 6_000);
         assert!(s.take_expired(3_000, usize::MAX).is_empty());
