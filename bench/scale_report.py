@@ -77,7 +77,11 @@ ROWS = [
     ("micro", "5: registry CPU while registering, % of a core (3 members)", "register_cpu_pct_sum", "", None),
     ("micro", "5: registry CPU while renewing, % of a core (3 members)", "renew_cpu_pct_sum", "", None),
     ("micro", "5: watch fan-out p99, ms", "fanout_p99_ms", "", None),
+    ("micro", "5: registrations that failed", "register_errors", "", None),
     ("micro", "5: all delivered", "all_delivered", "yes", lambda v: v is True),
+    ("micro", "5: events delivered (of registrations x watchers)", "delivered", "", None),
+    ("micro", "5: every event in, s from the first registration", "all_delivered_after_s", "", None),
+    ("micro", "5: renewals answered TTL 0 (lease lost)", "renew_ttl_zero", "0", lambda v: v == 0),
     ("micro", "5: renewal (KeepAliveOnce) p99, ms", "renew_p99_ms", "", None),
 ]
 
@@ -88,7 +92,10 @@ for name, label, field, goal, check in ROWS:
     if field == "renewed_after_kill":
         o_run = run(name, "ours")
         check = (lambda v, n=(o_run or {}).get("leases"): v == n)
-    ratio = f"{o / e:.2f}x" if is_num(e) and is_num(o) and e else "n/a"
+    ratio = "n/a"
+    if is_num(e) and is_num(o) and e:
+        r = o / e
+        ratio = f"{r:.2f}x" if r >= 0.1 else f"{r:.3f}x"
     met = "" if check is None else ("n/a" if o is None else ("yes" if check(o) else "**no**"))
     print(f"| {label} | {fmt(e)} | {fmt(o)} | {ratio} | {goal} | {met} |")
 print()
