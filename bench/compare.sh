@@ -14,7 +14,14 @@
 # OURS_RAFT (extra `key = value` lines for our members' [raft] section, e.g. to compare
 # "log_cache_entries = 8192" with the default), WORKLOADS (space-separated subset of: put1 put64 range_l range_s lease watch gateway;
 # gateway runs bench/gateway.sh: the demo chain vs a bare hello-world, no etcd involved).
+#
+# `bash bench/compare.sh scale` runs the scale rows instead (issue 21: 100,000 leases, mass
+# expiry, leader killed under them, 10,000 watchers, go-micro-shaped load): see bench/scale.sh.
 set -euo pipefail
+if [[ "${1:-}" == scale ]]; then
+  shift
+  exec bash "$(dirname "$0")/scale.sh" "$@"
+fi
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 BIN="$ROOT/target/release"

@@ -18,7 +18,7 @@ fn url(e: &str) -> String {
     }
 }
 
-async fn channel(e: &str) -> anyhow::Result<Channel> {
+pub async fn channel(e: &str) -> anyhow::Result<Channel> {
     Endpoint::from_shared(url(e))?
         .tcp_nodelay(true)
         .connect_timeout(std::time::Duration::from_secs(5))

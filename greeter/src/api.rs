@@ -7,14 +7,19 @@
 //!           ◄──{statusCode: 200, body: {"api":"api one","message":"Hello John srv two. rand:x"}}
 //! ```
 
-use micro::registry::{Endpoint, Value};
-use micro::server::Routes;
+use micro::registry::Endpoint;
 use micro::Client;
 use proto::go_api;
 use proto::greeter as srv;
 use serde::Serialize;
 
-use crate::rpc::{unary_route, RouteError};
+/// The code micro-build wrote for `go.micro.api.greeter` (`proto/api.proto`).
+mod pb {
+    #![allow(clippy::all, missing_docs)]
+    micro::include_proto!("go.micro.api.greeter");
+}
+
+pub use pb::{register_say_handler, SayClient, SayHandler};
 
 /// The API service's name.
 pub const SERVICE: &str = "go.micro.api.greeter";
@@ -26,7 +31,7 @@ pub const ENDPOINT: &str = "Say.Hello";
 pub struct Api {
     /// `one` or `two`: which instance answered.
     instance: String,
-    client: Client,
+    backend: crate::srv::SayClient,
 }
 
 /// The JSON body of a successful answer, fields in the demo's order.
@@ -40,13 +45,15 @@ impl Api {
     pub fn new(instance: impl Into<String>, client: Client) -> Self {
         Api {
             instance: instance.into(),
-            client,
+            backend: crate::srv::SayClient::new(crate::srv::SERVICE, &client),
         }
     }
+}
 
+impl SayHandler for Api {
     /// `Say.Hello`: go-micro's BadRequest without a name, the backend's error if it fails.
     #[tracing::instrument(level = "debug", skip_all, fields(instance = %self.instance))]
-    pub async fn hello(&self, request: go_api::Request) -> Result<go_api::Response, micro::Error> {
+    async fn hello(&self, request: go_api::Request) -> Result<go_api::Response, micro::Error> {
         let name = request
             .get
             .get("name")
@@ -55,10 +62,7 @@ impl Api {
         if name.trim().is_empty() {
             return Err(micro::Error::bad_request(SERVICE, "Name cannot be blank"));
         }
-        let reply: srv::Response = self
-            .client
-            .call(crate::srv::SERVICE, "Say.Hello", srv::Request { name })
-            .await?;
+        let reply = self.backend.hello(srv::Request { name }).await?;
         let answer = Answer {
             api: format!("api {}", self.instance),
             message: &reply.msg,
@@ -72,40 +76,11 @@ impl Api {
             body,
         })
     }
-
-    /// The gRPC routes to mount (`/go.micro.api.greeter.Say/Hello`).
-    pub fn routes(self) -> Result<Routes, RouteError> {
-        unary_route(SERVICE, ENDPOINT, move |request: go_api::Request| {
-            let api = self.clone();
-            async move { api.hello(request).await }
-        })
-    }
 }
 
 /// The registered endpoints: `go.api.Request` in, `go.api.Response` out, with their fields.
 pub fn endpoints() -> Vec<Endpoint> {
-    let mut hello = Endpoint::unary(ENDPOINT, "Request", "Response");
-    hello.request = Some(Value::message(
-        "Request",
-        &[
-            ("method", "string"),
-            ("path", "string"),
-            ("header", "map[string]*Pair"),
-            ("get", "map[string]*Pair"),
-            ("post", "map[string]*Pair"),
-            ("body", "string"),
-            ("url", "string"),
-        ],
-    ));
-    hello.response = Some(Value::message(
-        "Response",
-        &[
-            ("statusCode", "int32"),
-            ("header", "map[string]*Pair"),
-            ("body", "string"),
-        ],
-    ));
-    vec![hello]
+    pb::say_endpoints()
 }
 
 #[cfg(test)]
@@ -164,11 +139,35 @@ mod tests {
         );
     }
 
+    /// The registered JSON is what micro registered before the endpoints were generated.
     #[test]
-    fn endpoint_names_the_go_api_messages() {
-        let eps = endpoints();
-        assert_eq!(eps[0].name, "Say.Hello");
-        let response = eps[0].response.as_ref().expect("tree");
-        assert_eq!(response.values[0].name, "statusCode");
+    fn endpoints_are_the_hand_written_ones() {
+        let json = serde_json::to_string(&endpoints()).expect("json");
+        let field = |name: &str, kind: &str| {
+            format!(r#"{{"name":"{name}","type":"{kind}","values":null}}"#)
+        };
+        let pair = "map[string]*Pair";
+        let request = [
+            field("method", "string"),
+            field("path", "string"),
+            field("header", pair),
+            field("get", pair),
+            field("post", pair),
+            field("body", "string"),
+            field("url", "string"),
+        ]
+        .join(",");
+        let response = [
+            field("statusCode", "int32"),
+            field("header", pair),
+            field("body", "string"),
+        ]
+        .join(",");
+        assert_eq!(
+            json,
+            format!(
+                r#"[{{"name":"Say.Hello","request":{{"name":"Request","type":"Request","values":[{request}]}},"response":{{"name":"Response","type":"Response","values":[{response}]}},"metadata":{{"stream":"false"}}}}]"#
+            )
+        );
     }
 }

@@ -7,18 +7,16 @@
 //! unary path (h2 directly) to hyper's HTTP/2 connection: the greeter srv, the benchmarked path,
 //! does not serve it.
 
-use micro::registry::{Endpoint, Value};
+use micro::registry::Endpoint;
 use micro::server::Routes;
 
-use crate::rpc::unary_route;
-
-/// The generated messages of `proto/catalog.proto`.
+/// The generated messages and service code of `proto/catalog.proto` (micro-build).
 pub mod pb {
     #![allow(clippy::all, missing_docs)]
-    tonic::include_proto!("go.micro.srv.catalog");
+    micro::include_proto!("go.micro.srv.catalog");
 }
 
-pub use pb::{query, result, Query, Result as FindResult};
+pub use pb::{query, result, CatalogClient, CatalogHandler, Query, Result as FindResult};
 
 /// The service's name.
 pub const SERVICE: &str = "go.micro.srv.catalog";
@@ -74,41 +72,35 @@ impl Catalog {
         })
     }
 
-    /// `/go.micro.srv.catalog.Catalog/Find`, and the reflection services.
-    pub fn routes(self) -> Result<Routes, crate::Error> {
-        let find = unary_route(SERVICE, "Catalog.Find", move |query: Query| {
-            let catalog = self.clone();
-            async move { catalog.find(query) }
-        })?;
-        let builder = || {
-            tonic_reflection::server::Builder::configure()
-                .register_encoded_file_descriptor_set(DESCRIPTORS)
-        };
-        let v1 = builder().build_v1().map_err(crate::Error::Reflection)?;
-        let v1alpha = builder()
-            .build_v1alpha()
-            .map_err(crate::Error::Reflection)?;
-        Ok(find.tonic(v1).tonic(v1alpha))
+    /// Mounts `Catalog.Find` on `service`, with the reflection services.
+    pub fn register(self, service: micro::Service) -> Result<micro::Service, crate::Error> {
+        let service = service.routes(reflection()?, []);
+        Ok(pb::register_catalog_handler(service, self))
     }
+}
+
+impl CatalogHandler for Catalog {
+    async fn find(&self, query: Query) -> Result<FindResult, micro::Error> {
+        Catalog::find(self, query)
+    }
+}
+
+/// The reflection services (v1 and v1alpha) with the catalog's descriptors.
+fn reflection() -> Result<Routes, crate::Error> {
+    let builder = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(DESCRIPTORS)
+    };
+    let v1 = builder().build_v1().map_err(crate::Error::Reflection)?;
+    let v1alpha = builder()
+        .build_v1alpha()
+        .map_err(crate::Error::Reflection)?;
+    Ok(Routes::new().tonic(v1).tonic(v1alpha))
 }
 
 /// The registered endpoint, with go-micro's field trees (depth ≤ 3).
 pub fn endpoints() -> Vec<Endpoint> {
-    let mut find = Endpoint::unary("Catalog.Find", "Query", "Result");
-    let mut query = Value::message("Query", &[("text", "string")]);
-    let mut filter = Value::message("Filter", &[("tags", "[]string"), ("limit", "int32")]);
-    filter.name = "filter".to_owned();
-    query.values.push(filter);
-    let mut result = Value::message("Result", &[("instance", "string")]);
-    let mut items = Value::message(
-        "[]Item",
-        &[("name", "string"), ("tags", "[]string"), ("stock", "int64")],
-    );
-    items.name = "items".to_owned();
-    result.values.push(items);
-    find.request = Some(query);
-    find.response = Some(result);
-    vec![find]
+    pb::catalog_endpoints()
 }
 
 #[cfg(test)]

@@ -16,6 +16,7 @@
 
 pub mod api;
 pub mod catalog;
+/// Hand-written unary routes, for tests' ad-hoc services (the greeter's own are generated).
 pub mod rpc;
 pub mod srv;
 pub mod web;
@@ -113,21 +114,13 @@ impl Instance {
         let options = args.micro.service_options(service_name);
         let service = Service::new(options, registry.clone());
         let service = match &role {
-            Role::Srv(args) => {
-                service.routes(srv::Greeter::new(&args.name).routes()?, srv::endpoints())
-            }
+            Role::Srv(args) => srv::register_say_handler(service, srv::Greeter::new(&args.name)),
             Role::Web(_) => return Err(Error::NotGrpc),
-            Role::Catalog(args) => service.routes(
-                catalog::Catalog::new(&args.name).routes()?,
-                catalog::endpoints(),
-            ),
+            Role::Catalog(args) => catalog::Catalog::new(&args.name).register(service)?,
             Role::Api(args) => {
                 let selector = Selector::new(registry, args.micro.selector_options());
                 let client = Client::new(selector, args.micro.client_options());
-                service.routes(
-                    api::Api::new(&args.name, client).routes()?,
-                    api::endpoints(),
-                )
+                api::register_say_handler(service, api::Api::new(&args.name, client))
             }
         };
         let running = service.start().await?;

@@ -8,6 +8,10 @@
 //!        └─ nothing: UNIMPLEMENTED (trailers-only)
 //! ```
 //!
+//! With an HTTP handler ([`Routes::http`]) a connection may also speak HTTP/1.1 (hyper-util
+//! tells the two apart by the HTTP/2 preface), and requests that are not gRPC go to it: etcd
+//! serves its JSON gateway, `/metrics` and `/health` on its gRPC port the same way.
+//!
 //! It answers as tonic's server did: `content-type: application/grpc`, one DATA frame, trailers
 //! `grpc-status: 0`; a failure is a trailers-only response with `grpc-status`, `grpc-message`
 //! and `grpc-status-details-bin` (tonic's own encoding of a [`Status`]); a `grpc-timeout` that
@@ -38,6 +42,21 @@ use tonic::Status;
 use crate::grpc::{self, Direction, Frames};
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+/// The body of a plain HTTP answer ([`Routes::http`]).
+pub type HttpBody = http_body_util::combinators::UnsyncBoxBody<Bytes, BoxError>;
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Answers the requests that are not gRPC: HTTP/1.x requests, and HTTP/2 requests without a
+/// `application/grpc` content type (etcd serves its JSON gateway and `/metrics` on the same
+/// port as gRPC).
+pub type HttpHandler =
+    Arc<dyn Fn(Request<Incoming>) -> BoxFuture<Response<HttpBody>> + Send + Sync>;
+
+/// Told of each gRPC call: its path with `None` when it starts, then with its status code when
+/// it ends (for metrics such as grpc-go's `grpc_server_started_total` and
+/// `grpc_server_handled_total`). A stream ends when its trailers are sent.
+pub type Observer = Arc<dyn Fn(&str, Option<tonic::Code>) + Send + Sync>;
 
 /// A unary method on encoded messages: the request's headers (its metadata) and message
 /// (without prefix) in, the response as one gRPC frame ([`grpc::encode`]) or a status out.
@@ -80,6 +99,9 @@ pub struct Routes {
     pub(crate) max_message: usize,
     /// The answer to a call whose `grpc-timeout` expires (tonic's by default).
     pub(crate) expired: fn() -> Status,
+    /// Plain HTTP requests; without it every connection is HTTP/2.
+    http: Option<HttpHandler>,
+    observer: Option<Observer>,
 }
 
 /// tonic's answer to an expired `grpc-timeout`.
@@ -94,6 +116,8 @@ impl Default for Routes {
             fallback: None,
             max_message: grpc::MAX_MESSAGE_SIZE,
             expired: tonic_expired,
+            http: None,
+            observer: None,
         }
     }
 }
@@ -147,6 +171,19 @@ impl Routes {
         self
     }
 
+    /// Serves the requests that are not gRPC with `handler`: the connections then speak
+    /// HTTP/1.1 or HTTP/2 as the client starts (hyper-util's auto detection), on hyper.
+    pub fn http(mut self, handler: HttpHandler) -> Self {
+        self.http = Some(handler);
+        self
+    }
+
+    /// Tells `observer` how every gRPC call ended.
+    pub fn observe(mut self, observer: Observer) -> Self {
+        self.observer = Some(observer);
+        self
+    }
+
     /// Serves `path` with `handler`.
     pub fn handler(mut self, path: impl Into<String>, handler: Arc<dyn Handler>) -> Self {
         self.handlers.insert(path.into(), handler);
@@ -186,6 +223,8 @@ impl Routes {
             }
             (a, b) => a.or(b),
         };
+        self.http = other.http.or(self.http);
+        self.observer = other.observer.or(self.observer);
         self
     }
 
@@ -217,7 +256,35 @@ enum Kind {
         frame: Option<Bytes>,
         trailers: bool,
     },
-    Tonic(tonic::body::Body),
+    Tonic(tonic::body::Body, Option<Watched>),
+    Http(HttpBody),
+}
+
+/// A streamed gRPC answer whose status the observer is told when its trailers pass.
+struct Watched {
+    path: String,
+    observer: Observer,
+}
+
+impl std::fmt::Debug for Watched {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Watched").field("path", &self.path).finish()
+    }
+}
+
+impl Watched {
+    fn tell(self, code: tonic::Code) {
+        (self.observer)(&self.path, Some(code));
+        std::mem::forget(self);
+    }
+}
+
+/// A stream dropped before its trailers (the client reset it, the connection broke) ends
+/// CANCELLED, as grpc-go counts it.
+impl Drop for Watched {
+    fn drop(&mut self) {
+        (self.observer)(&self.path, Some(tonic::Code::Cancelled));
+    }
 }
 
 impl ResponseBody {
@@ -254,7 +321,28 @@ impl Body for ResponseBody {
                 }
                 Poll::Ready(None)
             }
-            Kind::Tonic(body) => Pin::new(body).poll_frame(cx),
+            Kind::Tonic(body, watched) => {
+                let polled = Pin::new(body).poll_frame(cx);
+                if watched.is_some() {
+                    let code = match &polled {
+                        Poll::Ready(Some(Ok(frame))) => frame.trailers_ref().map(|t| {
+                            grpc::status_from_headers(t)
+                                .map(|s| s.code())
+                                .unwrap_or(tonic::Code::Ok)
+                        }),
+                        Poll::Ready(Some(Err(status))) => Some(status.code()),
+                        Poll::Ready(None) => Some(tonic::Code::Unknown),
+                        Poll::Pending => None,
+                    };
+                    if let (Some(code), Some(w)) = (code, watched.take()) {
+                        w.tell(code);
+                    }
+                }
+                polled
+            }
+            Kind::Http(body) => Pin::new(body)
+                .poll_frame(cx)
+                .map_err(Status::from_error),
         }
     }
 
@@ -262,7 +350,8 @@ impl Body for ResponseBody {
         match &self.0 {
             Kind::Empty => true,
             Kind::Message { frame, trailers } => frame.is_none() && !trailers,
-            Kind::Tonic(body) => body.is_end_stream(),
+            Kind::Tonic(body, _) => body.is_end_stream(),
+            Kind::Http(body) => body.is_end_stream(),
         }
     }
 
@@ -273,7 +362,8 @@ impl Body for ResponseBody {
         match &self.0 {
             Kind::Empty => SizeHint::with_exact(0),
             Kind::Message { .. } => SizeHint::default(),
-            Kind::Tonic(body) => body.size_hint(),
+            Kind::Tonic(body, _) => body.size_hint(),
+            Kind::Http(body) => body.size_hint(),
         }
     }
 }
@@ -321,8 +411,43 @@ async fn read_message(mut body: Incoming, limit: usize) -> Result<Bytes, Status>
         .ok_or_else(|| Status::internal("Missing request message."))
 }
 
+/// Whether `request` is a gRPC call: HTTP/2 with content type `application/grpc[+proto]`.
+fn is_grpc(request: &Request<Incoming>) -> bool {
+    request.version() == http::Version::HTTP_2
+        && request
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
+}
+
 /// Answers one request.
 async fn dispatch(routes: Arc<Routes>, request: Request<Incoming>) -> Response<ResponseBody> {
+    if let Some(http) = &routes.http {
+        if !is_grpc(&request) {
+            return http(request)
+                .await
+                .map(|body| ResponseBody(Kind::Http(body)));
+        }
+    }
+    let Some(observer) = routes.observer.clone() else {
+        return dispatch_grpc(routes, request).await;
+    };
+    let path = request.uri().path().to_owned();
+    observer(&path, None);
+    let mut response = dispatch_grpc(routes, request).await;
+    // A trailers-only answer carries its status in the headers; a stream in its trailers.
+    match grpc::status_from_headers(response.headers()) {
+        Some(status) => observer(&path, Some(status.code())),
+        None => match &mut response.body_mut().0 {
+            Kind::Tonic(_, watched) => *watched = Some(Watched { path, observer }),
+            _ => observer(&path, Some(tonic::Code::Ok)),
+        },
+    }
+    response
+}
+
+/// Answers one gRPC call.
+async fn dispatch_grpc(routes: Arc<Routes>, request: Request<Incoming>) -> Response<ResponseBody> {
     let timeout = grpc::parse_timeout(request.headers());
     let Some(handler) = routes.handlers.get(request.uri().path()) else {
         return match routes.fallback.clone() {
@@ -364,7 +489,7 @@ async fn call_tonic(
         Ok::<_, Status>(response)
     };
     match with_timeout(timeout, expired, work).await {
-        Ok(response) => response.map(|body| ResponseBody(Kind::Tonic(body))),
+        Ok(response) => response.map(|body| ResponseBody(Kind::Tonic(body, None))),
         Err(status) => status_response(status),
     }
 }
@@ -393,6 +518,16 @@ fn builder() -> http2::Builder<TokioExecutor> {
     builder
 }
 
+/// HTTP/1.1 and HTTP/2 (the latter set as [`builder`]), for routes with an HTTP handler.
+fn auto_builder() -> hyper_util::server::conn::auto::Builder<TokioExecutor> {
+    let mut auto = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    auto.http2()
+        .timer(TokioTimer::new())
+        .auto_date_header(false);
+    auto.http1().timer(TokioTimer::new());
+    auto
+}
+
 pub use crate::http2::server::Limits;
 
 /// Serves `routes` on `listener` until `shutdown` is cancelled, then closes the listener, lets
@@ -412,6 +547,7 @@ pub async fn serve_with(
 ) {
     let service = Dispatch(Arc::new(routes));
     let builder = builder();
+    let auto = auto_builder();
     let connections = Connections::default();
     // At the cap the loop stops accepting: further clients wait in the kernel's backlog.
     let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
@@ -438,7 +574,18 @@ pub async fn serve_with(
         // Small frames both ways: no Nagle delay.
         let _ = stream.set_nodelay(true);
         let closer = connections.closer();
-        if service.0.fallback.is_none() {
+        if service.0.http.is_some() {
+            // HTTP/1.1 or HTTP/2, told apart by the client's first bytes (the HTTP/2 preface).
+            let connection = auto
+                .serve_connection(TokioIo::new(stream), service.clone())
+                .into_owned();
+            tokio::spawn(async move {
+                closer.serve(connection, |c| c.graceful_shutdown()).await;
+                drop(slot);
+            });
+            continue;
+        }
+        if service.0.fallback.is_none() && service.0.observer.is_none() {
             let routes = Arc::clone(&service.0);
             let limits = Arc::clone(&limits);
             tokio::spawn(async move {

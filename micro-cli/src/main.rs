@@ -69,6 +69,14 @@ enum Command {
         #[command(subcommand)]
         what: GetWhat,
     },
+    /// Serve the dashboard in the browser (`micro web --address :8082`).
+    Web(cmd::web::WebArgs),
+    /// Check every node of a service (grpc.health.v1): `micro health go.micro.srv.greeter`.
+    Health {
+        service: String,
+        #[command(flatten)]
+        micro: MicroArgs,
+    },
     /// Call a service endpoint with a JSON request: `micro call S Say.Hello '{"name":"John"}'`.
     Call {
         service: String,
@@ -177,12 +185,17 @@ async fn run(cli: Cli, flags: Vec<String>) -> anyhow::Result<()> {
             registry_node::cli::init_logging();
             gateway::run(args, role_shutdown(Duration::ZERO)?).await
         }
+        Command::Web(args) => {
+            registry_node::cli::init_logging();
+            cmd::web::run(args, role_shutdown(Duration::ZERO)?).await
+        }
         Command::List {
             what: ListWhat::Services { micro },
         } => cmd::registry::list_services(&micro).await,
         Command::Get {
             what: GetWhat::Service { name, micro },
         } => cmd::registry::get_service(&micro, &name).await,
+        Command::Health { service, micro } => cmd::health::health(&micro, &service).await,
         Command::Call {
             service,
             endpoint,

@@ -20,6 +20,7 @@
 //! | `--client_retries` | `MICRO_CLIENT_RETRIES` | 1 |
 //! | `--client_request_timeout` | `MICRO_CLIENT_REQUEST_TIMEOUT` | `5s` (Go's spelling) |
 //! | `--client_pool_size` | `MICRO_CLIENT_POOL_SIZE` | 1 (connections per node) |
+//! | `--metrics_address` | `MICRO_METRICS_ADDRESS` | off (`ip:port` or `:port`: Prometheus `/metrics` there) |
 
 mod duration;
 
@@ -171,6 +172,10 @@ pub struct MicroArgs {
     /// Connections kept per node address; calls are spread over them.
     #[arg(long = "client_pool_size", env = "MICRO_CLIENT_POOL_SIZE", global = true, value_parser = parse_pool_size, default_value = "1")]
     pub client_pool_size: usize,
+    /// Serve Prometheus metrics (`GET /metrics`) on this address, `ip:port` or `:port`
+    /// (`127.0.0.1:0`: a free port); off if not given.
+    #[arg(long = "metrics_address", env = "MICRO_METRICS_ADDRESS", global = true, value_parser = parse_server_address)]
+    pub metrics_address: Option<SocketAddr>,
 }
 
 impl MicroArgs {
@@ -228,6 +233,7 @@ impl MicroArgs {
         options.address = self.server_address;
         options.advertise = self.server_advertise.clone();
         options.register = self.register_options();
+        options.metrics_address = self.metrics_address;
         options
     }
 }

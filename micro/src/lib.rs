@@ -10,6 +10,11 @@
 //! - [`grpc`]: gRPC framing, `grpc-timeout` and status trailers, shared by server and client
 //!   (`grpc-lite`).
 //! - [`service`]: the runner: server, registration, heartbeat, graceful stop.
+//! - [`handler`]: what `micro-build`'s generated code mounts (handlers, endpoint trees);
+//!   [`stream`]: streaming RPCs both sides (tonic).
+//! - [`wrapper`]: middleware as tower layers on client and server (logging, retry with
+//!   backoff, circuit breaker); [`metrics`]: Prometheus per endpoint; [`health`]:
+//!   `grpc.health.v1` served by every service.
 //! - [`config`]: go-micro's flags and environment variables.
 //! - [`errors`]: go-micro's `{id, code, detail, status}` error.
 //! - [`process`]: what every binary starts with: logging, a Ctrl-C / SIGTERM shutdown token.
@@ -18,13 +23,20 @@
 pub mod client;
 pub mod config;
 pub mod errors;
+pub mod handler;
+pub mod health;
+pub mod metrics;
 pub mod process;
 pub mod registry;
 pub mod selector;
 pub mod service;
+pub mod stream;
 pub mod testing;
+pub mod wrapper;
 
 pub use grpc_lite::{grpc, server};
+/// Includes the code `micro-build` generated for a proto package (tonic's macro: same file).
+pub use tonic::include_proto;
 
 pub use client::{Client, ClientOptions};
 pub use config::MicroArgs;

@@ -7,6 +7,8 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -15,8 +17,12 @@ use tonic::body::Body;
 use tonic::codegen::http::{Request, Response};
 use tonic::server::NamedService;
 
+use crate::handler::{Layered, Mount};
+use crate::health::Health;
+use crate::metrics::Metrics;
 use crate::registry::{self, Endpoint, Metadata, Node, RegisterOptions, Registration, Registry};
 use crate::server::{self, Routes};
+use crate::wrapper::{ServerCall, ServerStack, StoredLayer};
 
 /// What a service is and how it registers.
 #[derive(Debug, Clone)]
@@ -33,6 +39,11 @@ pub struct ServiceOptions {
     /// `--server_advertise`); wins over `advertise_host`.
     pub advertise: Option<String>,
     pub register: RegisterOptions,
+    /// Where to serve Prometheus `/metrics` (`--metrics_address`); `None`: not served.
+    pub metrics_address: Option<SocketAddr>,
+    /// How long a stopping service keeps serving after it deregistered and answers health
+    /// checks NOT_SERVING, for callers and load balancers to notice (default: none).
+    pub drain_grace: Duration,
 }
 
 impl ServiceOptions {
@@ -45,6 +56,8 @@ impl ServiceOptions {
             advertise_host: None,
             advertise: None,
             register: RegisterOptions::default(),
+            metrics_address: None,
+            drain_grace: Duration::ZERO,
         }
     }
 }
@@ -64,15 +77,38 @@ pub enum Error {
     Join(#[from] tokio::task::JoinError),
     #[error("signal handler")]
     Signal(#[source] std::io::Error),
+    #[error("handler {0}: {1}")]
+    Mount(String, crate::Error),
+    #[error("metrics address {address}")]
+    Metrics {
+        address: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// A service being assembled: options, registry, gRPC handlers and their endpoints.
-#[derive(Debug)]
 pub struct Service {
     options: ServiceOptions,
     registry: Registry,
     routes: Routes,
     endpoints: Vec<Endpoint>,
+    /// Generated handlers (`micro-build`), served under the service's name at start.
+    mounts: Vec<Mount>,
+    /// Server layers, first added innermost.
+    layers: Vec<StoredLayer<ServerStack>>,
+    metrics: Metrics,
+}
+
+impl std::fmt::Debug for Service {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Service")
+            .field("options", &self.options)
+            .field("routes", &self.routes)
+            .field("mounts", &self.mounts)
+            .field("layers", &self.layers.len())
+            .finish_non_exhaustive()
+    }
 }
 
 /// A started service: serving and registered.
@@ -83,6 +119,9 @@ pub struct Running {
     registration: Registration,
     stop_server: CancellationToken,
     server: JoinHandle<()>,
+    health: Health,
+    metrics_address: Option<SocketAddr>,
+    drain_grace: Duration,
 }
 
 impl Service {
@@ -92,7 +131,81 @@ impl Service {
             registry,
             routes: Routes::default(),
             endpoints: Vec::new(),
+            mounts: Vec::new(),
+            layers: Vec::new(),
+            metrics: Metrics::new(),
         }
+    }
+
+    /// Adds a generated handler (`register_say_handler` from `micro-build` calls this): its
+    /// methods are served under this service's name, its endpoints registered.
+    pub fn mount(mut self, mount: Mount) -> Self {
+        self.mounts.push(mount);
+        self
+    }
+
+    /// Wraps every unary call of the mounted handlers in `layer` (go-micro's
+    /// `server.WrapHandler`); the last added is the outermost, inside the metrics layer. See
+    /// [`crate::wrapper`].
+    pub fn layer<L>(mut self, layer: L) -> Self
+    where
+        L: tower::Layer<ServerStack> + Send + Sync + 'static,
+        L::Service: tower::Service<ServerCall, Response = prost::bytes::Bytes, Error = tonic::Status>
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        <L::Service as tower::Service<ServerCall>>::Future: Send + 'static,
+    {
+        self.layers.push(crate::wrapper::store(layer));
+        self
+    }
+
+    /// This service's metrics (served at `metrics_address`); give it to a client as a layer
+    /// to count the calls this service makes too.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// The mounted handlers as routes under `name`, with the health check; their endpoints
+    /// and the health of the names served.
+    fn mounted(&mut self) -> Result<(Routes, Health), Error> {
+        let name = self.options.name.clone();
+        let service: Arc<str> = Arc::from(name.as_str());
+        let mut routes = Routes::new();
+        let mut streams = Vec::new();
+        let mut names = vec![name.clone()];
+        for mount in std::mem::take(&mut self.mounts) {
+            names.push(format!("{name}.{}", mount.handler));
+            for (method, handler) in mount.unary {
+                let endpoint = format!("{}.{method}", mount.handler);
+                let path = crate::client::grpc_path(&name, &endpoint)
+                    .map_err(|e| Error::Mount(endpoint.clone(), e))?;
+                let mut stack = crate::handler::innermost(handler);
+                for layer in &self.layers {
+                    stack = layer(stack);
+                }
+                stack = ServerStack::new(tower::Layer::layer(&self.metrics, stack));
+                let layered = Layered {
+                    service: Arc::clone(&service),
+                    endpoint: Arc::from(endpoint),
+                    stack,
+                };
+                routes = routes.handler(path, Arc::new(layered));
+            }
+            for (method, route) in mount.streams {
+                let endpoint = format!("{}.{method}", mount.handler);
+                let path = crate::client::grpc_path(&name, &endpoint)
+                    .map_err(|e| Error::Mount(endpoint.clone(), e))?;
+                streams.push((path, route));
+            }
+            self.endpoints.extend(mount.endpoints);
+        }
+        if !streams.is_empty() {
+            routes = routes.merge(Routes::from(crate::stream::routes(streams)));
+        }
+        let health = Health::new(names);
+        Ok((routes.merge(health.routes()), health))
     }
 
     /// Adds a tonic-generated service (e.g. `SayServer::new(handler)`) and the go-micro endpoints
@@ -125,7 +238,10 @@ impl Service {
     }
 
     /// Binds, serves and registers.
-    pub async fn start(self) -> Result<Running, Error> {
+    pub async fn start(mut self) -> Result<Running, Error> {
+        let (mounted, health) = self.mounted()?;
+        // The service's own routes win on a path both serve.
+        self.routes = mounted.merge(std::mem::take(&mut self.routes));
         let bind = self
             .options
             .address
@@ -159,7 +275,18 @@ impl Service {
         };
 
         let stop_server = CancellationToken::new();
+        let metrics_address = match self.options.metrics_address {
+            Some(address) => Some(
+                self.metrics
+                    .clone()
+                    .spawn(address, stop_server.clone())
+                    .await
+                    .map_err(|source| Error::Metrics { address, source })?,
+            ),
+            None => None,
+        };
         let server = tokio::spawn(server::serve(listener, self.routes, stop_server.clone()));
+        health.set_serving(true);
         let registration = match self
             .registry
             .register(&service, self.options.register)
@@ -173,12 +300,18 @@ impl Service {
             }
         };
         tracing::info!(service = %service.name, %address, "service started");
+        if let Some(metrics) = metrics_address {
+            tracing::info!(service = %service.name, "metrics on http://{metrics}/metrics");
+        }
         Ok(Running {
             service,
             address,
             registration,
             stop_server,
             server,
+            health,
+            metrics_address,
+            drain_grace: self.options.drain_grace,
         })
     }
 
@@ -212,9 +345,24 @@ impl Running {
         &self.registration
     }
 
-    /// Graceful stop: deregister, then let in-flight calls finish and close.
+    /// The health the service answers (`grpc.health.v1`).
+    pub fn health(&self) -> &Health {
+        &self.health
+    }
+
+    /// Where `/metrics` is served, if it is.
+    pub fn metrics_address(&self) -> Option<SocketAddr> {
+        self.metrics_address
+    }
+
+    /// Graceful stop: answer health checks NOT_SERVING, deregister, keep serving for the
+    /// drain grace (if any), then let in-flight calls finish and close.
     pub async fn stop(self) -> Result<(), Error> {
+        self.health.set_serving(false);
         let deregistered = self.registration.deregister().await;
+        if !self.drain_grace.is_zero() {
+            tokio::time::sleep(self.drain_grace).await;
+        }
         self.stop_server.cancel();
         let served = self.server.await;
         tracing::info!(service = %self.service.name, "service stopped");
@@ -225,6 +373,7 @@ impl Running {
 
     /// Crash: stop heartbeating and serving, leave the registration to expire with its lease.
     pub async fn kill(self) {
+        self.health.set_serving(false);
         self.registration.abort().await;
         self.stop_server.cancel();
         let _ = self.server.await;

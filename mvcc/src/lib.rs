@@ -19,6 +19,7 @@
 //! Headers of responses carry only `revision`; the caller fills cluster/member id and term.
 
 mod error;
+mod hash;
 mod index;
 mod lease;
 mod lease_ops;

@@ -2,6 +2,7 @@
 //!
 //! - [`mvccpb`] and [`etcdserverpb`]: the etcd v3.4 API subset the registry serves, with etcd's
 //!   package names and field numbers so that `etcdctl` and other etcd clients interoperate.
+//! - [`v3lockpb`], [`v3electionpb`]: etcd's Lock and Election services.
 //! - [`registrypb`]: the registry's cluster-internal messages (Raft log commands, read index and
 //!   forwarded proposals).
 //! - [`raftpb`]: the member link, Raft between members (our own messages, see raft_peer.proto).
@@ -12,10 +13,24 @@
 
 pub mod mvccpb {
     tonic::include_proto!("mvccpb");
+    include!(concat!(env!("OUT_DIR"), "/mvccpb.serde.rs"));
 }
 
 pub mod etcdserverpb {
     tonic::include_proto!("etcdserverpb");
+    include!(concat!(env!("OUT_DIR"), "/etcdserverpb.serde.rs"));
+}
+
+/// etcd's lock service (`etcdctl lock`).
+pub mod v3lockpb {
+    tonic::include_proto!("v3lockpb");
+    include!(concat!(env!("OUT_DIR"), "/v3lockpb.serde.rs"));
+}
+
+/// etcd's election service (`etcdctl elect`).
+pub mod v3electionpb {
+    tonic::include_proto!("v3electionpb");
+    include!(concat!(env!("OUT_DIR"), "/v3electionpb.serde.rs"));
 }
 
 pub mod registrypb {

@@ -24,6 +24,7 @@ pub mod batching;
 pub mod cli;
 pub mod compaction;
 pub mod config;
+pub mod http;
 pub mod lease;
 mod logging;
 pub mod node;

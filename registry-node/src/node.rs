@@ -296,12 +296,17 @@ impl Node {
             };
             // The client API: KV's busiest methods as unary handlers straight on hyper
             // (`grpc-lite`), everything else (watch and lease streams included) through tonic.
+            // Not gRPC: the JSON gateway, /metrics, /health (etcd serves them on this port).
+            let http = crate::http::start(core.clone(), client_addr, shutdown.clone());
             let client_routes = KvService::routes(core.clone())
                 .tonic(KvService::new(core.clone()))
                 .tonic(LeaseService::new(core.clone()))
                 .tonic(WatchService::new(core.clone()))
                 .tonic(ClusterService::new(core.clone()))
                 .tonic(MaintenanceService::new(core.clone()))
+                .tonic(http.health)
+                .http(http.handler)
+                .observe(http.observer)
                 .on_deadline(crate::api::error::deadline_exceeded);
             let client_server =
                 grpc_lite::server::serve(client, client_routes, shutdown.clone());

@@ -127,6 +127,18 @@ pub async fn call(
     endpoint: &str,
     body: &str,
 ) -> anyhow::Result<()> {
+    println!("{}", answer(micro, service, endpoint, body).await?);
+    Ok(())
+}
+
+/// Calls `endpoint` of `service` with the JSON `body`; the response as `micro call` prints it
+/// (also the dashboard's call form, `micro web`).
+pub async fn answer(
+    micro: &MicroArgs,
+    service: &str,
+    endpoint: &str,
+    body: &str,
+) -> anyhow::Result<String> {
     let registry = Registry::new(&micro.registry_options())?;
     let registered = registry.get_service(service).await?;
     if registered.is_empty() {
@@ -174,8 +186,7 @@ pub async fn call(
             })?
         }
     };
-    println!("{printed}");
-    Ok(())
+    Ok(printed)
 }
 
 /// [`gateway::reflect`]: a node of `service` describes `endpoint`, and answers it.
@@ -185,7 +196,7 @@ async fn call_by_reflection(
     service: &str,
     endpoint: &str,
     body: &str,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<String> {
     let options = SelectorOptions {
         kind: Kind::Registry,
         ..micro.selector_options()
@@ -207,8 +218,7 @@ async fn call_by_reflection(
     let answer = reflect::call(channel, &path, request, method.output, timeout)
         .await
         .map_err(|status| micro::Error::from_status(service, &status))?;
-    println!("{}", reflect::to_json(&answer)?);
-    Ok(())
+    reflect::to_json(&answer)
 }
 
 fn parse<T: for<'de> Deserialize<'de>>(body: &str) -> anyhow::Result<T> {

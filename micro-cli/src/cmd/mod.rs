@@ -3,4 +3,6 @@
 //! real etcd alike.
 
 pub mod call;
+pub mod health;
 pub mod registry;
+pub mod web;

@@ -39,6 +39,10 @@ impl Child {
             .args(&proc.args)
             .env(PARENT_PIPE_ENV, "1")
             .env("NO_COLOR", "1")
+            // A listening address in the environment would be every child's: each would
+            // try the same port (see `PER_CHILD` in up/mod.rs).
+            .env_remove("MICRO_SERVER_ADDRESS")
+            .env_remove("MICRO_METRICS_ADDRESS")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

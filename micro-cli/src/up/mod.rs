@@ -258,9 +258,17 @@ async fn new_node(registry: &Registry, before: &BTreeSet<NodeEntry>) -> Option<N
     now.difference(before).next().cloned()
 }
 
+/// Flags that name something one child alone can have (the registry the file names, a port to
+/// listen on): never handed to every child. The cluster file gives them per child.
+const PER_CHILD: [&str; 3] = [
+    "--registry_address",
+    "--server_address",
+    "--metrics_address",
+];
+
 /// Appends go-micro's `flags` (`--name=value`) to every service's and the gateway's command
-/// line, except `--registry_address` (the cluster file names the registry) and a flag the file
-/// already gives that child (the file is the more specific; clap refuses a flag given twice).
+/// line, except [`PER_CHILD`] flags and a flag the file already gives that child (the file is
+/// the more specific; clap refuses a flag given twice).
 fn forward(plan: &mut Plan, flags: &[String]) {
     let children = plan
         .services
@@ -273,7 +281,7 @@ fn forward(plan: &mut Plan, flags: &[String]) {
                 .args
                 .iter()
                 .any(|a| a == name || a.starts_with(&format!("{name}=")));
-            if name != "--registry_address" && !given {
+            if !PER_CHILD.contains(&name) && !given {
                 child.args.push(flag.clone());
             }
         }
@@ -301,6 +309,8 @@ args = ["--register_ttl=9"]
             "--register_ttl=5".to_owned(),
             "--selector=registry".to_owned(),
             "--registry_address=http://10.9.9.9:2379".to_owned(),
+            "--metrics_address=127.0.0.1:9100".to_owned(),
+            "--server_address=127.0.0.1:9090".to_owned(),
         ];
         forward(&mut plan, &flags);
         let srv = &plan.services[0].args;
@@ -308,6 +318,11 @@ args = ["--register_ttl=9"]
         assert!(!srv.contains(&"--register_ttl=5".to_owned()), "{srv:?}");
         assert!(srv.contains(&"--selector=registry".to_owned()), "{srv:?}");
         assert!(!srv.iter().any(|a| a.contains("10.9.9.9")), "{srv:?}");
+        assert!(
+            !srv.iter()
+                .any(|a| a.contains(":9100") || a.contains(":9090")),
+            "{srv:?}"
+        );
         let gateway = &plan.gateway.proc.args;
         assert!(
             gateway.contains(&"--register_ttl=5".to_owned()),

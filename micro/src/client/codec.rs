@@ -23,13 +23,14 @@ pub(crate) fn call_headers(timeout: &http::HeaderValue) -> HeaderMap {
     headers
 }
 
-/// Sends `frame` (an encoded request) to `path` and reads the one response message.
-pub(crate) async fn unary<Resp: prost::Message + Default>(
+/// Sends `frame` (an encoded request) to `path` and reads the one response message, still
+/// encoded (the client's layers see bytes; `Client::call` decodes).
+pub(crate) async fn unary(
     connection: &Connection,
     path: &str,
     frame: Bytes,
     headers: &Arc<HeaderMap>,
-) -> Result<Resp, Status> {
+) -> Result<Bytes, Status> {
     let reply = connection
         .unary(path.to_owned(), Arc::clone(headers), frame)
         .await?;
@@ -45,6 +46,5 @@ pub(crate) async fn unary<Resp: prost::Message + Default>(
     }
     let message = reply.message?;
     grpc::final_status(reply.trailers.as_ref(), reply.status)?;
-    let message = message.ok_or_else(|| Status::internal("Missing response message."))?;
-    grpc::decode(message)
+    message.ok_or_else(|| Status::internal("Missing response message."))
 }

@@ -8,6 +8,7 @@
 
 mod codec;
 mod conn;
+mod stream;
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -17,6 +18,7 @@ use prost::bytes::Bytes;
 
 use crate::errors::Error;
 use crate::selector::{self, Selector};
+use crate::wrapper::{ClientCall, ClientStack};
 
 /// The id of errors raised by the client itself (not by a service), as in go-micro.
 pub const CLIENT_ID: &str = "go.micro.client";
@@ -59,6 +61,10 @@ pub struct Client {
     /// Which pool the next call takes.
     turn: Arc<AtomicUsize>,
     retried: Arc<AtomicU64>,
+    /// The layers every unary call goes through (`Client::layer`); none: straight to a node.
+    stack: Option<ClientStack>,
+    /// tonic channels for streaming calls, by node address.
+    channels: Arc<stream::Channels>,
 }
 
 /// How one attempt ended.
@@ -103,7 +109,36 @@ impl Client {
                 .collect(),
             turn: Arc::default(),
             retried: Arc::default(),
+            stack: None,
+            channels: Arc::default(),
         }
+    }
+
+    /// Wraps every unary call of this client (and of its clones made afterwards) in `layer`
+    /// (go-micro's `client.Wrap`); the last layer added is the outermost. See
+    /// [`crate::wrapper`].
+    pub fn layer<L>(mut self, layer: L) -> Self
+    where
+        L: tower::Layer<ClientStack> + Send + Sync + 'static,
+        L::Service: tower::Service<ClientCall, Response = Bytes, Error = Error>
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        <L::Service as tower::Service<ClientCall>>::Future: Send + 'static,
+    {
+        let inner = match self.stack.take() {
+            Some(stack) => stack,
+            None => {
+                let client = self.clone();
+                ClientStack::new(tower::service_fn(move |call: ClientCall| {
+                    let client = client.clone();
+                    async move { client.call_unwrapped(call).await }
+                }))
+            }
+        };
+        self.stack = Some(ClientStack::new(layer.layer(inner)));
+        self
     }
 
     /// The pool of this call: the only one, or the next in turn.
@@ -135,9 +170,28 @@ impl Client {
         Req: prost::Message,
         Resp: prost::Message + Default + Send + Sync + 'static,
     {
-        let path = grpc_path(service, endpoint)?;
         // Encoded once, as a gRPC frame: a retry resends the same bytes.
-        let request = crate::grpc::encode(&request);
+        let call = ClientCall {
+            service: Arc::from(service),
+            endpoint: Arc::from(endpoint),
+            message: crate::grpc::encode(&request),
+        };
+        let response = match &self.stack {
+            Some(stack) => {
+                use tower::ServiceExt as _;
+                stack.clone().oneshot(call).await?
+            }
+            None => self.call_unwrapped(call).await?,
+        };
+        crate::grpc::decode(response).map_err(|status| Error::from_status(service, &status))
+    }
+
+    /// One call without the layers: a node from the selector, another one if it cannot be
+    /// reached (up to `retries` times).
+    async fn call_unwrapped(&self, call: ClientCall) -> Result<Bytes, Error> {
+        let service = &*call.service;
+        let request = call.message;
+        let path = grpc_path(service, &call.endpoint)?;
         let mut tried: Vec<String> = Vec::new();
         let mut last = None;
         let pool = self.pool();
@@ -169,24 +223,24 @@ impl Client {
         Err(last.unwrap_or_else(|| Error::internal_server_error(CLIENT_ID, "no attempt made")))
     }
 
-    async fn attempt<Resp>(
+    async fn attempt(
         &self,
         pool: &conn::Pool,
         address: &str,
         path: &str,
         request: Bytes,
         service: &str,
-    ) -> Attempt<Resp>
-    where
-        Resp: prost::Message + Default + Send + Sync + 'static,
-    {
+    ) -> Attempt<Bytes> {
         let timeout = self.options.request_timeout;
         let dial_timeout = self.options.dial_timeout;
         let call = async move {
             let connection = pool.get(address, dial_timeout).await.map_err(|e| {
-                Attempt::<Resp>::Unreachable(Error::internal_server_error(CLIENT_ID, e.to_string()))
+                Attempt::<Bytes>::Unreachable(Error::internal_server_error(
+                    CLIENT_ID,
+                    e.to_string(),
+                ))
             })?;
-            codec::unary::<Resp>(&connection, path, request, &self.headers)
+            codec::unary(&connection, path, request, &self.headers)
                 .await
                 .map_err(|status| {
                     // A deadline enforced by the server (it answers CANCELLED "Timeout expired",

@@ -150,3 +150,15 @@ fn bad_values_are_refused_with_the_accepted_ones() {
         Some("0.0.0.0:9090".parse().expect("addr"))
     );
 }
+
+#[test]
+fn metrics_address_is_off_unless_given() {
+    let cli = Cli::try_parse_from(["x"]).expect("parse");
+    assert_eq!(cli.micro.service_options("s").metrics_address, None);
+    let cli = Cli::try_parse_from(["x", "--metrics_address=:9100"]).expect("parse");
+    assert_eq!(
+        cli.micro.service_options("s").metrics_address,
+        Some(SocketAddr::from(([0, 0, 0, 0], 9100)))
+    );
+    assert!(Cli::try_parse_from(["x", "--metrics_address=nowhere"]).is_err());
+}

@@ -125,14 +125,15 @@ impl Lessor {
         Some((at.saturating_sub(now).saturating_sub(1) / 1000) as i64)
     }
 
-    /// Every lease expired at `now` and not yet being revoked, marked as being revoked.
-    pub fn take_expired(&mut self, now: Millis) -> Vec<i64> {
+    /// Up to `max` leases expired at `now` and not yet being revoked (the earliest first),
+    /// marked as being revoked; the rest stay queued for a later call.
+    pub fn take_expired(&mut self, now: Millis, max: usize) -> Vec<i64> {
         let mut out = Vec::new();
         if !self.primary {
             return out;
         }
         while let Some(Reverse((at, id))) = self.queue.peek().copied() {
-            if at > now {
+            if at > now || out.len() >= max {
                 break;
             }
             self.queue.pop();
@@ -200,11 +201,11 @@ mod tests {
         let mut s = Lessor::default();
         s.sync(0, [l(1, 5)]);
         assert_eq!(s.renew(1, 0, Some(5)), None);
-        assert!(s.take_expired(1_000_000).is_empty());
+        assert!(s.take_expired(1_000_000, usize::MAX).is_empty());
         s.promote(0, 1000, [l(1, 5)]);
         assert_eq!(s.renew(1, 0, Some(5)), Some(5));
         s.demote();
-        assert!(s.take_expired(1_000_000).is_empty());
+        assert!(s.take_expired(1_000_000, usize::MAX).is_empty());
         assert_eq!(s.remaining(1, 0), None);
     }
 
@@ -230,10 +231,10 @@ mod tests {
         );
         assert_eq!(s.remaining(2, 9_999), Some(4));
         assert_eq!(s.remaining(2, 10_000), Some(3));
-        assert!(s.take_expired(13_999).is_empty());
-        assert_eq!(s.take_expired(14_000), vec![2]);
+        assert!(s.take_expired(13_999, usize::MAX).is_empty());
+        assert_eq!(s.take_expired(14_000, usize::MAX), vec![2]);
         // Already being revoked: not handed out twice, not renewable.
-        assert!(s.take_expired(50_000).contains(&1));
+        assert!(s.take_expired(50_000, usize::MAX).contains(&1));
         assert_eq!(s.renew(2, 14_000, Some(30)), None);
     }
 
@@ -243,10 +244,10 @@ mod tests {
         s.promote(0, 0, [l(1, 2)]);
         assert_eq!(s.renew(1, 1_500, Some(2)), Some(2));
         assert!(
-            s.take_expired(2_000).is_empty(),
+            s.take_expired(2_000, usize::MAX).is_empty(),
             "renewed at 1.5 s: lives to 3.5 s"
         );
-        assert_eq!(s.take_expired(3_500), vec![1]);
+        assert_eq!(s.take_expired(3_500, usize::MAX), vec![1]);
     }
 
     #[test]
@@ -289,16 +290,23 @@ mod tests {
     fn failed_revoke_is_retried() {
         let mut s = Lessor::default();
         s.promote(0, 0, [l(1, 1)]);
-        assert_eq!(s.take_expired(1_000), vec![1]);
+        assert_eq!(s.take_expired(1_000, usize::MAX), vec![1]);
         s.revoke_failed(&[1], 1_000);
-        assert_eq!(s.take_expired(1_000), vec![1]);
+        assert_eq!(s.take_expired(1_000, usize::MAX), vec![1]);
     }
 
     #[test]
     fn many_leases_expire_together() {
         let mut s = Lessor::default();
         s.promote(0, 0, (0..10_000).map(|i| l(i, 3)));
-        assert_eq!(s.take_expired(3_000).len(), 10_000);
+        assert_eq!(
+            s.take_expired(3_000, 4_000).len(),
+            4_000,
+            "at most max at a time"
+        );
+        assert_eq!(s.next_expiry(), Some(3_000), "the rest stay due");
+        assert_eq!(s.take_expired(3_000, usize::MAX).len(), 6_000);
+        assert!(s.take_expired(3_000, usize::MAX).is_empty());
         assert_eq!(s.checkpoints(0, 0).len(), 10_000);
         assert!(s.checkpoints(0, 3).is_empty());
     }
