@@ -1,10 +1,15 @@
-//! `etcdserverpb.Maintenance`: member status (what `etcdctl endpoint status` prints) and an
-//! always-empty alarm list.
+//! `etcdserverpb.Maintenance`: member status (what `etcdctl endpoint status` prints), an
+//! always-empty alarm list, Hash and HashKV (computed by the store over what this member has
+//! applied, so members at the same revision answer the same), and Defragment (the store is in
+//! memory: nothing to rewrite; answered as etcd answers).
 
 use std::sync::Arc;
 
 use proto::etcdserverpb::maintenance_server::{Maintenance, MaintenanceServer};
-use proto::etcdserverpb::{AlarmRequest, AlarmResponse, StatusRequest, StatusResponse};
+use proto::etcdserverpb::{
+    AlarmRequest, AlarmResponse, DefragmentRequest, DefragmentResponse, HashKvRequest,
+    HashKvResponse, HashRequest, HashResponse, StatusRequest, StatusResponse,
+};
 use tonic::{Request, Response, Status};
 
 use crate::node::Core;
@@ -50,6 +55,41 @@ impl Maintenance for MaintenanceService {
             errors: Vec::new(),
             db_size_in_use: db_size,
             is_learner: false,
+        }))
+    }
+
+    async fn defragment(
+        &self,
+        _req: Request<DefragmentRequest>,
+    ) -> Result<Response<DefragmentResponse>, Status> {
+        let revision = self.core.sm.read(|s| s.revision());
+        Ok(Response::new(DefragmentResponse {
+            header: Some(self.core.header(revision)),
+        }))
+    }
+
+    async fn hash(&self, _req: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
+        let (hash, revision) = self.core.sm.read(|s| (s.hash(), s.revision()));
+        Ok(Response::new(HashResponse {
+            header: Some(self.core.header(revision)),
+            hash,
+        }))
+    }
+
+    async fn hash_kv(
+        &self,
+        req: Request<HashKvRequest>,
+    ) -> Result<Response<HashKvResponse>, Status> {
+        let asked = req.into_inner().revision;
+        let (hashed, revision) = self.core.sm.read(|s| {
+            let revision = if asked > 0 { asked } else { s.revision() };
+            (s.hash_kv(revision), revision)
+        });
+        let (hash, compact_revision) = hashed.map_err(|e| crate::api::error::status_of(&e))?;
+        Ok(Response::new(HashKvResponse {
+            header: Some(self.core.header(revision)),
+            hash,
+            compact_revision,
         }))
     }
 }
