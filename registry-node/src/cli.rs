@@ -33,6 +33,10 @@ pub struct NodeArgs {
     /// periodic, a count of revisions for revision; 0 turns it off.
     #[arg(long)]
     pub auto_compaction_retention: Option<String>,
+    /// etcd's --quota-backend-bytes: the store size past which NOSPACE is raised (default: the
+    /// file's [raft] quota_backend_bytes, else 2 GiB).
+    #[arg(long)]
+    pub quota_backend_bytes: Option<u64>,
 }
 
 impl NodeArgs {
@@ -44,6 +48,9 @@ impl NodeArgs {
         }
         if let Some(r) = &self.auto_compaction_retention {
             file.compaction.retention = r.clone();
+        }
+        if let Some(q) = self.quota_backend_bytes {
+            file.raft.quota_backend_bytes = q;
         }
         file.compaction
             .policy()

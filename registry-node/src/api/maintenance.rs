@@ -1,17 +1,25 @@
-//! `etcdserverpb.Maintenance`: member status (what `etcdctl endpoint status` prints), an
-//! always-empty alarm list, Hash and HashKV (computed by the store over what this member has
+//! `etcdserverpb.Maintenance`: member status (what `etcdctl endpoint status` prints), alarms
+//! (raised and cleared through Raft, so every member lists the same; [`watch_quota`] raises
+//! NOSPACE on the leader), Hash and HashKV (computed by the store over what this member has
 //! applied, so members at the same revision answer the same), and Defragment (the store is in
 //! memory: nothing to rewrite; answered as etcd answers).
 
 use std::sync::Arc;
 
+use proto::etcdserverpb::alarm_request::AlarmAction;
+use proto::etcdserverpb::maintenance_client::MaintenanceClient;
 use proto::etcdserverpb::maintenance_server::{Maintenance, MaintenanceServer};
+use proto::etcdserverpb::AlarmType;
 use proto::etcdserverpb::{
     AlarmRequest, AlarmResponse, DefragmentRequest, DefragmentResponse, HashKvRequest,
     HashKvResponse, HashRequest, HashResponse, StatusRequest, StatusResponse,
 };
+use proto::registrypb::internal_request::Request as Ir;
+use proto::registrypb::InternalRequest;
+use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
+use super::route::{forwarded_request, CallCtx, Redirect};
 use crate::node::Core;
 
 /// The etcd version we speak; tools parse it as semver.
@@ -29,11 +37,45 @@ impl MaintenanceService {
 
 #[tonic::async_trait]
 impl Maintenance for MaintenanceService {
-    async fn alarm(&self, _req: Request<AlarmRequest>) -> Result<Response<AlarmResponse>, Status> {
-        let revision = self.core.sm.read(|s| s.revision());
+    async fn alarm(&self, req: Request<AlarmRequest>) -> Result<Response<AlarmResponse>, Status> {
+        let ctx = CallCtx::of(&req);
+        let r = req.into_inner();
+        if r.action == AlarmAction::Get as i32 {
+            let (revision, alarms) = self.core.sm.read(|s| (s.revision(), s.alarm_list()));
+            return Ok(Response::new(AlarmResponse {
+                header: Some(self.core.header(revision)),
+                alarms,
+            }));
+        }
+        let ir = InternalRequest {
+            request: Some(Ir::Alarm(r)),
+        };
+        let core = &self.core;
+        let resp = core
+            .route(
+                &ctx,
+                || async {
+                    match &core.propose(&ir).await?.response {
+                        mvcc::Response::Alarm(a) => Ok(a.clone()),
+                        _ => Err(Redirect::Fail(Status::internal(
+                            "mismatched apply response",
+                        ))),
+                    }
+                },
+                |ch| {
+                    let req = forwarded_request(r, &ctx);
+                    async move {
+                        MaintenanceClient::new(ch)
+                            .alarm(req)
+                            .await
+                            .map(Response::into_inner)
+                    }
+                },
+            )
+            .await?;
         Ok(Response::new(AlarmResponse {
-            header: Some(self.core.header(revision)),
-            alarms: Vec::new(),
+            header: Some(core.restamp(resp.header)),
+            alarms: resp.alarms,
         }))
     }
 
@@ -91,5 +133,49 @@ impl Maintenance for MaintenanceService {
             hash,
             compact_revision,
         }))
+    }
+}
+
+/// How often the leader compares the store's size with the quota.
+const QUOTA_CHECK: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// etcd's backend quota, on the leader: once the store's estimated size passes
+/// `quota_backend_bytes` it proposes NOSPACE in its own name; from the entry on, every member
+/// refuses writes (`mvcc`'s capped apply). The check runs every [`QUOTA_CHECK`] when the
+/// store changed, so writes in that window still pass (etcd checks each request). Runs until
+/// `stop`.
+pub async fn watch_quota(core: Arc<Core>, stop: CancellationToken) {
+    let quota = core.config.raft.quota_backend_bytes;
+    let mut checked = -1;
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(QUOTA_CHECK) => {}
+        }
+        let leader = core.raft.metrics().borrow().current_leader;
+        if leader != Some(core.config.id) {
+            continue;
+        }
+        let (revision, over) = core.sm.read(|s| {
+            let check = s.revision() != checked && !s.no_space();
+            (s.revision(), check && s.size_bytes() > quota)
+        });
+        checked = revision;
+        if !over {
+            continue;
+        }
+        let raise = AlarmRequest {
+            action: AlarmAction::Activate as i32,
+            member_id: core.config.id,
+            alarm: AlarmType::Nospace as i32,
+        };
+        let ir = InternalRequest {
+            request: Some(Ir::Alarm(raise)),
+        };
+        match core.propose(&ir).await {
+            Ok(_) => tracing::warn!(quota, "alarm NOSPACE raised: the store passed its quota"),
+            // Retried on the next change (or by the next leader).
+            Err(_) => checked = -1,
+        }
     }
 }

@@ -208,8 +208,10 @@ pub fn start(
         core.clone(),
         metrics.clone(),
         reporter,
-        stop,
+        stop.clone(),
     ));
+    // etcd's backend quota; started here with the rest this module adds to a member.
+    tokio::spawn(crate::api::maintenance::watch_quota(core.clone(), stop));
     let channel = self_channel(local);
     Served {
         channel: channel.clone(),
