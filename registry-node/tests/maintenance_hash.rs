@@ -102,3 +102,49 @@ async fn hashkv_agrees_across_members_and_defrag_answers_as_etcd() {
     assert_eq!(v[0]["HashKV"]["hash"], compacted);
     cluster.shutdown().await;
 }
+
+/// Times member `i` answered HashKV, from its `/metrics`.
+async fn hashkv_answered(url: &str) -> f64 {
+    let out = tokio::process::Command::new("curl")
+        .args(["-s", "--max-time", "5", &format!("{url}/metrics")])
+        .kill_on_drop(true)
+        .output()
+        .await
+        .expect("curl runs");
+    let page = String::from_utf8_lossy(&out.stdout).into_owned();
+    page.lines()
+        .filter(|l| {
+            l.starts_with("grpc_server_handled_total") && l.contains("grpc_method=\"HashKV\"")
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn periodic_corruption_check_asks_every_member_and_finds_none() {
+    let cluster = TestCluster::start_with(3, |r| r.corrupt_check_ms = 100).await;
+    let leader = cluster
+        .wait_for_leader(Duration::from_secs(10))
+        .await
+        .expect("a leader");
+    let eps = cluster.endpoints();
+    for i in 0..20 {
+        etcdctl_ok(&eps, &["put", &format!("k{i}"), "v"]).await;
+    }
+    // Each follower is asked, several times, while writes come and go.
+    for i in (0..3).filter(|&i| i != leader) {
+        let url = cluster.client_url(i);
+        wait_for(
+            "the leader's HashKV checks",
+            Duration::from_secs(10),
+            || {
+                let url = url.clone();
+                async move { (hashkv_answered(&url).await >= 3.0).then_some(()) }
+            },
+        )
+        .await;
+    }
+    let listed = etcdctl_ok(&eps, &["alarm", "list"]).await;
+    assert_eq!(listed.trim(), "", "no CORRUPT alarm on a healthy cluster");
+    cluster.shutdown().await;
+}

@@ -179,3 +179,87 @@ pub async fn watch_quota(core: Arc<Core>, stop: CancellationToken) {
         }
     }
 }
+
+/// The members whose HashKV contradicts the leader's: same revision and compact revision,
+/// another hash (etcd's rule; a member that could not answer, or compacted differently, is
+/// not judged).
+pub(crate) fn mismatched(local: (u32, i64), answers: &[(u64, Option<(u32, i64)>)]) -> Vec<u64> {
+    answers
+        .iter()
+        .filter_map(|&(id, answer)| match answer {
+            Some((hash, compact)) if compact == local.1 && hash != local.0 => Some(id),
+            _ => None,
+        })
+        .collect()
+}
+
+/// etcd's periodic corruption check, on the leader: every `corrupt_check_ms` it asks every
+/// other member for its HashKV at the leader's revision and raises CORRUPT (through Raft) for
+/// each member whose hash differs. Runs until `stop`; off when the interval is 0.
+pub async fn check_corruption(core: Arc<Core>, stop: CancellationToken) {
+    let every = std::time::Duration::from_millis(core.config.raft.corrupt_check_ms);
+    if every.is_zero() {
+        return;
+    }
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+        if core.raft.metrics().borrow().current_leader != Some(core.config.id) {
+            continue;
+        }
+        let (revision, local) = core.sm.read(|s| (s.revision(), s.hash_kv(0)));
+        let Ok(local) = local else { continue };
+        let mut answers = Vec::new();
+        for m in core
+            .config
+            .members
+            .iter()
+            .filter(|m| m.id != core.config.id)
+        {
+            let Ok(ch) = core.client_channel(&m.client_url) else {
+                continue;
+            };
+            let mut client = MaintenanceClient::new(ch);
+            let ask = client.hash_kv(HashKvRequest { revision });
+            let answer = match tokio::time::timeout(std::time::Duration::from_secs(2), ask).await {
+                Ok(Ok(r)) => Some((r.get_ref().hash, r.get_ref().compact_revision)),
+                _ => None,
+            };
+            answers.push((m.id, answer));
+        }
+        for id in mismatched(local, &answers) {
+            tracing::error!(member = %format!("{id:x}"), revision, "HashKV differs from the leader's: raising CORRUPT");
+            let raise = AlarmRequest {
+                action: AlarmAction::Activate as i32,
+                member_id: id,
+                alarm: AlarmType::Corrupt as i32,
+            };
+            let ir = InternalRequest {
+                request: Some(Ir::Alarm(raise)),
+            };
+            // Not the leader any more, or no quorum: the next leader's check raises it.
+            if core.propose(&ir).await.is_err() {
+                tracing::warn!("could not raise CORRUPT");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::mismatched;
+
+    #[test]
+    fn only_a_different_hash_at_the_same_compaction_is_corruption() {
+        let answers = [
+            (1, Some((7, 3))), // agrees
+            (2, Some((8, 3))), // differs
+            (3, Some((8, 4))), // compacted elsewhere: not judged
+            (4, None),         // did not answer
+        ];
+        assert_eq!(mismatched((7, 3), &answers), vec![2]);
+        assert!(mismatched((8, 4), &answers[..1]).is_empty());
+    }
+}

@@ -211,7 +211,14 @@ pub fn start(
         stop.clone(),
     ));
     // etcd's backend quota; started here with the rest this module adds to a member.
-    tokio::spawn(crate::api::maintenance::watch_quota(core.clone(), stop));
+    tokio::spawn(crate::api::maintenance::watch_quota(
+        core.clone(),
+        stop.clone(),
+    ));
+    tokio::spawn(crate::api::maintenance::check_corruption(
+        core.clone(),
+        stop,
+    ));
     let channel = self_channel(local);
     Served {
         channel: channel.clone(),
