@@ -340,9 +340,7 @@ impl Body for ResponseBody {
                 }
                 polled
             }
-            Kind::Http(body) => Pin::new(body)
-                .poll_frame(cx)
-                .map_err(Status::from_error),
+            Kind::Http(body) => Pin::new(body).poll_frame(cx).map_err(Status::from_error),
         }
     }
 

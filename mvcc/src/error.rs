@@ -34,4 +34,7 @@ pub enum Error {
     /// TTL above [`crate::MAX_LEASE_TTL`].
     #[error("etcdserver: too large lease TTL")]
     LeaseTTLTooLarge,
+    /// A write while the NOSPACE alarm is raised (etcd: RESOURCE_EXHAUSTED).
+    #[error("etcdserver: mvcc: database space exceeded")]
+    NoSpace,
 }

@@ -18,6 +18,7 @@
 //!
 //! Headers of responses carry only `revision`; the caller fills cluster/member id and term.
 
+mod alarm;
 mod error;
 mod hash;
 mod index;

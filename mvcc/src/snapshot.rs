@@ -27,6 +27,9 @@ pub struct Snapshot {
     /// Every lease.
     #[prost(message, repeated, tag = "4")]
     pub leases: Vec<LeaseRecord>,
+    /// Raised alarms.
+    #[prost(message, repeated, tag = "5")]
+    pub alarms: Vec<proto::etcdserverpb::AlarmMember>,
 }
 
 /// One revision of one key (etcd's bolt "key" bucket entry).
@@ -158,6 +161,7 @@ impl Store {
                 .map(|(k, r)| KeyRecord::new(k, r))
                 .collect(),
             leases: self.leases.iter().map(LeaseRecord::new).collect(),
+            alarms: self.alarm_list(),
         }
     }
 
@@ -166,13 +170,15 @@ impl Store {
     /// revision is raised to the highest record/compact revision, keys naming a missing lease
     /// stay unattached.
     pub fn from_snapshot(config: Config, snap: Snapshot) -> Self {
-        Store::restore(
+        let mut store = Store::restore(
             config,
             snap.revision,
             snap.compact_revision,
             snap.keys,
             snap.leases,
-        )
+        );
+        store.alarms = snap.alarms.iter().map(|a| (a.member_id, a.alarm)).collect();
+        store
     }
 
     /// Rebuilds a store from persisted records (what the [`Change`]s of every apply wrote)
@@ -209,6 +215,7 @@ impl Store {
             revision: revision.max(max_main).max(compact_revision),
             compact_revision,
             track_changes: true,
+            alarms: Default::default(),
         }
     }
 
@@ -219,6 +226,7 @@ impl Store {
     pub fn encode_snapshot(&self) -> Vec<u8> {
         let records = || self.index.records().map(|(key, r)| RecordRef { key, r });
         let leases = || self.leases.iter().map(LeaseRecord::new);
+        let alarms = self.alarm_list();
         let len = int64::encoded_len_nonzero(1, self.revision)
             + int64::encoded_len_nonzero(2, self.compact_revision)
             + records()
@@ -226,7 +234,8 @@ impl Store {
                 .sum::<usize>()
             + leases()
                 .map(|l| encoding::message::encoded_len(LEASES_TAG, &l))
-                .sum::<usize>();
+                .sum::<usize>()
+            + encoding::message::encoded_len_repeated(ALARMS_TAG, &alarms);
         let mut buf = Vec::with_capacity(len);
         int64::encode_nonzero(1, self.revision, &mut buf);
         int64::encode_nonzero(2, self.compact_revision, &mut buf);
@@ -238,6 +247,7 @@ impl Store {
         for l in leases() {
             encoding::message::encode(LEASES_TAG, &l, &mut buf);
         }
+        encoding::message::encode_repeated(ALARMS_TAG, &alarms, &mut buf);
         debug_assert_eq!(buf.len(), len);
         buf
     }
@@ -251,6 +261,7 @@ impl Store {
 /// Field numbers of [`Snapshot`]'s repeated fields.
 const KEYS_TAG: u32 = 3;
 const LEASES_TAG: u32 = 4;
+const ALARMS_TAG: u32 = 5;
 
 /// Length of a length-delimited field of `tag` whose body is `body` bytes long.
 fn delimited_len(tag: u32, body: usize) -> usize {

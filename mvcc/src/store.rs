@@ -32,6 +32,7 @@ pub enum Response {
     LeaseRevokeBatch {
         revoked: Vec<i64>,
     },
+    Alarm(proto::etcdserverpb::AlarmResponse),
 }
 
 /// What applying one command produced.
@@ -58,6 +59,8 @@ pub struct Store {
     pub(crate) compact_revision: i64,
     /// Whether applies report [`Applied::changes`] (see [`Store::set_track_changes`]).
     pub(crate) track_changes: bool,
+    /// Raised alarms: (member id, `AlarmType`).
+    pub(crate) alarms: std::collections::BTreeSet<(u64, i32)>,
 }
 
 impl Store {
@@ -70,6 +73,7 @@ impl Store {
             revision: 1,
             compact_revision: 0,
             track_changes: true,
+            alarms: Default::default(),
         }
     }
 
@@ -138,6 +142,9 @@ impl Store {
     }
 
     fn dispatch(&mut self, index: u64, req: &InternalRequest) -> Result<Applied, Error> {
+        if self.capped(req) {
+            return Err(Error::NoSpace);
+        }
         match &req.request {
             None => Err(Error::KeyNotFound),
             Some(Request::Put(p)) => self.apply_put(p),
@@ -148,6 +155,7 @@ impl Store {
             Some(Request::LeaseRevoke(r)) => self.apply_lease_revoke(r),
             Some(Request::LeaseCheckpoint(c)) => self.apply_lease_checkpoint(c),
             Some(Request::LeaseRevokeBatch(b)) => self.apply_lease_revoke_batch(b),
+            Some(Request::Alarm(a)) => Ok(self.apply_alarm(a)),
         }
     }
 

@@ -33,6 +33,14 @@ pub struct NodeArgs {
     /// periodic, a count of revisions for revision; 0 turns it off.
     #[arg(long)]
     pub auto_compaction_retention: Option<String>,
+    /// etcd's --quota-backend-bytes: the store size past which NOSPACE is raised (default: the
+    /// file's [raft] quota_backend_bytes, else 2 GiB).
+    #[arg(long)]
+    pub quota_backend_bytes: Option<u64>,
+    /// etcd's --experimental-corrupt-check-time: how often the leader compares every member's
+    /// HashKV (e.g. 5m, 30s; 0 turns it off, the default).
+    #[arg(long, value_parser = go_duration_ms)]
+    pub experimental_corrupt_check_time: Option<u64>,
 }
 
 impl NodeArgs {
@@ -44,6 +52,12 @@ impl NodeArgs {
         }
         if let Some(r) = &self.auto_compaction_retention {
             file.compaction.retention = r.clone();
+        }
+        if let Some(q) = self.quota_backend_bytes {
+            file.raft.quota_backend_bytes = q;
+        }
+        if let Some(ms) = self.experimental_corrupt_check_time {
+            file.raft.corrupt_check_ms = ms;
         }
         file.compaction
             .policy()
@@ -118,4 +132,22 @@ pub fn init_logging() {
         .with(tracing_subscriber::fmt::layer())
         .with(crate::logging::Repeats::new(crate::logging::WINDOW))
         .init();
+}
+
+/// A Go duration of one unit (`90s`, `5m`, `1h`, `500ms`, `0`) in milliseconds.
+fn go_duration_ms(s: &str) -> Result<u64, String> {
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration (e.g. 30s, 5m)"))?;
+    let per = match unit {
+        "ms" => 1,
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "" if n == 0 => 1,
+        _ => return Err(format!("{s:?}: unit ms, s, m or h expected")),
+    };
+    Ok(n.saturating_mul(per))
 }

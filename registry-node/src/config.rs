@@ -66,6 +66,13 @@ pub struct RaftSection {
     /// Raft entries of batched client writes on their way at once (each entry carries every
     /// write that queued while the earlier ones were in flight).
     pub proposals_in_flight: usize,
+    /// etcd's --quota-backend-bytes (default 2 GiB): past it (the store's estimated size,
+    /// `mvcc::Store::size_bytes`) the leader raises NOSPACE and writes fail until an operator
+    /// frees space (compact, defrag) and disarms it.
+    pub quota_backend_bytes: u64,
+    /// etcd's --experimental-corrupt-check-time in milliseconds (0: off): how often the leader
+    /// compares its HashKV with every member's at the same revision.
+    pub corrupt_check_ms: u64,
 }
 
 impl Default for RaftSection {
@@ -81,6 +88,8 @@ impl Default for RaftSection {
             log_cache_entries: 1_024,
             log_cache_bytes: 4 * 1024 * 1024,
             proposals_in_flight: 3,
+            quota_backend_bytes: 2 * 1024 * 1024 * 1024,
+            corrupt_check_ms: 0,
         }
     }
 }

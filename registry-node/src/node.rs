@@ -305,6 +305,8 @@ impl Node {
                 .tonic(ClusterService::new(core.clone()))
                 .tonic(MaintenanceService::new(core.clone()))
                 .tonic(http.health)
+                .tonic(crate::api::lock::LockService::new(http.channel.clone()))
+                .tonic(crate::api::election::ElectionService::new(http.channel.clone()))
                 .http(http.handler)
                 .observe(http.observer)
                 .on_deadline(crate::api::error::deadline_exceeded);

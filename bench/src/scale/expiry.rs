@@ -36,12 +36,12 @@ async fn last_round(
         Duration::from_secs(3600),
         1,
     );
-    let deadline = start + Duration::from_secs(w.ttl.max(1) as u64);
-    while sh.answered.load(Ordering::Relaxed) + sh.expired.load(Ordering::Relaxed) < want {
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "the last renewal round took longer than the TTL"
-        );
+    // A saturated cluster may take longer than the TTL for the round: then the first leases
+    // fall due before the last are renewed, which the figures show (`last_round_s`).
+    let deadline = start + Duration::from_secs(w.expire_wait);
+    while sh.answered.load(Ordering::Relaxed) + sh.expired.load(Ordering::Relaxed) < want
+        && Instant::now() < deadline
+    {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let end = Instant::now();

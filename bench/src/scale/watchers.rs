@@ -127,12 +127,12 @@ async fn stream(
     Ok((h, got))
 }
 
-pub async fn run(_args: &Args, w: &WatchScaleArgs, chans: &[Channel]) -> anyhow::Result<Value> {
+pub async fn run(args: &Args, w: &WatchScaleArgs, chans: &[Channel]) -> anyhow::Result<Value> {
     anyhow::ensure!(
         w.prefixes > 0 && !chans.is_empty(),
         "no prefixes or no connections"
     );
-    let pids = &_args.pids;
+    let pids = &args.pids;
     let base = format!("/bench/scalewatch/{:08x}/", rand::random::<u32>());
     let streams = chans.len() * w.streams_per_conn.max(1);
     let puts_on = |p: usize| (w.puts + (w.prefixes - 1 - p) as u64) / w.prefixes as u64;

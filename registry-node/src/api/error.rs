@@ -17,6 +17,7 @@ pub fn status_of(e: &mvcc::Error) -> Status {
         E::Compacted | E::FutureRev | E::LeaseTTLTooLarge => Code::OutOfRange,
         E::LeaseNotFound => Code::NotFound,
         E::LeaseExists => Code::FailedPrecondition,
+        E::NoSpace => Code::ResourceExhausted,
         #[allow(unreachable_patterns)]
         _ => Code::Internal,
     };

@@ -1,13 +1,26 @@
-//! `etcdserverpb.Maintenance`: member status (what `etcdctl endpoint status` prints) and an
-//! always-empty alarm list.
+//! `etcdserverpb.Maintenance`: member status (what `etcdctl endpoint status` prints), alarms
+//! (raised and cleared through Raft, so every member lists the same; [`watch_quota`] raises
+//! NOSPACE on the leader), Hash and HashKV (computed by the store over what this member has
+//! applied, so members at the same revision answer the same), and Defragment (the store is in
+//! memory: nothing to rewrite; answered as etcd answers).
 
 use openraft::async_runtime::WatchReceiver;
 use std::sync::Arc;
 
+use proto::etcdserverpb::alarm_request::AlarmAction;
+use proto::etcdserverpb::maintenance_client::MaintenanceClient;
 use proto::etcdserverpb::maintenance_server::{Maintenance, MaintenanceServer};
-use proto::etcdserverpb::{AlarmRequest, AlarmResponse, StatusRequest, StatusResponse};
+use proto::etcdserverpb::AlarmType;
+use proto::etcdserverpb::{
+    AlarmRequest, AlarmResponse, DefragmentRequest, DefragmentResponse, HashKvRequest,
+    HashKvResponse, HashRequest, HashResponse, StatusRequest, StatusResponse,
+};
+use proto::registrypb::internal_request::Request as Ir;
+use proto::registrypb::InternalRequest;
+use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
+use super::route::{forwarded_request, CallCtx, Redirect};
 use crate::node::Core;
 
 /// The etcd version we speak; tools parse it as semver.
@@ -25,11 +38,45 @@ impl MaintenanceService {
 
 #[tonic::async_trait]
 impl Maintenance for MaintenanceService {
-    async fn alarm(&self, _req: Request<AlarmRequest>) -> Result<Response<AlarmResponse>, Status> {
-        let revision = self.core.sm.read(|s| s.revision());
+    async fn alarm(&self, req: Request<AlarmRequest>) -> Result<Response<AlarmResponse>, Status> {
+        let ctx = CallCtx::of(&req);
+        let r = req.into_inner();
+        if r.action == AlarmAction::Get as i32 {
+            let (revision, alarms) = self.core.sm.read(|s| (s.revision(), s.alarm_list()));
+            return Ok(Response::new(AlarmResponse {
+                header: Some(self.core.header(revision)),
+                alarms,
+            }));
+        }
+        let ir = InternalRequest {
+            request: Some(Ir::Alarm(r)),
+        };
+        let core = &self.core;
+        let resp = core
+            .route(
+                &ctx,
+                || async {
+                    match &core.propose(&ir).await?.response {
+                        mvcc::Response::Alarm(a) => Ok(a.clone()),
+                        _ => Err(Redirect::Fail(Status::internal(
+                            "mismatched apply response",
+                        ))),
+                    }
+                },
+                |ch| {
+                    let req = forwarded_request(r, &ctx);
+                    async move {
+                        MaintenanceClient::new(ch)
+                            .alarm(req)
+                            .await
+                            .map(Response::into_inner)
+                    }
+                },
+            )
+            .await?;
         Ok(Response::new(AlarmResponse {
-            header: Some(self.core.header(revision)),
-            alarms: Vec::new(),
+            header: Some(core.restamp(resp.header)),
+            alarms: resp.alarms,
         }))
     }
 
@@ -52,5 +99,168 @@ impl Maintenance for MaintenanceService {
             db_size_in_use: db_size,
             is_learner: false,
         }))
+    }
+
+    async fn defragment(
+        &self,
+        _req: Request<DefragmentRequest>,
+    ) -> Result<Response<DefragmentResponse>, Status> {
+        let revision = self.core.sm.read(|s| s.revision());
+        Ok(Response::new(DefragmentResponse {
+            header: Some(self.core.header(revision)),
+        }))
+    }
+
+    async fn hash(&self, _req: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
+        let (hash, revision) = self.core.sm.read(|s| (s.hash(), s.revision()));
+        Ok(Response::new(HashResponse {
+            header: Some(self.core.header(revision)),
+            hash,
+        }))
+    }
+
+    async fn hash_kv(
+        &self,
+        req: Request<HashKvRequest>,
+    ) -> Result<Response<HashKvResponse>, Status> {
+        let asked = req.into_inner().revision;
+        let (hashed, revision) = self.core.sm.read(|s| {
+            let revision = if asked > 0 { asked } else { s.revision() };
+            (s.hash_kv(revision), revision)
+        });
+        let (hash, compact_revision) = hashed.map_err(|e| crate::api::error::status_of(&e))?;
+        Ok(Response::new(HashKvResponse {
+            header: Some(self.core.header(revision)),
+            hash,
+            compact_revision,
+        }))
+    }
+}
+
+/// How often the leader compares the store's size with the quota.
+const QUOTA_CHECK: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// etcd's backend quota, on the leader: once the store's estimated size passes
+/// `quota_backend_bytes` it proposes NOSPACE in its own name; from the entry on, every member
+/// refuses writes (`mvcc`'s capped apply). The check runs every [`QUOTA_CHECK`] when the
+/// store changed, so writes in that window still pass (etcd checks each request). Runs until
+/// `stop`.
+pub async fn watch_quota(core: Arc<Core>, stop: CancellationToken) {
+    let quota = core.config.raft.quota_backend_bytes;
+    let mut checked = -1;
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(QUOTA_CHECK) => {}
+        }
+        let leader = core.raft.metrics().borrow().current_leader;
+        if leader != Some(core.config.id) {
+            continue;
+        }
+        let (revision, over) = core.sm.read(|s| {
+            let check = s.revision() != checked && !s.no_space();
+            (s.revision(), check && s.size_bytes() > quota)
+        });
+        checked = revision;
+        if !over {
+            continue;
+        }
+        let raise = AlarmRequest {
+            action: AlarmAction::Activate as i32,
+            member_id: core.config.id,
+            alarm: AlarmType::Nospace as i32,
+        };
+        let ir = InternalRequest {
+            request: Some(Ir::Alarm(raise)),
+        };
+        match core.propose(&ir).await {
+            Ok(_) => tracing::warn!(quota, "alarm NOSPACE raised: the store passed its quota"),
+            // Retried on the next change (or by the next leader).
+            Err(_) => checked = -1,
+        }
+    }
+}
+
+/// The members whose HashKV contradicts the leader's: same revision and compact revision,
+/// another hash (etcd's rule; a member that could not answer, or compacted differently, is
+/// not judged).
+pub(crate) fn mismatched(local: (u32, i64), answers: &[(u64, Option<(u32, i64)>)]) -> Vec<u64> {
+    answers
+        .iter()
+        .filter_map(|&(id, answer)| match answer {
+            Some((hash, compact)) if compact == local.1 && hash != local.0 => Some(id),
+            _ => None,
+        })
+        .collect()
+}
+
+/// etcd's periodic corruption check, on the leader: every `corrupt_check_ms` it asks every
+/// other member for its HashKV at the leader's revision and raises CORRUPT (through Raft) for
+/// each member whose hash differs. Runs until `stop`; off when the interval is 0.
+pub async fn check_corruption(core: Arc<Core>, stop: CancellationToken) {
+    let every = std::time::Duration::from_millis(core.config.raft.corrupt_check_ms);
+    if every.is_zero() {
+        return;
+    }
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+        if core.raft.metrics().borrow().current_leader != Some(core.config.id) {
+            continue;
+        }
+        let (revision, local) = core.sm.read(|s| (s.revision(), s.hash_kv(0)));
+        let Ok(local) = local else { continue };
+        let mut answers = Vec::new();
+        for m in core
+            .config
+            .members
+            .iter()
+            .filter(|m| m.id != core.config.id)
+        {
+            let Ok(ch) = core.client_channel(&m.client_url) else {
+                continue;
+            };
+            let mut client = MaintenanceClient::new(ch);
+            let ask = client.hash_kv(HashKvRequest { revision });
+            let answer = match tokio::time::timeout(std::time::Duration::from_secs(2), ask).await {
+                Ok(Ok(r)) => Some((r.get_ref().hash, r.get_ref().compact_revision)),
+                _ => None,
+            };
+            answers.push((m.id, answer));
+        }
+        for id in mismatched(local, &answers) {
+            tracing::error!(member = %format!("{id:x}"), revision, "HashKV differs from the leader's: raising CORRUPT");
+            let raise = AlarmRequest {
+                action: AlarmAction::Activate as i32,
+                member_id: id,
+                alarm: AlarmType::Corrupt as i32,
+            };
+            let ir = InternalRequest {
+                request: Some(Ir::Alarm(raise)),
+            };
+            // Not the leader any more, or no quorum: the next leader's check raises it.
+            if core.propose(&ir).await.is_err() {
+                tracing::warn!("could not raise CORRUPT");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::mismatched;
+
+    #[test]
+    fn only_a_different_hash_at_the_same_compaction_is_corruption() {
+        let answers = [
+            (1, Some((7, 3))), // agrees
+            (2, Some((8, 3))), // differs
+            (3, Some((8, 4))), // compacted elsewhere: not judged
+            (4, None),         // did not answer
+        ];
+        assert_eq!(mismatched((7, 3), &answers), vec![2]);
+        assert!(mismatched((8, 4), &answers[..1]).is_empty());
     }
 }

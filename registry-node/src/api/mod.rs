@@ -2,10 +2,12 @@
 //! read barrier, or a local read) and map errors. The routing itself lives in [`route`].
 
 pub mod cluster;
+pub mod election;
 pub mod error;
 pub mod forward;
 pub mod kv;
 pub mod lease;
+pub mod lock;
 pub mod maintenance;
 pub mod route;
 pub mod unary;

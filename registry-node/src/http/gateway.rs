@@ -72,6 +72,17 @@ pub(crate) async fn answer(http: Arc<Http>, rest: &str, body: Incoming) -> Respo
         "cluster/member/list" => rpc!(body, ch, ClusterClient, member_list, pb::MemberListRequest),
         "maintenance/status" => rpc!(body, ch, MaintenanceClient, status, pb::StatusRequest),
         "maintenance/alarm" => rpc!(body, ch, MaintenanceClient, alarm, pb::AlarmRequest),
+        "maintenance/defragment" => {
+            rpc!(
+                body,
+                ch,
+                MaintenanceClient,
+                defragment,
+                pb::DefragmentRequest
+            )
+        }
+        // etcd 3.4 maps Hash and HashKV to this one path; Hash wins there.
+        "maintenance/hash" => rpc!(body, ch, MaintenanceClient, hash, pb::HashRequest),
         "lock/lock" => rpc!(body, ch, LockClient, lock, lk::LockRequest),
         "lock/unlock" => rpc!(body, ch, LockClient, unlock, lk::UnlockRequest),
         "election/campaign" => rpc!(body, ch, ElectionClient, campaign, el::CampaignRequest),

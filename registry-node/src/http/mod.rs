@@ -38,10 +38,10 @@ pub(crate) struct Http {
     pub(crate) metrics: Arc<Metrics>,
 }
 
-/// The HTTP handler of the member whose client port is `local`.
-pub fn handler(core: Arc<Core>, local: SocketAddr, metrics: Arc<Metrics>) -> HttpHandler {
+/// The HTTP handler of a member; `channel` reaches its own client port.
+pub fn handler(core: Arc<Core>, channel: Channel, metrics: Arc<Metrics>) -> HttpHandler {
     let http = Arc::new(Http {
-        channel: self_channel(local),
+        channel,
         core,
         metrics,
     });
@@ -194,6 +194,8 @@ pub(crate) fn json(status: StatusCode, body: String) -> Response<HttpBody> {
 
 /// What the client port serves besides the etcd services, ready to add to its routes.
 pub struct Served {
+    /// A channel to the member's own gRPC services (the lock and election services use it).
+    pub channel: Channel,
     pub handler: HttpHandler,
     pub observer: grpc_lite::server::Observer,
     pub health: tonic_health::pb::health_server::HealthServer<tonic_health::server::HealthService>,
@@ -215,10 +217,21 @@ pub fn start(
         core.clone(),
         metrics.clone(),
         reporter,
+        stop.clone(),
+    ));
+    // etcd's backend quota; started here with the rest this module adds to a member.
+    tokio::spawn(crate::api::maintenance::watch_quota(
+        core.clone(),
+        stop.clone(),
+    ));
+    tokio::spawn(crate::api::maintenance::check_corruption(
+        core.clone(),
         stop,
     ));
+    let channel = self_channel(local);
     Served {
-        handler: handler(core, local, metrics.clone()),
+        channel: channel.clone(),
+        handler: handler(core, channel, metrics.clone()),
         observer: metrics.observer(),
         health,
     }
