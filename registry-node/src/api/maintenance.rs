@@ -153,7 +153,7 @@ pub async fn watch_quota(core: Arc<Core>, stop: CancellationToken) {
             _ = stop.cancelled() => return,
             _ = tokio::time::sleep(QUOTA_CHECK) => {}
         }
-        let leader = core.raft.metrics().borrow().current_leader;
+        let leader = core.raft.metrics().borrow_watched().current_leader;
         if leader != Some(core.config.id) {
             continue;
         }
@@ -207,7 +207,7 @@ pub async fn check_corruption(core: Arc<Core>, stop: CancellationToken) {
             _ = stop.cancelled() => return,
             _ = tokio::time::sleep(every) => {}
         }
-        if core.raft.metrics().borrow().current_leader != Some(core.config.id) {
+        if core.raft.metrics().borrow_watched().current_leader != Some(core.config.id) {
             continue;
         }
         let (revision, local) = core.sm.read(|s| (s.revision(), s.hash_kv(0)));

@@ -4,8 +4,8 @@
 //! Gauges are read when scraped (Raft's metrics, the store); counters are kept as things
 //! happen: leader changes by [`follow`], gRPC calls by the server's observer
 //! ([`Metrics::observer`], grpc-go's `grpc_server_started_total` / `grpc_server_handled_total`).
-//! openraft 0.9 does not publish its commit index, so `proposals_committed_total` is the
-//! applied index (a lower bound) and `proposals_pending` the entries appended but not applied.
+//! `proposals_committed_total` is openraft's committed index and `proposals_pending` the
+//! entries the leader appended but has not applied.
 
 use openraft::async_runtime::WatchReceiver;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -270,7 +270,8 @@ impl Metrics {
         self.is_leader
             .set(i64::from(m.current_leader == Some(core.config.id)));
         self.applied.set(applied as i64);
-        self.committed.set(applied as i64);
+        self.committed
+            .set(m.committed.map_or(applied, |l| l.index) as i64);
         let pending = if m.current_leader == Some(core.config.id) {
             m.last_log_index.unwrap_or(0).saturating_sub(applied)
         } else {
