@@ -4,7 +4,7 @@
 //! Gauges are read when scraped (Raft's metrics, the store); counters are kept as things
 //! happen: leader changes by [`follow`], gRPC calls by the server's observer
 //! ([`Metrics::observer`], grpc-go's `grpc_server_started_total` / `grpc_server_handled_total`).
-//! `proposals_committed_total` is openraft's committed index and `proposals_pending` the
+//! `proposals_committed_total` is openraft's quorum-granted commit index and `proposals_pending` the
 //! entries the leader appended but has not applied.
 
 use openraft::async_runtime::WatchReceiver;
@@ -271,7 +271,7 @@ impl Metrics {
             .set(i64::from(m.current_leader == Some(core.config.id)));
         self.applied.set(applied as i64);
         self.committed
-            .set(m.committed.map_or(applied, |l| l.index) as i64);
+            .set(m.cluster_committed.map_or(applied, |l| l.index) as i64);
         let pending = if m.current_leader == Some(core.config.id) {
             m.last_log_index.unwrap_or(0).saturating_sub(applied)
         } else {

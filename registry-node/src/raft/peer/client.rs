@@ -257,6 +257,8 @@ async fn read_answers(target: NodeId, mut answers: tonic::Streaming<PeerResponse
     }
 }
 
+type Conns = HashMap<(NodeId, String), Arc<Conn>>;
+
 /// The member's links to every other member, shared by openraft's network and the registry's
 /// own peer calls.
 #[derive(Clone)]
@@ -265,7 +267,7 @@ pub struct PeerNetwork {
     pub isolated: Arc<AtomicBool>,
     me: Identity,
     /// One link per member id and URL (a member whose URL changes gets a new one).
-    conns: Arc<Mutex<HashMap<(NodeId, String), Arc<Conn>>>>,
+    conns: Arc<Mutex<Conns>>,
     /// Where the links' tasks run (the member's Raft thread, see `node::RaftThread`); `None`:
     /// the caller's runtime.
     runtime: Option<tokio::runtime::Handle>,
