@@ -197,5 +197,7 @@ cp "$RESULTS" "$ROOT/bench/last-run.jsonl"
   python3 "$ROOT/bench/report.py" "$RESULTS" "$MEM" || echo "(report.py failed: raw results in bench/last-run.jsonl)"
   echo
   if [[ -f "$ROOT/bench/findings.md" ]]; then cat "$ROOT/bench/findings.md"; fi
+  # The scale rows (issue 21) come from their own, longer run: `compare.sh scale`.
+  if [[ -f "$ROOT/bench/scale.md" ]]; then echo; cat "$ROOT/bench/scale.md"; fi
 } >"$OUT"
 echo "wrote $OUT" >&2
