@@ -37,4 +37,11 @@ pub enum Error {
     /// A write while the NOSPACE alarm is raised (etcd: RESOURCE_EXHAUSTED).
     #[error("etcdserver: mvcc: database space exceeded")]
     NoSpace,
+    /// An auth request or permission check failed (etcd's auth errors, `auth.rs`).
+    #[error(transparent)]
+    Auth(#[from] crate::AuthError),
+    /// A write, compaction, lease grant or revoke while the CORRUPT alarm is raised (etcd:
+    /// DATA_LOSS, `applierV3Corrupt`).
+    #[error("etcdserver: corrupt cluster")]
+    Corrupt,
 }

@@ -33,6 +33,7 @@ pub enum Response {
         revoked: Vec<i64>,
     },
     Alarm(proto::etcdserverpb::AlarmResponse),
+    Auth(crate::AuthResponse),
 }
 
 /// What applying one command produced.
@@ -61,6 +62,8 @@ pub struct Store {
     pub(crate) track_changes: bool,
     /// Raised alarms: (member id, `AlarmType`).
     pub(crate) alarms: std::collections::BTreeSet<(u64, i32)>,
+    /// Users, roles, permissions and tokens (`auth.rs`).
+    pub(crate) auth: crate::Auth,
 }
 
 impl Store {
@@ -74,6 +77,7 @@ impl Store {
             compact_revision: 0,
             track_changes: true,
             alarms: Default::default(),
+            auth: Default::default(),
         }
     }
 
@@ -142,8 +146,8 @@ impl Store {
     }
 
     fn dispatch(&mut self, index: u64, req: &InternalRequest) -> Result<Applied, Error> {
-        if self.capped(req) {
-            return Err(Error::NoSpace);
+        if let Some(refused) = self.refused(req) {
+            return Err(refused);
         }
         match &req.request {
             None => Err(Error::KeyNotFound),
@@ -156,6 +160,7 @@ impl Store {
             Some(Request::LeaseCheckpoint(c)) => self.apply_lease_checkpoint(c),
             Some(Request::LeaseRevokeBatch(b)) => self.apply_lease_revoke_batch(b),
             Some(Request::Alarm(a)) => Ok(self.apply_alarm(a)),
+            Some(auth) => self.apply_auth(index, auth),
         }
     }
 

@@ -18,6 +18,7 @@ pub fn status_of(e: &mvcc::Error) -> Status {
         E::LeaseNotFound => Code::NotFound,
         E::LeaseExists => Code::FailedPrecondition,
         E::NoSpace => Code::ResourceExhausted,
+        E::Corrupt => Code::DataLoss,
         #[allow(unreachable_patterns)]
         _ => Code::Internal,
     };
