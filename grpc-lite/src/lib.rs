@@ -13,3 +13,4 @@ pub mod grpc;
 pub mod http2;
 pub mod rewind;
 pub mod server;
+pub mod tls;

@@ -543,6 +543,17 @@ pub async fn serve_with(
     limits: Limits,
     shutdown: CancellationToken,
 ) {
+    serve_inner(listener, routes, limits, None, shutdown).await
+}
+
+/// [`serve_with`], each connection first through `tls` when given ([`crate::tls::serve_tls`]).
+pub(crate) async fn serve_inner(
+    listener: TcpListener,
+    routes: Routes,
+    limits: Limits,
+    tls: Option<crate::tls::TlsAcceptor>,
+    shutdown: CancellationToken,
+) {
     let service = Dispatch(Arc::new(routes));
     let builder = builder();
     let auto = auto_builder();
@@ -557,10 +568,10 @@ pub async fn serve_with(
             };
             (slot, listener.accept().await)
         };
-        let (slot, stream) = tokio::select! {
+        let (slot, stream, remote) = tokio::select! {
             _ = shutdown.cancelled() => break,
             (slot, accepted) = accept => match accepted {
-                Ok((stream, _)) => (slot, stream),
+                Ok((stream, remote)) => (slot, stream, remote),
                 Err(error) => {
                     // Out of descriptors and the like: do not spin.
                     tracing::debug!(%error, "accept failed");
@@ -572,6 +583,20 @@ pub async fn serve_with(
         // Small frames both ways: no Nagle delay.
         let _ = stream.set_nodelay(true);
         let closer = connections.closer();
+        if let Some(tls) = &tls {
+            // The handshake runs in the connection's task, not in the accept loop; a TLS
+            // connection is always served on hyper (the h2-only engine wants a TcpStream).
+            let (tls, service) = (tls.clone(), service.clone());
+            let (auto, builder, timeout) =
+                (auto.clone(), builder.clone(), limits.handshake_timeout);
+            tokio::spawn(async move {
+                if let Some(io) = crate::tls::accept(&tls, stream, remote, timeout).await {
+                    serve_hyper(TokioIo::new(io), service, &auto, &builder, closer).await;
+                }
+                drop(slot);
+            });
+            continue;
+        }
         if service.0.http.is_some() {
             // HTTP/1.1 or HTTP/2, told apart by the client's first bytes (the HTTP/2 preface).
             let connection = auto
@@ -600,6 +625,26 @@ pub async fn serve_with(
     }
     drop(listener);
     connections.drain().await;
+}
+
+/// Serves one connection (any byte stream, e.g. TLS) on hyper: HTTP/1.1 or HTTP/2 when the
+/// routes have an HTTP handler, else HTTP/2.
+async fn serve_hyper<I>(
+    io: TokioIo<I>,
+    service: Dispatch,
+    auto: &hyper_util::server::conn::auto::Builder<TokioExecutor>,
+    builder: &http2::Builder<TokioExecutor>,
+    closer: Closer,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    if service.0.http.is_some() {
+        let connection = auto.serve_connection(io, service).into_owned();
+        closer.serve(connection, |c| c.graceful_shutdown()).await;
+    } else {
+        let connection = builder.serve_connection(io, service);
+        closer.serve(connection, |c| c.graceful_shutdown()).await;
+    }
 }
 
 /// The connections of a server, closed gracefully together ([`Connections::drain`]); the
