@@ -41,6 +41,14 @@ pub struct NodeArgs {
     /// HashKV (e.g. 5m, 30s; 0 turns it off, the default).
     #[arg(long, value_parser = go_duration_ms)]
     pub experimental_corrupt_check_time: Option<u64>,
+    /// etcd's --initial-cluster: NAME=PEER_URL,... (needs --name); replaces the file's member
+    /// list (client URLs: the file's member of that name, else published by each member).
+    #[arg(long, requires = "name")]
+    pub initial_cluster: Option<String>,
+    /// etcd's --initial-cluster-state: new (form the cluster) or existing (join a running
+    /// cluster that lists this member after `etcdctl member add`).
+    #[arg(long, value_enum, default_value = "new")]
+    pub initial_cluster_state: crate::membership::join::ClusterState,
 }
 
 impl NodeArgs {
@@ -64,7 +72,17 @@ impl NodeArgs {
             .map_err(|e| anyhow::anyhow!("--auto-compaction-*: {e}"))?;
         Ok(match &self.name {
             Some(name) => {
-                let mut c = file.node_config(&self.config, name)?;
+                let mut c = match &self.initial_cluster {
+                    Some(ic) => crate::membership::join::config_with_initial_cluster(
+                        &file,
+                        &self.config,
+                        name,
+                        ic,
+                        self.listen_client,
+                    )?,
+                    None => file.node_config(&self.config, name)?,
+                };
+                c.initial_cluster_state = self.initial_cluster_state;
                 if let Some(d) = &self.data_dir {
                     c.data_dir = d.clone();
                 }

@@ -123,6 +123,9 @@ pub struct NodeConfig {
     pub members: Vec<MemberSpec>,
     pub raft: RaftSection,
     pub compaction: Policy,
+    /// etcd's --initial-cluster-state: `existing` joins a running cluster (see
+    /// [`crate::membership::join`]); the cluster file's members form a `new` one.
+    pub initial_cluster_state: crate::membership::join::ClusterState,
 }
 
 impl NodeConfig {
@@ -262,6 +265,7 @@ impl ClusterFile {
                 .compaction
                 .policy()
                 .map_err(|r| invalid("compaction", r))?,
+            initial_cluster_state: Default::default(),
         })
     }
 }

@@ -27,6 +27,7 @@ pub mod config;
 pub mod http;
 pub mod lease;
 mod logging;
+pub mod membership;
 pub mod node;
 pub mod raft;
 pub mod store;

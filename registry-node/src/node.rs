@@ -53,6 +53,8 @@ pub enum NodeError {
     Raft(#[from] openraft::error::Fatal<TypeConfig>),
     #[error("raft thread: {0}")]
     Runtime(std::io::Error),
+    #[error("joining the cluster: {0}")]
+    Join(String),
 }
 
 /// What every request handler of a member shares.
@@ -203,6 +205,9 @@ impl Node {
     ) -> Result<NodeHandle, NodeError> {
         let span = tracing::info_span!("member", name = %config.name);
         async move {
+            let config = crate::membership::join::prepare(config)
+                .await
+                .map_err(NodeError::Join)?;
             let data = &config.data_dir;
             std::fs::create_dir_all(data).map_err(|source| NodeError::DataDir {
                 path: data.clone(),
@@ -277,6 +282,7 @@ impl Node {
                 source,
             })?;
             let peer_stop = shutdown.clone();
+            let peer_members = ClusterService::new(core.clone());
             let peer_server = async move {
                 let peer = match TcpListener::from_std(peer) {
                     Ok(peer) => peer,
@@ -288,6 +294,8 @@ impl Node {
                     .http2_keepalive_interval(Some(Duration::from_secs(1)))
                     .http2_keepalive_timeout(Some(Duration::from_secs(3)))
                     .add_service(peer_service.into_server())
+                    // A member started with --initial-cluster-state existing asks for its id here.
+                    .add_service(peer_members)
                     .serve_with_incoming_shutdown(incoming, peer_stop.cancelled_owned())
                     .await;
                 if let Err(e) = served {
@@ -299,6 +307,7 @@ impl Node {
             // Not gRPC: the JSON gateway, /metrics, /health (etcd serves them on this port).
             let http = crate::http::start(core.clone(), client_addr, shutdown.clone());
             let client_routes = KvService::routes(core.clone())
+                .merge(crate::api::cluster::routes(core.clone()))
                 .tonic(KvService::new(core.clone()))
                 .tonic(LeaseService::new(core.clone()))
                 .tonic(WatchService::new(core.clone()))
@@ -323,8 +332,14 @@ impl Node {
                     crate::compaction::run(core.clone(), config.compaction, shutdown.clone())
                         .instrument(span.clone()),
                 ),
+                tokio::spawn(
+                    crate::membership::join::publish_loop(core.clone(), shutdown.clone())
+                        .instrument(span.clone()),
+                ),
             ];
-            form_cluster(&raft, &config).await;
+            if config.initial_cluster_state == crate::membership::join::ClusterState::New {
+                form_cluster(&raft, &config).await;
+            }
             tracing::info!(%client_addr, %peer_addr, id = %format!("{:x}", config.id), "member started");
             Ok(NodeHandle { core, client_addr, peer_addr, isolated, shutdown, tasks, raft_rt })
         }

@@ -1,13 +1,40 @@
-//! `etcdserverpb.Cluster`: the member list, from the Raft membership this member knows.
+//! `etcdserverpb.Cluster`: the member list (tonic, also served on the peer URL, where a joining
+//! member asks for its id), and the membership changes (MemberAdd, MemberRemove, MemberUpdate,
+//! MemberPromote) plus `Maintenance.MoveLeader` as unary handlers at etcd's paths, so the
+//! tonic services other code implements keep their methods. A follower carries a change to
+//! the leader's client URL (etcd forwards promotions the same way); MoveLeader is answered
+//! only by the leader, as etcd's (etcdctl looks the leader up itself). The rules are in
+//! [`crate::membership`].
 
-use openraft::async_runtime::WatchReceiver;
+use std::future::Future;
+use std::marker::PhantomData;
 use std::sync::Arc;
 
+use grpc_lite::server::Routes;
 use proto::etcdserverpb::cluster_server::{Cluster, ClusterServer};
-use proto::etcdserverpb::{Member, MemberListRequest, MemberListResponse};
+use proto::etcdserverpb::{
+    Member, MemberAddRequest, MemberAddResponse, MemberListRequest, MemberListResponse,
+    MemberPromoteRequest, MemberPromoteResponse, MemberRemoveRequest, MemberRemoveResponse,
+    MemberUpdateRequest, MemberUpdateResponse, MoveLeaderRequest, MoveLeaderResponse,
+};
+use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
+use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
+use super::route::{forwarded_request, CallCtx};
+use super::unary::handler;
+use crate::membership;
 use crate::node::Core;
+use crate::raft::NodeId;
+
+const ADD: &str = "/etcdserverpb.Cluster/MemberAdd";
+const REMOVE: &str = "/etcdserverpb.Cluster/MemberRemove";
+const UPDATE: &str = "/etcdserverpb.Cluster/MemberUpdate";
+const PROMOTE: &str = "/etcdserverpb.Cluster/MemberPromote";
+const MOVE_LEADER: &str = "/etcdserverpb.Maintenance/MoveLeader";
+/// Internal: a starting member records its name and client URL (see
+/// [`membership::join::publish_loop`]); carried to the leader like the changes above.
+const PUBLISH: &str = "/registrypb.Membership/Publish";
 
 pub struct ClusterService {
     core: Arc<Core>,
@@ -25,23 +52,258 @@ impl Cluster for ClusterService {
         &self,
         _req: Request<MemberListRequest>,
     ) -> Result<Response<MemberListResponse>, Status> {
-        let metrics = self.core.raft.metrics().borrow_watched().clone();
-        let members = metrics
-            .membership_config
-            .membership()
-            .nodes()
-            .map(|(id, node)| Member {
-                id: *id,
-                name: node.name.clone(),
-                peer_urls: vec![node.peer_url.clone()],
-                client_urls: vec![node.client_url.clone()],
-                is_learner: false,
-            })
-            .collect();
         let revision = self.core.sm.read(|s| s.revision());
         Ok(Response::new(MemberListResponse {
             header: Some(self.core.header(revision)),
-            members,
+            members: membership::current_members(&self.core),
         }))
+    }
+}
+
+/// The membership changes and MoveLeader as handlers of the client port's server.
+pub fn routes(core: Arc<Core>) -> Routes {
+    Routes::new()
+        .handler(ADD, on(&core, member_add))
+        .handler(REMOVE, on(&core, member_remove))
+        .handler(UPDATE, on(&core, member_update))
+        .handler(PROMOTE, on(&core, member_promote))
+        .handler(MOVE_LEADER, on(&core, move_leader))
+        .handler(PUBLISH, on(&core, publish_call))
+}
+
+fn on<Req, Resp, Fut>(
+    core: &Arc<Core>,
+    f: fn(Arc<Core>, Request<Req>) -> Fut,
+) -> Arc<dyn grpc_lite::server::Handler>
+where
+    Req: prost::Message + Default + Send + 'static,
+    Resp: prost::Message + 'static,
+    Fut: Future<Output = Result<Response<Resp>, Status>> + Send + 'static,
+{
+    let core = Arc::clone(core);
+    handler(move |r| f(Arc::clone(&core), r))
+}
+
+/// etcd's Cluster headers carry no revision.
+fn header(core: &Core) -> Option<proto::etcdserverpb::ResponseHeader> {
+    Some(core.header(0))
+}
+
+async fn member_add(
+    core: Arc<Core>,
+    req: Request<MemberAddRequest>,
+) -> Result<Response<MemberAddResponse>, Status> {
+    let ctx = CallCtx::of(&req);
+    let r = req.into_inner();
+    let resp = core
+        .route(
+            &ctx,
+            || async {
+                let (member, members) =
+                    membership::add(&core, &ctx, &r.peer_urls, r.is_learner).await?;
+                Ok(MemberAddResponse {
+                    header: header(&core),
+                    member: Some(member),
+                    members,
+                })
+            },
+            |ch| unary(ch, ADD, forwarded_request(r.clone(), &ctx)),
+        )
+        .await?;
+    Ok(Response::new(MemberAddResponse {
+        header: header(&core),
+        ..resp
+    }))
+}
+
+async fn member_remove(
+    core: Arc<Core>,
+    req: Request<MemberRemoveRequest>,
+) -> Result<Response<MemberRemoveResponse>, Status> {
+    let ctx = CallCtx::of(&req);
+    let r = req.into_inner();
+    let members = core
+        .route(
+            &ctx,
+            || membership::remove(&core, &ctx, r.id),
+            |ch| {
+                let req = forwarded_request(r.clone(), &ctx);
+                async move {
+                    let resp: MemberRemoveResponse = unary(ch, REMOVE, req).await?;
+                    Ok(resp.members)
+                }
+            },
+        )
+        .await?;
+    Ok(Response::new(MemberRemoveResponse {
+        header: header(&core),
+        members,
+    }))
+}
+
+async fn member_update(
+    core: Arc<Core>,
+    req: Request<MemberUpdateRequest>,
+) -> Result<Response<MemberUpdateResponse>, Status> {
+    let ctx = CallCtx::of(&req);
+    let r = req.into_inner();
+    let members = core
+        .route(
+            &ctx,
+            || membership::update(&core, &ctx, r.id, &r.peer_urls),
+            |ch| {
+                let req = forwarded_request(r.clone(), &ctx);
+                async move {
+                    let resp: MemberUpdateResponse = unary(ch, UPDATE, req).await?;
+                    Ok(resp.members)
+                }
+            },
+        )
+        .await?;
+    Ok(Response::new(MemberUpdateResponse {
+        header: header(&core),
+        members,
+    }))
+}
+
+async fn member_promote(
+    core: Arc<Core>,
+    req: Request<MemberPromoteRequest>,
+) -> Result<Response<MemberPromoteResponse>, Status> {
+    let ctx = CallCtx::of(&req);
+    let r = req.into_inner();
+    let members = core
+        .route(
+            &ctx,
+            || membership::promote(&core, &ctx, r.id),
+            |ch| {
+                let req = forwarded_request(r.clone(), &ctx);
+                async move {
+                    let resp: MemberPromoteResponse = unary(ch, PROMOTE, req).await?;
+                    Ok(resp.members)
+                }
+            },
+        )
+        .await?;
+    Ok(Response::new(MemberPromoteResponse {
+        header: header(&core),
+        members,
+    }))
+}
+
+async fn move_leader(
+    core: Arc<Core>,
+    req: Request<MoveLeaderRequest>,
+) -> Result<Response<MoveLeaderResponse>, Status> {
+    let ctx = CallCtx::of(&req);
+    membership::move_leader(&core, &ctx, req.get_ref().target_id).await?;
+    // etcd answers an empty response.
+    Ok(Response::new(MoveLeaderResponse::default()))
+}
+
+async fn publish_call(
+    core: Arc<Core>,
+    req: Request<Member>,
+) -> Result<Response<MemberUpdateResponse>, Status> {
+    let ctx = CallCtx::of(&req);
+    let m = req.into_inner();
+    let client_url = m.client_urls.first().cloned().unwrap_or_default();
+    let members = core
+        .route(
+            &ctx,
+            || membership::publish(&core, &ctx, m.id, &m.name, &client_url),
+            |ch| {
+                let req = forwarded_request(m.clone(), &ctx);
+                async move {
+                    let resp: MemberUpdateResponse = unary(ch, PUBLISH, req).await?;
+                    Ok(resp.members)
+                }
+            },
+        )
+        .await?;
+    Ok(Response::new(MemberUpdateResponse {
+        header: header(&core),
+        members,
+    }))
+}
+
+/// Records this member's name and client URL in the membership, through the leader.
+pub(crate) async fn publish(
+    core: &Arc<Core>,
+    id: NodeId,
+    name: &str,
+    client_url: &str,
+) -> Result<(), Status> {
+    let req = Request::new(Member {
+        id,
+        name: name.to_owned(),
+        client_urls: vec![client_url.to_owned()],
+        ..Default::default()
+    });
+    publish_call(Arc::clone(core), req).await.map(|_| ())
+}
+
+/// One unary call of `path` on another member's client URL.
+async fn unary<Req, Resp>(
+    ch: Channel,
+    path: &'static str,
+    req: Request<Req>,
+) -> Result<Resp, Status>
+where
+    Req: prost::Message + Send + Sync + 'static,
+    Resp: prost::Message + Default + Send + Sync + 'static,
+{
+    let mut grpc = tonic::client::Grpc::new(ch);
+    grpc.ready()
+        .await
+        .map_err(|e| Status::unavailable(format!("connect to the leader: {e}")))?;
+    let path = http::uri::PathAndQuery::from_static(path);
+    let codec = ProstCodec::<Req, Resp>(PhantomData);
+    Ok(grpc.unary(req, path, codec).await?.into_inner())
+}
+
+/// prost messages for tonic's client (tonic-prost's codec, which this crate does not depend
+/// on, does the same).
+struct ProstCodec<E, D>(PhantomData<fn(E) -> D>);
+struct ProstEncoder<E>(PhantomData<fn(E)>);
+struct ProstDecoder<D>(PhantomData<fn() -> D>);
+
+impl<E, D> Codec for ProstCodec<E, D>
+where
+    E: prost::Message + Send + 'static,
+    D: prost::Message + Default + Send + 'static,
+{
+    type Encode = E;
+    type Decode = D;
+    type Encoder = ProstEncoder<E>;
+    type Decoder = ProstDecoder<D>;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        ProstEncoder(PhantomData)
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        ProstDecoder(PhantomData)
+    }
+}
+
+impl<E: prost::Message> Encoder for ProstEncoder<E> {
+    type Item = E;
+    type Error = Status;
+
+    fn encode(&mut self, item: E, buf: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        item.encode(buf)
+            .map_err(|e| Status::internal(format!("encode: {e}")))
+    }
+}
+
+impl<D: prost::Message + Default> Decoder for ProstDecoder<D> {
+    type Item = D;
+    type Error = Status;
+
+    fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<D>, Status> {
+        D::decode(buf)
+            .map(Some)
+            .map_err(|e| Status::internal(format!("decode: {e}")))
     }
 }
