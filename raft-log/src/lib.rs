@@ -18,7 +18,7 @@
 //! segment is cut off. See [`LogStore`].
 //!
 //! Module map: [`store`](LogStore) (public handle, reads), `raft_impl` (openraft traits),
-//! `options` (options, stats), `state` (in-memory index + cache), `writer` (group commit
+//! `options` (options, stats), `timing` (the fsync histogram), `state` (in-memory index + cache), `writer` (group commit
 //! thread), `segment` (files, scan, reads), `record` (framing), `meta` (metadata files),
 //! `recovery` (startup), `error`.
 
@@ -31,8 +31,10 @@ mod recovery;
 mod segment;
 mod state;
 mod store;
+mod timing;
 mod writer;
 
 pub use error::Error;
 pub use options::{LogOptions, LogStats};
 pub use store::LogStore;
+pub use timing::{FsyncSnapshot, FsyncTimes, FSYNC_BUCKETS};

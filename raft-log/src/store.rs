@@ -144,6 +144,12 @@ where
         &self.inner.shared.dir
     }
 
+    /// The durations of this log's `fdatasync`s so far, shared with the writer thread (read
+    /// it for etcd's `etcd_disk_wal_fsync_duration_seconds`).
+    pub fn fsync_times(&self) -> Arc<crate::timing::FsyncTimes> {
+        self.inner.shared.counters.fsync.clone()
+    }
+
     /// Append `entries` and call `on_durable` on the writer thread once they are on stable
     /// storage (or with the error if writing failed). Callbacks fire in submission order.
     ///

@@ -69,6 +69,8 @@ pub(crate) struct Counters {
     pub batches: AtomicU64,
     pub jobs: AtomicU64,
     pub bytes_written: AtomicU64,
+    /// How long each segment `fdatasync` took (etcd's WAL fsync histogram).
+    pub fsync: Arc<crate::timing::FsyncTimes>,
 }
 
 /// Hook the writer calls after each batch: `(last seq of the batch, failure message)`.
@@ -283,7 +285,7 @@ impl Writer {
             match &mut self.cur {
                 Some(c) if c.seg == seg => {
                     c.file.set_len(len)?;
-                    c.file.sync_data()?;
+                    timed_sync(&self.counters, &c.file)?;
                     c.dirty = false;
                 }
                 _ => {
@@ -292,7 +294,7 @@ impl Writer {
                         .write(true)
                         .open(segment_path(&self.dir, seg))?;
                     f.set_len(len)?;
-                    f.sync_data()?;
+                    timed_sync(&self.counters, &f)?;
                 }
             }
             self.counters.syncs.fetch_add(1, Ordering::Relaxed);
@@ -319,7 +321,7 @@ impl Writer {
     fn sync_data(&mut self) -> io::Result<()> {
         if let Some(c) = &mut self.cur {
             if c.dirty {
-                c.file.sync_data()?;
+                timed_sync(&self.counters, &c.file)?;
                 c.dirty = false;
                 self.counters.syncs.fetch_add(1, Ordering::Relaxed);
             }
@@ -356,6 +358,14 @@ impl Writer {
             self.last_committed_write = Instant::now();
         }
     }
+}
+
+/// One segment `fdatasync`, timed.
+fn timed_sync(counters: &Counters, f: &File) -> io::Result<()> {
+    let start = Instant::now();
+    let r = f.sync_data();
+    counters.fsync.record(start.elapsed());
+    r
 }
 
 fn batch_bytes(job: &Job) -> usize {

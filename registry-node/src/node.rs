@@ -78,6 +78,8 @@ pub struct Core {
     pub read_stats: Arc<crate::api::route::ReadStats>,
     /// The member link (shared with Raft), for read indexes and forwarded writes.
     pub peers: PeerNetwork,
+    /// The Raft log's fsync durations (`/metrics`: etcd_disk_wal_fsync_duration_seconds).
+    pub wal_fsync: Arc<raft_log::FsyncTimes>,
 }
 
 impl Core {
@@ -227,6 +229,7 @@ impl Node {
                 path: data.join("log"),
                 source: std::io::Error::other(e),
             })??;
+            let wal_fsync = log.fsync_times();
             let mvcc_config = mvcc::Config {
                 max_txn_ops: config.raft.max_txn_ops,
                 min_lease_ttl: config.min_lease_ttl(),
@@ -264,6 +267,7 @@ impl Node {
                 forward: Default::default(),
                 read_stats: Default::default(),
                 peers,
+                wal_fsync,
             });
             let client_addr = client.local_addr().map_err(|source| NodeError::Bind {
                 addr: config.client_addr,

@@ -56,7 +56,30 @@ const SHARED: &[&str] = &[
     "etcd_mvcc_db_total_size_in_bytes",
     "etcd_debugging_mvcc_keys_total",
     "etcd_debugging_mvcc_watch_stream_total",
+    "etcd_mvcc_db_total_size_in_use_in_bytes",
+    "etcd_disk_wal_fsync_duration_seconds_count",
+    "etcd_disk_wal_fsync_duration_seconds_sum",
 ];
+
+const FSYNC_COUNT: &str = "etcd_disk_wal_fsync_duration_seconds_count";
+
+/// The `le` bounds of a histogram's buckets, in page order.
+fn bucket_bounds(page: &str, name: &str) -> Vec<String> {
+    let prefix = format!("{name}_bucket{{le=\"");
+    page.lines()
+        .filter_map(|l| Some(l.strip_prefix(&prefix)?.split_once('"')?.0.to_owned()))
+        .collect()
+}
+
+/// The WAL fsync count of each page at `urls`.
+async fn fsync_counts(urls: &[String]) -> Vec<f64> {
+    let mut out = Vec::new();
+    for u in urls {
+        let page = get(&format!("{u}/metrics")).await.1;
+        out.push(metric(&page, FSYNC_COUNT).expect("the fsync count is served"));
+    }
+    out
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn probes_and_metrics_as_etcd() {
@@ -106,6 +129,43 @@ async fn probes_and_metrics_as_etcd() {
             handled(&get(&format!("{}/metrics", cluster.client_url(i))).await.1).unwrap_or(0.0);
     }
     assert!(total >= 1.0, "the put was counted");
+    // The WAL fsync histogram: etcd's buckets, and every member's count moves with writes
+    // (each member syncs its own log before acknowledging an append), on both sides.
+    let bounds = bucket_bounds(&theirs, "etcd_disk_wal_fsync_duration_seconds");
+    assert_eq!(bounds.len(), 15, "etcd: 14 buckets and +Inf: {bounds:?}");
+    assert_eq!(
+        bucket_bounds(&mine, "etcd_disk_wal_fsync_duration_seconds"),
+        bounds
+    );
+    let urls: Vec<String> = (0..3).map(|i| cluster.client_url(i)).collect();
+    let sides = [(vec![etcd.endpoint.clone()], "etcd"), (urls, "ours")];
+    for (urls, side) in &sides {
+        let before = fsync_counts(urls).await;
+        for i in 0..5 {
+            let eps: Vec<String> = urls.clone();
+            common::etcdctl_ok(&eps, &["put", &format!("fsync/{i}"), "v"]).await;
+        }
+        // Followers sync after the leader acknowledged: wait for every member's count.
+        wait_for(
+            "fsyncs counted on every member",
+            Duration::from_secs(10),
+            || {
+                let (urls, before) = (urls.clone(), before.clone());
+                async move {
+                    let after = fsync_counts(&urls).await;
+                    after
+                        .iter()
+                        .zip(&before)
+                        .all(|(a, b)| a >= &(b + 1.0))
+                        .then_some(())
+                }
+            },
+        )
+        .await;
+        let page = get(&format!("{}/metrics", urls[0])).await.1;
+        let sum = metric(&page, "etcd_disk_wal_fsync_duration_seconds_sum");
+        assert!(sum > Some(0.0), "{side}: fsync time is summed: {sum:?}");
+    }
     assert_eq!(grpc_health(&ours).await, Some(ServingStatus::Serving));
     assert_eq!(
         grpc_health(&etcd.endpoint).await,

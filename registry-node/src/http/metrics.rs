@@ -5,19 +5,26 @@
 //! happen: leader changes by [`follow`], gRPC calls by the server's observer
 //! ([`Metrics::observer`], grpc-go's `grpc_server_started_total` / `grpc_server_handled_total`).
 //! `proposals_committed_total` is openraft's quorum-granted commit index and `proposals_pending` the
-//! entries the leader appended but has not applied.
+//! entries the leader appended but has not applied. `etcd_disk_wal_fsync_duration_seconds` is
+//! the Raft log's `fdatasync`s (raft-log times them, with etcd's buckets);
+//! `etcd_mvcc_db_total_size_in_use_in_bytes` is the store's size estimate (what the quota
+//! compares), while `..._db_total_size_in_bytes` is the data directory on disk. etcd's
+//! `etcd_disk_backend_commit_duration_seconds` has no counterpart: the store lives in memory
+//! and nothing is committed to a backend file.
 
 use openraft::async_runtime::WatchReceiver;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use grpc_lite::server::{HttpBody, Observer};
 use http::{Response, StatusCode};
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::{EncodeLabelSet, EncodeMetric, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
+use raft_log::FsyncSnapshot;
 use tokio_util::sync::CancellationToken;
 use tonic::Code;
 use tonic_health::server::HealthReporter;
@@ -40,8 +47,26 @@ struct HandledLabels {
     grpc_code: &'static str,
 }
 
+/// The Raft log's fsync histogram as last read (at each scrape, from [`Core::wal_fsync`]).
+#[derive(Clone, Debug, Default)]
+struct WalFsync(Arc<Mutex<Option<FsyncSnapshot>>>);
+
+impl EncodeMetric for WalFsync {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        let read = self.0.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let s = read.unwrap_or_else(|| raft_log::FsyncTimes::default().snapshot());
+        encoder.encode_histogram::<NoLabelSet>(s.sum_seconds, s.count, &s.buckets, None)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        MetricType::Histogram
+    }
+}
+
 pub struct Metrics {
     registry: Registry,
+    wal_fsync: WalFsync,
+    db_in_use: Gauge,
     has_leader: Gauge,
     is_leader: Gauge,
     leader_changes: Counter,
@@ -66,6 +91,8 @@ impl Default for Metrics {
     fn default() -> Self {
         let mut m = Metrics {
             registry: Registry::default(),
+            wal_fsync: WalFsync::default(),
+            db_in_use: Gauge::default(),
             has_leader: Gauge::default(),
             is_leader: Gauge::default(),
             leader_changes: Counter::default(),
@@ -121,6 +148,16 @@ impl Default for Metrics {
             "etcd_mvcc_db_total_size_in_bytes",
             "Total size of the underlying database physically allocated in bytes",
             m.db_size.clone(),
+        );
+        r.register(
+            "etcd_mvcc_db_total_size_in_use_in_bytes",
+            "Total size of the underlying database logically in use in bytes",
+            m.db_in_use.clone(),
+        );
+        r.register(
+            "etcd_disk_wal_fsync_duration_seconds",
+            "The latency distributions of fsync called by WAL.",
+            m.wal_fsync.clone(),
         );
         r.register(
             "etcd_debugging_mvcc_keys_total",
@@ -279,7 +316,9 @@ impl Metrics {
         };
         self.pending.set(pending as i64);
         self.db_size.set(core.db_size() as i64);
-        let (keys, leases) = core.sm.read(|s| {
+        *self.wal_fsync.0.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some(core.wal_fsync.snapshot());
+        let (keys, leases, in_use) = core.sm.read(|s| {
             let all = proto::etcdserverpb::RangeRequest {
                 key: vec![0],
                 range_end: vec![0],
@@ -287,8 +326,10 @@ impl Metrics {
                 ..Default::default()
             };
             let keys = s.range(&all).map(|r| r.count).unwrap_or(0);
-            (keys, s.leases().count() as i64)
+            (keys, s.leases().count() as i64, s.size_bytes())
         });
+        self.db_in_use
+            .set(i64::try_from(in_use).unwrap_or(i64::MAX));
         self.keys.set(keys);
         self.leases.set(leases);
         let open = self.watch_opened.load(Ordering::Relaxed);
