@@ -11,6 +11,8 @@
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet};
 
+use crate::store::LeaseChange;
+
 /// Milliseconds on the caller's monotonic clock.
 pub type Millis = u64;
 
@@ -87,6 +89,20 @@ impl Lessor {
         self.revoking.retain(|id| live.contains(id));
     }
 
+    /// Follows the grants and revokes the store applied since the last call (the state
+    /// machine's lease feed): O(changes), where [`Lessor::sync`] is O(leases).
+    pub fn apply_changes(&mut self, now: Millis, changes: &[LeaseChange]) {
+        for c in changes {
+            match *c {
+                LeaseChange::Granted { id, ttl } => self.granted(id, ttl, now),
+                LeaseChange::Revoked { id } => {
+                    self.expiry.remove(&id);
+                    self.revoking.remove(&id);
+                }
+            }
+        }
+    }
+
     /// A grant was applied on this member as primary: the lease's TTL starts now, as etcd's
     /// lessor starts it when it applies the grant (not at the next [`Lessor::sync`]).
     pub fn granted(&mut self, id: i64, ttl: i64, now: Millis) {
@@ -156,14 +172,21 @@ impl Lessor {
         }
     }
 
-    /// Remaining TTLs of the leases whose TTL is above `min_ttl` seconds, for a checkpoint
-    /// (seconds, at least 1). Short leases are not checkpointed (as in etcd): a new leader
-    /// gives them their full TTL, which is already short.
-    pub fn checkpoints(&self, now: Millis, min_ttl: i64) -> Vec<(i64, i64)> {
+    /// Remaining TTLs of the leases whose TTL is above `min_ttl` seconds and that were not
+    /// renewed for at least `unrenewed` ms, for a checkpoint (seconds, at least 1). Short leases
+    /// are not checkpointed (as in etcd): a new leader gives them their full TTL, which is
+    /// already short. Nor are leases renewed lately: a new leader's full TTL is within
+    /// `unrenewed` of their true remaining TTL, so the checkpoint would change little — and a
+    /// checkpoint of every kept-alive lease made one Raft entry of 100,000 ids every round
+    /// (issue 21). What checkpoints are for is the lease nobody renews any more: it must not
+    /// get its full TTL back at every election.
+    pub fn checkpoints(&self, now: Millis, min_ttl: i64, unrenewed: Millis) -> Vec<(i64, i64)> {
         let mut v: Vec<(i64, i64)> = self
             .expiry
             .iter()
-            .filter(|(_, (_, ttl))| *ttl > min_ttl)
+            .filter(|(_, (at, ttl))| {
+                *ttl > min_ttl && at.saturating_sub(now).saturating_add(unrenewed) <= secs(*ttl)
+            })
             .map(|(id, (at, _))| (*id, (at.saturating_sub(now).div_ceil(1000) as i64).max(1)))
             .collect();
         v.sort_unstable();
@@ -287,6 +310,45 @@ mod tests {
     }
 
     #[test]
+    fn changes_from_the_store_add_and_drop_leases() {
+        let mut s = Lessor::default();
+        s.apply_changes(0, &[LeaseChange::Granted { id: 1, ttl: 5 }]);
+        assert_eq!(s.len(), 0, "not primary: nothing recorded");
+        s.promote(0, 0, [l(1, 2)]);
+        s.apply_changes(
+            1_000,
+            &[
+                LeaseChange::Granted { id: 2, ttl: 5 },
+                LeaseChange::Granted { id: 1, ttl: 2 },
+                LeaseChange::Revoked { id: 3 },
+            ],
+        );
+        assert_eq!(
+            s.remaining(2, 1_000),
+            Some(4),
+            "a new grant starts its TTL now"
+        );
+        assert_eq!(
+            s.remaining(1, 1_000),
+            Some(0),
+            "a known lease keeps its expiry"
+        );
+        assert_eq!(s.take_expired(2_000, usize::MAX), vec![1]);
+        s.apply_changes(
+            2_100,
+            &[
+                LeaseChange::Revoked { id: 1 },
+                LeaseChange::Revoked { id: 2 },
+            ],
+        );
+        assert!(s.is_empty());
+        assert!(
+            s.take_expired(60_000, usize::MAX).is_empty(),
+            "revoked: never expired"
+        );
+    }
+
+    #[test]
     fn failed_revoke_is_retried() {
         let mut s = Lessor::default();
         s.promote(0, 0, [l(1, 1)]);
@@ -307,7 +369,23 @@ mod tests {
         assert_eq!(s.next_expiry(), Some(3_000), "the rest stay due");
         assert_eq!(s.take_expired(3_000, usize::MAX).len(), 6_000);
         assert!(s.take_expired(3_000, usize::MAX).is_empty());
-        assert_eq!(s.checkpoints(0, 0).len(), 10_000);
-        assert!(s.checkpoints(0, 3).is_empty());
+        assert_eq!(s.checkpoints(0, 0, 0).len(), 10_000);
+        assert!(s.checkpoints(0, 3, 0).is_empty());
+    }
+
+    #[test]
+    fn only_unrenewed_leases_are_checkpointed() {
+        let mut s = Lessor::default();
+        s.promote(0, 0, [l(1, 30), l(2, 30)]);
+        assert!(
+            s.checkpoints(5_000, 10, 10_000).is_empty(),
+            "both renewed 5 s ago"
+        );
+        assert_eq!(s.renew(2, 9_000, Some(30)), Some(30));
+        assert_eq!(
+            s.checkpoints(10_000, 10, 10_000),
+            vec![(1, 20)],
+            "lease 1 unrenewed for 10 s; lease 2 renewed 1 s ago"
+        );
     }
 }

@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 pub use lessor::{LeaseTtl, Lessor, Millis};
 
 use crate::node::Core;
+use crate::store::Drained;
 
 /// Not the member that may answer for leases now.
 #[derive(Debug, Clone, Copy)]
@@ -150,11 +151,16 @@ pub async fn run(core: Arc<Core>, shutdown: CancellationToken) {
             if mgr.lessor().is_primary() {
                 tracing::info!("lessor demoted");
                 mgr.lessor().demote();
+                core.sm.lease_feed().stop();
             }
             mgr.confirmed_at.store(0, Ordering::Release);
+            // Nothing to do until the Raft state changes (which wakes the loop at once).
+            next_work = Instant::now() + TICK;
             continue;
         }
         if !mgr.lessor().is_primary() {
+            // Listen before scanning: every apply after the scan began is in the feed.
+            core.sm.lease_feed().listen();
             let leases = store_leases(&core);
             let mut lessor = mgr.lessor();
             lessor.promote(mgr.now(), core.config.raft.election_timeout_ms, leases);
@@ -182,11 +188,19 @@ pub async fn run(core: Arc<Core>, shutdown: CancellationToken) {
             continue;
         }
         mgr.confirmed_at.store(started, Ordering::Release);
+        // The grants and revokes applied since the last round (a rescan only after a snapshot
+        // install replaced the store): no copy of the whole lease table per round.
+        let changes = match core.sm.lease_feed().drain() {
+            Drained::Changes(c) => Ok(c),
+            Drained::Reset => Err(store_leases(&core)),
+        };
         let now = mgr.now();
-        let leases = store_leases(&core);
         let expired = {
             let mut lessor = mgr.lessor();
-            lessor.sync(now, leases);
+            match changes {
+                Ok(c) => lessor.apply_changes(now, &c),
+                Err(leases) => lessor.sync(now, leases),
+            }
             lessor.take_expired(now, REVOKE_PER_ROUND)
         };
         if !expired.is_empty() {
@@ -237,7 +251,11 @@ async fn checkpoint(core: &Core) {
         let now = core.leases.now();
         core.leases
             .lessor()
-            .checkpoints(now, 2 * CHECKPOINT_EVERY.as_secs() as i64)
+            .checkpoints(
+                now,
+                2 * CHECKPOINT_EVERY.as_secs() as i64,
+                2 * CHECKPOINT_EVERY.as_millis() as Millis,
+            )
             .into_iter()
             .map(|(id, remaining_ttl)| LeaseCheckpoint { id, remaining_ttl })
             .collect()

@@ -8,6 +8,7 @@
 //!  api readers ◀── read(|store| ..) / applied index watch
 //! ```
 
+mod lease_feed;
 mod snapshot;
 
 use std::io;
@@ -21,6 +22,7 @@ use tokio::sync::{broadcast, watch};
 
 use crate::raft::types::{Entry, LogId, Snapshot, SnapshotData, SnapshotMeta, StoredMembership};
 use crate::raft::{CommandResult, TypeConfig};
+pub use lease_feed::{Drained, LeaseChange, LeaseFeed};
 pub use snapshot::SnapshotStore;
 
 /// What one applied entry tells the watch hub: the events of one revision, in order.
@@ -44,6 +46,7 @@ pub struct StateMachine {
     snapshots: SnapshotStore,
     applied_tx: Arc<watch::Sender<u64>>,
     events_tx: broadcast::Sender<AppliedEvents>,
+    lease_feed: Arc<LeaseFeed>,
 }
 
 impl StateMachine {
@@ -69,6 +72,7 @@ impl StateMachine {
             snapshots,
             applied_tx: Arc::new(watch::channel(applied).0),
             events_tx,
+            lease_feed: Arc::default(),
         })
     }
 
@@ -88,6 +92,11 @@ impl StateMachine {
         self.events_tx.subscribe()
     }
 
+    /// The leases granted and revoked by each apply, for the lessor.
+    pub fn lease_feed(&self) -> &LeaseFeed {
+        &self.lease_feed
+    }
+
     /// Bytes used on disk by the state machine (its snapshot file).
     pub fn db_size(&self) -> u64 {
         self.snapshots.size_on_disk()
@@ -95,6 +104,7 @@ impl StateMachine {
 
     fn apply_one(
         inner: &mut Inner,
+        feed: &LeaseFeed,
         entry: Entry,
         events: &mut Vec<AppliedEvents>,
     ) -> CommandResult {
@@ -114,13 +124,15 @@ impl StateMachine {
                 if !cmd.is_batch() {
                     return reqs
                         .first()
-                        .map(|req| Self::apply_request(inner, index, req, events))
+                        .map(|req| Self::apply_request(inner, feed, index, req, events))
                         .unwrap_or(CommandResult::Undecodable);
                 }
                 let results = reqs
                     .iter()
                     .enumerate()
-                    .map(|(i, req)| Self::apply_request(inner, sub_index(index, i), req, events))
+                    .map(|(i, req)| {
+                        Self::apply_request(inner, feed, sub_index(index, i), req, events)
+                    })
                     .collect();
                 CommandResult::Batch(results)
             }
@@ -129,12 +141,14 @@ impl StateMachine {
 
     fn apply_request(
         inner: &mut Inner,
+        feed: &LeaseFeed,
         index: u64,
         req: &proto::registrypb::InternalRequest,
         events: &mut Vec<AppliedEvents>,
     ) -> CommandResult {
         match inner.store.apply(index, req) {
             Ok(mut applied) => {
+                feed.record(lease_feed::changes_of(req, &applied.response));
                 // The events go to the watch hub (moved, not copied); the caller of the
                 // proposal only reads the response.
                 let applied_events = std::mem::take(&mut applied.events);
@@ -204,7 +218,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 let mut next = Some(first);
                 while let Some(item) = next.take() {
                     let (entry, responder) = item?;
-                    let result = Self::apply_one(&mut inner, entry, &mut batch_events);
+                    let result =
+                        Self::apply_one(&mut inner, &self.lease_feed, entry, &mut batch_events);
                     if let Some(r) = responder {
                         answers.push((r, result));
                     }
@@ -241,6 +256,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             inner.store = store;
             inner.last_applied = meta.last_log_id;
             inner.membership = meta.last_membership.clone();
+            // Under the write lock: no apply on the new store is recorded before the reset.
+            self.lease_feed.reset();
             inner.last_applied.map(|l| l.index()).unwrap_or(0)
         };
         tracing::info!(last = ?meta.last_log_id, "installed snapshot from leader");
