@@ -21,8 +21,12 @@
 //! | `--client_request_timeout` | `MICRO_CLIENT_REQUEST_TIMEOUT` | `5s` (Go's spelling) |
 //! | `--client_pool_size` | `MICRO_CLIENT_POOL_SIZE` | 1 (connections per node) |
 //! | `--metrics_address` | `MICRO_METRICS_ADDRESS` | off (`ip:port` or `:port`: Prometheus `/metrics` there) |
+//!
+//! The registry's TLS and auth flags (`--registry_tls_ca`, `--registry_username`, ...) are in
+//! [`security`].
 
 mod duration;
+pub mod security;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -30,6 +34,7 @@ use std::time::Duration;
 use clap::Args;
 
 pub use duration::parse_go_duration;
+pub use security::RegistrySecurityArgs;
 
 use crate::client::ClientOptions;
 use crate::registry::{RegisterOptions, RegistryOptions, PREFIX};
@@ -176,22 +181,28 @@ pub struct MicroArgs {
     /// (`127.0.0.1:0`: a free port); off if not given.
     #[arg(long = "metrics_address", env = "MICRO_METRICS_ADDRESS", global = true, value_parser = parse_server_address)]
     pub metrics_address: Option<SocketAddr>,
+    /// TLS and etcd auth towards the registry.
+    #[command(flatten)]
+    pub registry_security: RegistrySecurityArgs,
 }
 
 impl MicroArgs {
-    /// Registry member URLs.
+    /// Registry member URLs (`host:port` becomes `https://` when a TLS flag is given).
     pub fn registry_endpoints(&self) -> Vec<String> {
+        let tls = self.registry_security.tls().is_some();
         self.registry_address
             .iter()
             .map(|a| a.trim())
             .filter(|a| !a.is_empty())
-            .map(crate::registry::normalize)
+            .map(|a| crate::registry::normalize_for(a, tls))
             .collect()
     }
 
     pub fn registry_options(&self) -> RegistryOptions {
         RegistryOptions {
             prefix: self.registry_prefix.clone(),
+            tls: self.registry_security.tls(),
+            auth: self.registry_security.credentials(),
             ..RegistryOptions::new(self.registry_endpoints())
         }
     }

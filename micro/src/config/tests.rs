@@ -162,3 +162,63 @@ fn metrics_address_is_off_unless_given() {
     );
     assert!(Cli::try_parse_from(["x", "--metrics_address=nowhere"]).is_err());
 }
+
+#[test]
+fn registry_tls_and_auth_flags() {
+    let cli = Cli::try_parse_from(["x"]).expect("parse");
+    let options = cli.micro.registry_options();
+    assert_eq!((options.tls, options.auth), (None, None));
+
+    let cli = Cli::try_parse_from([
+        "x",
+        "--registry_address=10.0.0.1:2379,http://10.0.0.2:2379",
+        "--registry_tls_ca=/etc/ca.pem",
+        "--registry_tls_cert=/etc/client.pem",
+        "--registry_tls_key=/etc/client-key.pem",
+        "--registry_username=micro",
+        "--registry_password=pw",
+    ])
+    .expect("parse");
+    let options = cli.micro.registry_options();
+    let tls = options.tls.expect("TLS");
+    assert_eq!(
+        tls.ca,
+        Some(crate::registry::Pem::File("/etc/ca.pem".into()))
+    );
+    assert!(tls.cert.is_some() && tls.key.is_some());
+    let auth = options.auth.expect("credentials");
+    assert_eq!(
+        (auth.username.as_str(), auth.password.as_str()),
+        ("micro", "pw")
+    );
+    // host:port becomes https:// with TLS; an explicit http:// stays (and is refused when the
+    // client is built, see the registry's tests).
+    assert_eq!(
+        cli.micro.registry_endpoints(),
+        ["https://10.0.0.1:2379", "http://10.0.0.2:2379"]
+    );
+
+    // `--registry_secure` alone, and in the `--name=value` form `micro up` hands on.
+    for secure in ["--registry_secure", "--registry_secure=true"] {
+        let cli = Cli::try_parse_from(["x", secure]).expect("parse");
+        assert_eq!(
+            cli.micro.registry_options().tls,
+            Some(crate::registry::TlsOptions::default()),
+            "{secure}"
+        );
+    }
+    let cli = Cli::try_parse_from(["x", "--registry_secure=false"]).expect("parse");
+    assert_eq!(cli.micro.registry_options().tls, None);
+}
+
+#[test]
+fn a_plain_address_with_tls_options_is_refused() {
+    let cli = Cli::try_parse_from([
+        "x",
+        "--registry_address=http://127.0.0.1:2379",
+        "--registry_secure",
+    ])
+    .expect("parse");
+    let err = crate::Registry::new(&cli.micro.registry_options()).expect_err("plain + TLS");
+    assert!(err.to_string().contains("https://127.0.0.1:2379"), "{err}");
+}

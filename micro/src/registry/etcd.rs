@@ -33,11 +33,7 @@ struct Inner {
 impl Registry {
     /// A client of the members in `options`; connects on first use.
     pub fn new(options: &RegistryOptions) -> Result<Self, Error> {
-        let pool = Pool::new(
-            &options.addresses,
-            options.dial_timeout,
-            options.request_timeout,
-        )?;
+        let pool = Pool::new(options)?;
         let mut prefix = options.prefix.clone();
         if !prefix.ends_with('/') {
             prefix.push('/');

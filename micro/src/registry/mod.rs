@@ -11,15 +11,17 @@ mod etcd;
 mod health;
 mod pool;
 mod register;
+mod secure;
 mod types;
 mod watch;
 
 use std::time::Duration;
 
 pub use etcd::Registry;
-pub use health::member_healthy;
-pub use pool::normalize;
+pub use health::{member_healthy, member_healthy_with};
+pub use pool::{normalize, normalize_for};
 pub use register::{RegisterOptions, Registration};
+pub use secure::{Credentials, Pem, TlsOptions};
 pub use types::{
     group_by_version, node_key, node_key_in, prefix_end, service_prefix, service_prefix_in,
     split_key, split_key_in, Endpoint, Metadata, Node, Service, Value, PREFIX,
@@ -38,6 +40,11 @@ pub struct RegistryOptions {
     /// Key prefix of every registration, ending in `/` ([`PREFIX`]: go-plugins' etcdv3;
     /// `/micro/registry/`: go-micro's built-in etcd registry from v1.14).
     pub prefix: String,
+    /// TLS towards the members (go-micro's `Secure` / `TLSConfig`); `None`: TLS only for
+    /// `https://` addresses, checked against the system's roots.
+    pub tls: Option<TlsOptions>,
+    /// An etcd user to authenticate as (go-micro's `Auth`); `None`: no token.
+    pub auth: Option<Credentials>,
 }
 
 impl RegistryOptions {
@@ -47,7 +54,30 @@ impl RegistryOptions {
             dial_timeout: Duration::from_secs(1),
             request_timeout: Duration::from_secs(3),
             prefix: PREFIX.to_owned(),
+            tls: None,
+            auth: None,
         }
+    }
+
+    /// Whether the members are spoken to over TLS: TLS options given, or an `https://` address.
+    pub fn uses_tls(&self) -> bool {
+        self.tls.is_some()
+            || self
+                .addresses
+                .iter()
+                .any(|a| a.trim().starts_with("https://"))
+    }
+
+    /// tonic's TLS settings for the members, if TLS is used (files read now).
+    pub(crate) fn tls_config(&self) -> Result<Option<tonic::transport::ClientTlsConfig>, Error> {
+        if !self.uses_tls() {
+            return Ok(None);
+        }
+        self.tls
+            .clone()
+            .unwrap_or_default()
+            .client_config()
+            .map(Some)
     }
 }
 
@@ -86,4 +116,19 @@ pub enum Error {
     NoNode(String),
     #[error("lease grant refused: {0}")]
     Grant(String),
+    #[error("registry TLS: {0}")]
+    TlsConfig(String),
+    #[error("registry TLS: cannot read the {what} {}", path.display())]
+    TlsFile {
+        what: &'static str,
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("registry authentication as user {user:?} failed: {}", status.message())]
+    Auth {
+        user: String,
+        #[source]
+        status: tonic::Status,
+    },
 }
