@@ -39,6 +39,17 @@ pub fn sigkill(pids: Vec<u32>) -> Killer {
     })
 }
 
+/// The longest wait, in ns, of the keep-alives answered after `killed_ns`, counted from
+/// `back_ns` for those sent before it (`answers`: (sent, answered) ns).
+fn beyond(answers: &[(u64, u64)], killed_ns: u64, back_ns: u64) -> u64 {
+    answers
+        .iter()
+        .filter(|(_, answered)| *answered > killed_ns)
+        .map(|(sent, answered)| answered.saturating_sub((*sent).max(back_ns)))
+        .max()
+        .unwrap_or(0)
+}
+
 fn secs(d: Duration) -> f64 {
     (d.as_secs_f64() * 1000.0).round() / 1000.0
 }
@@ -79,6 +90,7 @@ pub async fn run(
 
     let killed_ns = sh.now_ns();
     let killed = Instant::now();
+    sh.record_answers.store(true, Ordering::Relaxed);
     kill(old).await?;
     eprintln!("scale-failover: killed the leader (endpoint {old})");
     let new = cluster::wait_leader(&survivor_eps, None, Duration::from_secs(30)).await?;
@@ -108,6 +120,11 @@ pub async fn run(
     }
     let renewed = sh.renewed_after(killed_ns);
     let ka = sh.take_hist();
+    sh.record_answers.store(false, Ordering::Relaxed);
+    let after_writes = writes_back.map(|t| {
+        let back_ns = t.saturating_duration_since(sh.base).as_nanos() as u64;
+        beyond(&sh.take_answers(), killed_ns, back_ns)
+    });
     let probes = prober.stop();
     let (wh, wfail) = cluster::probe_latency(&probes, killed, killed + window);
     let (present, wrong) = super::check_keys(&survivors[new], &l.prefix, &l.ids).await?;
@@ -128,6 +145,11 @@ pub async fn run(
             "new_leader_endpoint": survivor_idx[new],
             "new_leader_s": leader_s,
             "writes_back_s": writes_back.map(|t| secs(t - killed)),
+            // The longest a keep-alive waited once writes were accepted again: no member can
+            // answer a keep-alive before there is a leader, and followers wait an election
+            // timeout before they elect one, so this is the wait the lessor adds (etcd's O(n)
+            // promotion, #9496, shows here).
+            "failover_keepalive_after_writes_max_ms": after_writes.map(|d| (d as f64 / 1e4).round() / 100.0),
             "failover_write_failed": wfail,
             "window_s": secs(window),
             "renewed_after_kill": renewed,
@@ -141,4 +163,16 @@ pub async fn run(
             "term_after": term_after,
         }),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn waits_count_from_when_writes_came_back() {
+        // killed at 100, writes back at 1_000: sent at 50 answered at 1_300 waited 300 past
+        // it; sent at 1_100 answered at 1_150 waited 50; answered before the kill: ignored.
+        let a = [(50, 1_300), (1_100, 1_150), (10, 90)];
+        assert_eq!(super::beyond(&a, 100, 1_000), 300);
+        assert_eq!(super::beyond(&[], 100, 1_000), 0);
+    }
 }

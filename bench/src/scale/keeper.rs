@@ -5,7 +5,7 @@
 
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -31,6 +31,10 @@ pub struct Shared {
     pub expired: AtomicU64,
     pub stream_errors: AtomicU64,
     hist: Mutex<Histogram<u64>>,
+    /// While set: every answer's (sent, answered), ns since `base` (row 3 relates them to
+    /// the moment writes were accepted again).
+    pub record_answers: AtomicBool,
+    answers: Mutex<Vec<(u64, u64)>>,
 }
 
 impl Shared {
@@ -44,6 +48,8 @@ impl Shared {
             expired: AtomicU64::new(0),
             stream_errors: AtomicU64::new(0),
             hist: Mutex::new(stats::hist()),
+            record_answers: AtomicBool::new(false),
+            answers: Mutex::new(Vec::new()),
         })
     }
 
@@ -51,6 +57,11 @@ impl Shared {
     pub fn take_hist(&self) -> Histogram<u64> {
         let mut h = self.hist.lock().unwrap_or_else(|p| p.into_inner());
         std::mem::replace(&mut *h, stats::hist())
+    }
+
+    /// The (sent, answered) pairs recorded while `record_answers` was set.
+    pub fn take_answers(&self) -> Vec<(u64, u64)> {
+        std::mem::take(&mut *self.answers.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
     /// Nanoseconds since `base`.
@@ -149,6 +160,11 @@ async fn open(sh: &Arc<Shared>, endpoint: &str, pending: &Pending) -> anyhow::Re
             if r.ttl > 0 {
                 sh.last_ok[idx].store(sh.now_ns(), Ordering::Relaxed);
                 sh.answered.fetch_add(1, Ordering::Relaxed);
+                if sh.record_answers.load(Ordering::Relaxed) {
+                    let sent = at.saturating_duration_since(sh.base).as_nanos() as u64;
+                    let mut a = sh.answers.lock().unwrap_or_else(|p| p.into_inner());
+                    a.push((sent, sh.now_ns()));
+                }
                 let mut h = sh.hist.lock().unwrap_or_else(|p| p.into_inner());
                 stats::record(&mut h, at.elapsed());
             } else {
