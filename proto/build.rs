@@ -8,6 +8,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let files = [
         "proto/etcd/kv.proto",
         "proto/etcd/rpc.proto",
+        "proto/etcd/auth.proto",
+        "proto/etcd/auth_rpc.proto",
         "proto/etcd/v3lock.proto",
         "proto/etcd/v3election.proto",
         "proto/registry.proto",
@@ -29,6 +31,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .preserve_proto_field_names()
         // etcd's gateway (jsonpb) ignores fields it does not know.
         .ignore_unknown_fields()
-        .build(&[".mvccpb", ".etcdserverpb", ".v3lockpb", ".v3electionpb"])?;
+        .build(&[".mvccpb", ".authpb", ".etcdserverpb", ".v3lockpb", ".v3electionpb"])?;
     Ok(())
 }

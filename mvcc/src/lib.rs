@@ -19,6 +19,8 @@
 //! Headers of responses carry only `revision`; the caller fills cluster/member id and term.
 
 mod alarm;
+mod auth;
+mod auth_ops;
 mod error;
 mod hash;
 mod index;
@@ -30,6 +32,8 @@ mod store;
 mod txn;
 mod write;
 
+pub use auth::{Auth, AuthError, AuthSnapshot, Need, ROOT};
+pub use auth_ops::AuthResponse;
 pub use error::Error;
 pub use index::Revision;
 pub use lease::{Lease, MAX_LEASE_TTL};

@@ -30,6 +30,9 @@ pub struct Snapshot {
     /// Raised alarms.
     #[prost(message, repeated, tag = "5")]
     pub alarms: Vec<proto::etcdserverpb::AlarmMember>,
+    /// Users, roles and tokens; absent in snapshots written before auth existed.
+    #[prost(message, optional, tag = "6")]
+    pub auth: Option<crate::AuthSnapshot>,
 }
 
 /// One revision of one key (etcd's bolt "key" bucket entry).
@@ -162,6 +165,7 @@ impl Store {
                 .collect(),
             leases: self.leases.iter().map(LeaseRecord::new).collect(),
             alarms: self.alarm_list(),
+            auth: Some(self.auth.to_snapshot()),
         }
     }
 
@@ -178,6 +182,7 @@ impl Store {
             snap.leases,
         );
         store.alarms = snap.alarms.iter().map(|a| (a.member_id, a.alarm)).collect();
+        store.auth = snap.auth.map(crate::Auth::from_snapshot).unwrap_or_default();
         store
     }
 
@@ -216,6 +221,7 @@ impl Store {
             compact_revision,
             track_changes: true,
             alarms: Default::default(),
+            auth: Default::default(),
         }
     }
 
@@ -227,6 +233,7 @@ impl Store {
         let records = || self.index.records().map(|(key, r)| RecordRef { key, r });
         let leases = || self.leases.iter().map(LeaseRecord::new);
         let alarms = self.alarm_list();
+        let auth = self.auth.to_snapshot();
         let len = int64::encoded_len_nonzero(1, self.revision)
             + int64::encoded_len_nonzero(2, self.compact_revision)
             + records()
@@ -235,7 +242,8 @@ impl Store {
             + leases()
                 .map(|l| encoding::message::encoded_len(LEASES_TAG, &l))
                 .sum::<usize>()
-            + encoding::message::encoded_len_repeated(ALARMS_TAG, &alarms);
+            + encoding::message::encoded_len_repeated(ALARMS_TAG, &alarms)
+            + encoding::message::encoded_len(AUTH_TAG, &auth);
         let mut buf = Vec::with_capacity(len);
         int64::encode_nonzero(1, self.revision, &mut buf);
         int64::encode_nonzero(2, self.compact_revision, &mut buf);
@@ -248,6 +256,7 @@ impl Store {
             encoding::message::encode(LEASES_TAG, &l, &mut buf);
         }
         encoding::message::encode_repeated(ALARMS_TAG, &alarms, &mut buf);
+        encoding::message::encode(AUTH_TAG, &auth, &mut buf);
         debug_assert_eq!(buf.len(), len);
         buf
     }
@@ -262,6 +271,7 @@ impl Store {
 const KEYS_TAG: u32 = 3;
 const LEASES_TAG: u32 = 4;
 const ALARMS_TAG: u32 = 5;
+const AUTH_TAG: u32 = 6;
 
 /// Length of a length-delimited field of `tag` whose body is `body` bytes long.
 fn delimited_len(tag: u32, body: usize) -> usize {

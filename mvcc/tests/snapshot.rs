@@ -245,6 +245,7 @@ fn garbage_and_inconsistent_snapshots_do_not_panic() {
             remaining_ttl: 0,
         }],
         alarms: Vec::new(),
+        auth: None,
     };
     let mut s = Store::from_snapshot(Config::default(), snap);
     assert_eq!((s.revision(), s.compact_revision()), (4, 0));
