@@ -13,6 +13,9 @@ pub struct NodeArgs {
     /// The cluster file.
     #[arg(long, default_value = "cluster.toml")]
     pub config: PathBuf,
+    /// etcd's TLS flags (--cert-file, --peer-auto-tls, ...); they override the file's [tls].
+    #[command(flatten)]
+    pub tls: crate::tls::TlsArgs,
     /// Member to run; every member of the file when absent.
     #[arg(long)]
     pub name: Option<String>,
@@ -55,6 +58,7 @@ impl NodeArgs {
     /// The configs of the members to run.
     pub fn configs(&self) -> anyhow::Result<Vec<NodeConfig>> {
         let mut file = ClusterFile::load(&self.config)?;
+        self.tls.apply(&mut file.tls)?;
         if let Some(m) = &self.auto_compaction_mode {
             file.compaction.mode = m.clone();
         }

@@ -20,6 +20,9 @@ pub struct ClusterFile {
     /// Auto-compaction (etcd's `--auto-compaction-*`); on by default, see [`crate::compaction`].
     #[serde(default)]
     pub compaction: CompactionSection,
+    /// TLS of the client and peer ports (etcd's flags; see [`crate::tls`]).
+    #[serde(default)]
+    pub tls: crate::tls::TlsSection,
     #[serde(rename = "member", default)]
     pub members: Vec<MemberSection>,
     /// Registry backend choice and service/gateway layout, used by `micro up`.
@@ -120,6 +123,8 @@ pub struct NodeConfig {
     pub client_addr: SocketAddr,
     pub peer_addr: SocketAddr,
     pub data_dir: PathBuf,
+    /// TLS, paths resolved ([`crate::tls::Tls::build`] checks and loads it at start).
+    pub tls: crate::tls::TlsSection,
     pub members: Vec<MemberSpec>,
     pub raft: RaftSection,
     pub compaction: Policy,
@@ -259,6 +264,7 @@ impl ClusterFile {
             client_addr: url_addr(&m.client_url).map_err(|r| invalid("client_url", r))?,
             peer_addr: url_addr(&m.peer_url).map_err(|r| invalid("peer_url", r))?,
             data_dir: base.join(&self.cluster.data_dir).join(name),
+            tls: self.tls.resolved(base),
             members,
             raft: self.raft.clone(),
             compaction: self
@@ -270,11 +276,12 @@ impl ClusterFile {
     }
 }
 
-/// `http://host:port` → a socket address to bind.
+/// `http://host:port`, or `https://host:port` (TLS, [`crate::tls`]) → a socket address to bind.
 pub fn url_addr(url: &str) -> Result<SocketAddr, String> {
     let rest = url
         .strip_prefix("http://")
-        .ok_or_else(|| format!("{url:?} must start with http://"))?;
+        .or_else(|| url.strip_prefix("https://"))
+        .ok_or_else(|| format!("{url:?} must start with http:// or https://"))?;
     let hostport = rest.trim_end_matches('/');
     let hostport = hostport.replace("localhost", "127.0.0.1");
     hostport

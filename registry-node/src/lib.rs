@@ -32,6 +32,7 @@ pub mod node;
 pub mod raft;
 pub mod store;
 pub mod testing;
+pub mod tls;
 pub mod watch;
 
 pub use config::{ClusterFile, ConfigError, NodeConfig};

@@ -12,7 +12,7 @@ use proto::etcdserverpb::ResponseHeader;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::{Channel, Endpoint, Server};
+use tonic::transport::{Channel, Server};
 use tonic::Status;
 use tracing::Instrument;
 
@@ -43,6 +43,8 @@ pub enum NodeError {
         path: std::path::PathBuf,
         source: std::io::Error,
     },
+    #[error("tls: {0}")]
+    Tls(String),
     #[error("raft log: {0}")]
     Log(#[from] raft_log::Error),
     #[error("storage: {0}")]
@@ -66,6 +68,8 @@ pub struct Core {
     /// Cancelled when the member stops: long-lived client streams end with it.
     pub stopping: CancellationToken,
     channels: Mutex<HashMap<String, Channel>>,
+    /// TLS of both ports and of the channels to other members ([`crate::tls`]).
+    pub tls: Arc<crate::tls::Tls>,
     /// Linearizable reads waiting for a shared leadership check.
     pub reads: crate::api::route::ReadBatch,
     /// Proposals waiting to share a Raft entry.
@@ -107,8 +111,11 @@ impl Core {
         if let Some(ch) = map.get(url) {
             return Ok(ch.clone());
         }
-        let ch = Endpoint::from_shared(url.to_owned())
-            .map_err(|e| Status::internal(format!("bad member url {url}: {e}")))?
+        let ch = self
+            .tls
+            .client_client
+            .endpoint(url)
+            .map_err(|e| Status::internal(format!("member url {url}: {e}")))?
             .connect_timeout(Duration::from_secs(1))
             .tcp_nodelay(true)
             .connect_lazy();
@@ -215,6 +222,7 @@ impl Node {
                 path: data.clone(),
                 source,
             })?;
+            let tls = Arc::new(crate::tls::Tls::build(&config).map_err(NodeError::Tls)?);
             let log_dir = data.join("log");
             let log_opts = raft_log::LogOptions {
                 cache_entries: config.raft.log_cache_entries,
@@ -240,7 +248,8 @@ impl Node {
                 cluster_id: config.cluster_id,
                 member_id: config.id,
             };
-            let network = PeerNetwork::new(me, Some(raft_rt.handle.clone()));
+            let network = PeerNetwork::new(me, Some(raft_rt.handle.clone()))
+                .with_tls(tls.peer_client.clone());
             let isolated = network.isolated.clone();
             let peers = network.clone();
             let raft = {
@@ -261,6 +270,7 @@ impl Node {
                 leases: LeaseManager::new(config.raft.election_timeout_ms),
                 stopping: shutdown.clone(),
                 channels: Mutex::new(HashMap::new()),
+                tls: tls.clone(),
                 reads: Default::default(),
                 proposals: crate::raft::batch::ProposalBatch::new(config.raft.proposals_in_flight),
                 follower_reads: Default::default(),
@@ -281,6 +291,7 @@ impl Node {
             // so that peer requests (append-entries above all) are handled next to the core
             // they go to.
             let peer_service = PeerService::new(me, raft.clone(), isolated.clone(), core.clone());
+            let peer_tls = tls.peer_server.clone();
             let peer = peer.into_std().map_err(|source| NodeError::Bind {
                 addr: config.peer_addr,
                 source,
@@ -292,8 +303,8 @@ impl Node {
                     Ok(peer) => peer,
                     Err(e) => return tracing::error!(error = %e, "peer listener"),
                 };
-                let incoming = tonic::transport::server::TcpIncoming::from(peer)
-                    .with_nodelay(Some(true));
+                // Plain TCP, or TLS for an https:// peer URL.
+                let incoming = crate::tls::peer_incoming(peer, peer_tls, peer_stop.clone());
                 let served = Server::builder()
                     .http2_keepalive_interval(Some(Duration::from_secs(1)))
                     .http2_keepalive_timeout(Some(Duration::from_secs(3)))
@@ -323,8 +334,12 @@ impl Node {
                 .http(http.handler)
                 .observe(http.observer)
                 .on_deadline(crate::api::error::deadline_exceeded);
-            let client_server =
-                grpc_lite::server::serve(client, client_routes, shutdown.clone());
+            let client_server = crate::tls::serve_client(
+                client,
+                client_routes,
+                tls.client_server.clone(),
+                shutdown.clone(),
+            );
             let span = tracing::Span::current();
             let tasks = vec![
                 raft_rt.handle.spawn(peer_server.instrument(span.clone())),
@@ -424,9 +439,10 @@ impl NodeHandle {
         &self.core.raft
     }
 
-    /// `http://<client addr>`, for clients.
+    /// `http://<client addr>` (`https://` with TLS), for clients.
     pub fn client_url(&self) -> String {
-        format!("http://{}", self.client_addr)
+        let tls = self.core.tls.client_server.is_some();
+        format!("{}://{}", if tls { "https" } else { "http" }, self.client_addr)
     }
 
     /// Cuts (or restores) every Raft link of this member, both ways.

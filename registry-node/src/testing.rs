@@ -97,6 +97,7 @@ impl TestCluster {
             },
             raft,
             compaction,
+            tls: Default::default(),
             members,
             registry: None,
             services: None,

@@ -14,7 +14,7 @@ use proto::registrypb::{ProposeRequest, ProposeResponse, ReadIndexRequest, ReadI
 use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tonic::Status;
 
 use super::{Identity, MAX_IN_FLIGHT, MAX_MESSAGE};
@@ -97,9 +97,12 @@ impl Conn {
         target: NodeId,
         url: &str,
         runtime: Option<tokio::runtime::Handle>,
+        tls: &crate::tls::ClientTls,
     ) -> Result<Conn, PeerError> {
-        let endpoint = Endpoint::from_shared(url.to_owned())
-            .map_err(|e| PeerError::BadUrl(format!("{url}: {e}")))?
+        // TLS for an https:// peer URL (crate::tls).
+        let endpoint = tls
+            .endpoint(url)
+            .map_err(PeerError::BadUrl)?
             .connect_timeout(Duration::from_secs(1))
             .tcp_nodelay(true)
             // A member that vanished without closing the connection (host down, cable cut)
@@ -271,6 +274,8 @@ pub struct PeerNetwork {
     /// Where the links' tasks run (the member's Raft thread, see `node::RaftThread`); `None`:
     /// the caller's runtime.
     runtime: Option<tokio::runtime::Handle>,
+    /// How https:// peer URLs are dialled ([`PeerNetwork::with_tls`]).
+    tls: Arc<crate::tls::ClientTls>,
 }
 
 impl PeerNetwork {
@@ -280,7 +285,14 @@ impl PeerNetwork {
             me,
             conns: Default::default(),
             runtime,
+            tls: Default::default(),
         }
+    }
+
+    /// Dials https:// peer URLs with `tls` (the member's --peer-* files).
+    pub fn with_tls(mut self, tls: crate::tls::ClientTls) -> Self {
+        self.tls = Arc::new(tls);
+        self
     }
 
     pub(crate) fn conn(&self, target: NodeId, url: &str) -> Result<Arc<Conn>, PeerError> {
@@ -292,7 +304,7 @@ impl PeerNetwork {
         if let Some(c) = map.get(&key) {
             return Ok(Arc::clone(c));
         }
-        let conn = Arc::new(Conn::new(self.me, target, url, self.runtime.clone())?);
+        let conn = Arc::new(Conn::new(self.me, target, url, self.runtime.clone(), &self.tls)?);
         map.insert(key, Arc::clone(&conn));
         Ok(conn)
     }
