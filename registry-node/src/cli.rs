@@ -52,6 +52,10 @@ pub struct NodeArgs {
     /// cluster that lists this member after `etcdctl member add`).
     #[arg(long, value_enum, default_value = "new")]
     pub initial_cluster_state: crate::membership::join::ClusterState,
+    /// A file of `etcdctl snapshot save` to restore into the (absent or empty) data dirs of
+    /// the members run, as a new cluster with the file's members (see `restore.rs`); then run.
+    #[arg(long)]
+    pub restore: Option<PathBuf>,
 }
 
 impl NodeArgs {
@@ -110,7 +114,11 @@ impl NodeArgs {
 /// Runs the members `args` names until `shutdown` is cancelled.
 pub async fn run(args: NodeArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
     let mut nodes = Vec::new();
-    for c in args.configs()? {
+    let configs = args.configs()?;
+    if let Some(file) = &args.restore {
+        crate::restore::restore(file, &configs)?;
+    }
+    for c in configs {
         let name = c.name.clone();
         nodes.push(
             Node::start(c)

@@ -30,6 +30,7 @@ mod logging;
 pub mod membership;
 pub mod node;
 pub mod raft;
+pub mod restore;
 pub mod store;
 pub mod testing;
 pub mod tls;

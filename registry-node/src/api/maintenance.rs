@@ -1,8 +1,10 @@
 //! `etcdserverpb.Maintenance`: member status (what `etcdctl endpoint status` prints), alarms
 //! (raised and cleared through Raft, so every member lists the same; [`watch_quota`] raises
 //! NOSPACE on the leader), Hash and HashKV (computed by the store over what this member has
-//! applied, so members at the same revision answer the same), and Defragment (the store is in
-//! memory: nothing to rewrite; answered as etcd answers).
+//! applied, so members at the same revision answer the same), Defragment (the store is in
+//! memory: nothing to rewrite; answered as etcd answers) and Snapshot (a fresh Raft snapshot
+//! of this member streamed as `etcdctl snapshot save` expects; the file's shape is in
+//! [`crate::restore`]).
 
 use openraft::async_runtime::WatchReceiver;
 use std::sync::Arc;
@@ -13,7 +15,8 @@ use proto::etcdserverpb::maintenance_server::{Maintenance, MaintenanceServer};
 use proto::etcdserverpb::AlarmType;
 use proto::etcdserverpb::{
     AlarmRequest, AlarmResponse, DefragmentRequest, DefragmentResponse, HashKvRequest,
-    HashKvResponse, HashRequest, HashResponse, StatusRequest, StatusResponse,
+    HashKvResponse, HashRequest, HashResponse, SnapshotRequest, SnapshotResponse, StatusRequest,
+    StatusResponse,
 };
 use proto::registrypb::internal_request::Request as Ir;
 use proto::registrypb::InternalRequest;
@@ -22,6 +25,8 @@ use tonic::{Request, Response, Status};
 
 use super::route::{forwarded_request, CallCtx, Redirect};
 use crate::node::Core;
+
+mod snapshot;
 
 /// The etcd version we speak; tools parse it as semver.
 pub const ETCD_VERSION: &str = "3.4.23";
@@ -36,8 +41,27 @@ impl MaintenanceService {
     }
 }
 
+/// The chunks of a snapshot, then its sha256.
+pub type SnapshotStream =
+    std::pin::Pin<Box<dyn futures::Stream<Item = Result<SnapshotResponse, Status>> + Send>>;
+
 #[tonic::async_trait]
 impl Maintenance for MaintenanceService {
+    type SnapshotStream = SnapshotStream;
+
+    /// etcd streams its backend as it is at the call; this member builds a Raft snapshot that
+    /// covers everything it has applied so far and streams that file from disk (memory: a
+    /// couple of chunks).
+    async fn snapshot(
+        &self,
+        _req: Request<SnapshotRequest>,
+    ) -> Result<Response<SnapshotStream>, Status> {
+        snapshot::fresh(&self.core).await?;
+        let (file, revision) = snapshot::open(&self.core).await?;
+        let header = self.core.header(revision);
+        Ok(Response::new(snapshot::stream(file, header)))
+    }
+
     async fn alarm(&self, req: Request<AlarmRequest>) -> Result<Response<AlarmResponse>, Status> {
         let ctx = CallCtx::of(&req);
         let r = req.into_inner();
