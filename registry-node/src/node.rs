@@ -328,6 +328,7 @@ impl Node {
                 .tonic(WatchService::new(core.clone()))
                 .tonic(ClusterService::new(core.clone()))
                 .tonic(MaintenanceService::new(core.clone()))
+                .tonic(crate::api::auth::AuthService::new(core.clone()))
                 .tonic(http.health)
                 .tonic(crate::api::lock::LockService::new(http.channel.clone()))
                 .tonic(crate::api::election::ElectionService::new(http.channel.clone()))

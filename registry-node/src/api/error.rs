@@ -19,6 +19,7 @@ pub fn status_of(e: &mvcc::Error) -> Status {
         E::LeaseExists => Code::FailedPrecondition,
         E::NoSpace => Code::ResourceExhausted,
         E::Corrupt => Code::DataLoss,
+        E::Auth(a) => return super::auth_check::status(a),
         #[allow(unreachable_patterns)]
         _ => Code::Internal,
     };

@@ -13,6 +13,7 @@ use tonic::{Request, Response, Status};
 
 use grpc_lite::server::Routes;
 
+use super::auth_check::Caller;
 use super::error;
 use super::forward;
 use super::route::{forwarded_request, CallCtx, Redirect};
@@ -135,8 +136,10 @@ fn check_key(key: &[u8]) -> Result<(), Status> {
 impl Kv for KvService {
     async fn range(&self, req: Request<RangeRequest>) -> Result<Response<RangeResponse>, Status> {
         let ctx = CallCtx::of(&req);
+        let caller = Caller::of(&req);
         let r = req.into_inner();
         check_key(&r.key)?;
+        caller.may_range(&self.core, &r)?;
         let core = &self.core;
         let local_read = || {
             core.sm
@@ -172,6 +175,7 @@ impl Kv for KvService {
 
     async fn put(&self, req: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
         let ctx = CallCtx::of(&req);
+        let caller = Caller::of(&req);
         let r = req.into_inner();
         check_key(&r.key)?;
         if r.ignore_value && !r.value.is_empty() {
@@ -180,6 +184,7 @@ impl Kv for KvService {
         if r.ignore_lease && r.lease != 0 {
             return Err(Status::invalid_argument("etcdserver: lease is provided"));
         }
+        caller.may_put(&self.core, &r)?;
         let ir = InternalRequest {
             request: Some(Ir::Put(r.clone())),
         };
@@ -202,8 +207,10 @@ impl Kv for KvService {
         req: Request<DeleteRangeRequest>,
     ) -> Result<Response<DeleteRangeResponse>, Status> {
         let ctx = CallCtx::of(&req);
+        let caller = Caller::of(&req);
         let r = req.into_inner();
         check_key(&r.key)?;
+        caller.may_delete(&self.core, &r)?;
         let ir = InternalRequest {
             request: Some(Ir::DeleteRange(r.clone())),
         };
@@ -223,7 +230,9 @@ impl Kv for KvService {
 
     async fn txn(&self, req: Request<TxnRequest>) -> Result<Response<TxnResponse>, Status> {
         let ctx = CallCtx::of(&req);
+        let caller = Caller::of(&req);
         let r = req.into_inner();
+        caller.may_txn(&self.core, &r)?;
         let ir = InternalRequest {
             request: Some(Ir::Txn(r.clone())),
         };

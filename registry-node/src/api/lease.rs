@@ -83,6 +83,7 @@ impl Lease for LeaseService {
         req: Request<LeaseRevokeRequest>,
     ) -> Result<Response<LeaseRevokeResponse>, Status> {
         let ctx = CallCtx::of(&req);
+        super::auth_check::Caller::of(&req).may_revoke(&self.core, req.get_ref().id)?;
         let r = req.into_inner();
         let ir = InternalRequest {
             request: Some(Ir::LeaseRevoke(r)),

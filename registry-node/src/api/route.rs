@@ -187,6 +187,8 @@ pub struct CallCtx {
     pub deadline: Instant,
     /// Whether `deadline` is the client's own (`grpc-timeout`) rather than ours.
     client_deadline: bool,
+    /// The caller's auth token, carried along when the call is forwarded (api/auth_check.rs).
+    token: Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>,
 }
 
 impl CallCtx {
@@ -204,6 +206,7 @@ impl CallCtx {
             forwarded,
             deadline: Instant::now() + limit,
             client_deadline: timeout.is_some_and(|t| t <= limit),
+            token: req.metadata().get(super::auth_check::TOKEN).cloned(),
         }
     }
 
@@ -224,6 +227,10 @@ pub fn forwarded_request<T>(msg: T, ctx: &CallCtx) -> Request<T> {
     req.metadata_mut()
         .insert(FORWARDED, tonic::metadata::MetadataValue::from_static("1"));
     req.set_timeout(ctx.deadline.saturating_duration_since(Instant::now()));
+    if let Some(t) = &ctx.token {
+        req.metadata_mut()
+            .insert(super::auth_check::TOKEN, t.clone());
+    }
     req
 }
 

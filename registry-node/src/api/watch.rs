@@ -51,6 +51,7 @@ impl Watch for WatchService {
         let needs_leader = requires_leader(&req);
         let (tx, rx) = mpsc::channel(1024);
         let stream = WatchStream {
+            caller: super::auth_check::Caller::of(&req),
             needs_leader,
             core: self.core.clone(),
             events: self.core.sm.subscribe_events(),
@@ -64,6 +65,8 @@ impl Watch for WatchService {
 }
 
 struct WatchStream {
+    /// Who opened the stream: each watch needs read permission on its keys.
+    caller: super::auth_check::Caller,
     /// The client asked (etcd's `hasleader`) to be cut off while the member has no leader.
     needs_leader: bool,
     core: Arc<Core>,
@@ -151,6 +154,19 @@ impl WatchStream {
 
     async fn create(&mut self, c: WatchCreateRequest) -> Result<(), Gone> {
         let header = Some(self.header());
+        if let Some(cancel_reason) = self.caller.watch_denied(&self.core, &c) {
+            // etcd answers a refused watch with id -1, created and canceled at once.
+            let (watch_id, created, canceled) = (-1, true, true);
+            let resp = WatchResponse {
+                header,
+                watch_id,
+                created,
+                canceled,
+                cancel_reason,
+                ..Default::default()
+            };
+            return self.send(resp).await;
+        }
         let id = if c.watch_id != 0 {
             c.watch_id
         } else {

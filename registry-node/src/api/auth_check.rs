@@ -1,0 +1,180 @@
+//! The permission checks etcd makes on every KV, lease and watch call once auth is enabled
+//! (`etcdserver/apply_auth.go`, `v3_server.go`'s `doSerialize`, `v3rpc/watch.go`): the
+//! caller's simple token (gRPC metadata `token`, or `authorization` as etcd's grpc-gateway
+//! passes it) names a user in the replicated auth state, and that user's roles must cover the
+//! keys. Checked on the member that receives the call, against what it has applied; a call it
+//! forwards carries the token, so the leader checks again.
+
+use mvcc::{Auth, AuthError, Need};
+use proto::etcdserverpb::request_op::Request as Op;
+use proto::etcdserverpb::{
+    DeleteRangeRequest, PutRequest, RangeRequest, TxnRequest, WatchCreateRequest,
+};
+use tonic::{Code, Request, Status};
+
+use crate::node::Core;
+
+/// The metadata keys etcd reads a token from (`rpctypes.TokenFieldNameGRPC`/`...Swagger`).
+pub const TOKEN: &str = "token";
+const AUTHORIZATION: &str = "authorization";
+
+/// etcd's gRPC code for each auth error (`rpctypes/error.go`).
+pub fn status(e: &AuthError) -> Status {
+    use AuthError as E;
+    let code = match e {
+        E::UserEmpty | E::RoleEmpty | E::AuthFailed | E::InvalidAuthMgmt | E::AuthOldRevision => {
+            Code::InvalidArgument
+        }
+        E::PermissionDenied => Code::PermissionDenied,
+        E::InvalidAuthToken => Code::Unauthenticated,
+        _ => Code::FailedPrecondition,
+    };
+    Status::new(code, e.to_string())
+}
+
+/// Who is calling: the token the call carried, if any.
+#[derive(Clone, Debug, Default)]
+pub struct Caller {
+    token: Option<String>,
+}
+
+impl Caller {
+    pub fn of<T>(req: &Request<T>) -> Self {
+        let md = req.metadata();
+        let token = md
+            .get(TOKEN)
+            .or_else(|| md.get(AUTHORIZATION))
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        Caller { token }
+    }
+
+    pub fn token(&self) -> Option<&str> {
+        self.token.as_deref()
+    }
+
+    /// The user the token names; an unknown token is etcd's "invalid auth token", whether or
+    /// not auth is enabled (etcd drops every token when auth is disabled).
+    pub fn user<'a>(&self, a: &'a Auth) -> Result<Option<&'a str>, AuthError> {
+        match &self.token {
+            None => Ok(None),
+            Some(t) => a
+                .user_of_token(t)
+                .map(Some)
+                .ok_or(AuthError::InvalidAuthToken),
+        }
+    }
+
+    /// Runs `f` with the auth state and the caller's user, mapping its error to etcd's status.
+    fn with<T>(
+        &self,
+        core: &Core,
+        f: impl FnOnce(&mvcc::Store, &Auth, Option<&str>) -> Result<T, AuthError>,
+    ) -> Result<T, Status> {
+        core.sm
+            .read(|s| {
+                let a = s.auth();
+                if !a.enabled() && self.token.is_none() {
+                    // The common case: nothing to check.
+                    return f(s, a, None);
+                }
+                let user = self.user(a)?;
+                f(s, a, user)
+            })
+            .map_err(|e| status(&e))
+    }
+
+    /// Root only (etcd's `IsAdminPermitted`): auth management, Defragment, Hash, HashKV.
+    pub fn admin(&self, core: &Core) -> Result<(), Status> {
+        self.with(core, |_, a, u| a.check_admin(u))
+    }
+
+    /// The name the token names, for the calls a user may make on itself (UserGet).
+    pub fn name(&self, core: &Core) -> Result<Option<String>, Status> {
+        self.with(core, |_, _, u| Ok(u.map(str::to_owned)))
+    }
+
+    pub fn may_range(&self, core: &Core, r: &RangeRequest) -> Result<(), Status> {
+        self.with(core, |_, a, u| a.check(u, &r.key, &r.range_end, Need::Read))
+    }
+
+    /// Write on the key, write on every key of the lease it attaches to (etcd's
+    /// `checkLeasePuts`), read on the key if the previous value is asked for.
+    pub fn may_put(&self, core: &Core, r: &PutRequest) -> Result<(), Status> {
+        self.with(core, |s, a, u| {
+            a.check(u, &r.key, &[], Need::Write)?;
+            lease_puts(s, a, u, r.lease)?;
+            if r.prev_kv {
+                a.check(u, &r.key, &[], Need::Read)?;
+            }
+            Ok(())
+        })
+    }
+
+    pub fn may_delete(&self, core: &Core, r: &DeleteRangeRequest) -> Result<(), Status> {
+        self.with(core, |_, a, u| {
+            a.check(u, &r.key, &r.range_end, Need::Write)?;
+            if r.prev_kv {
+                a.check(u, &r.key, &r.range_end, Need::Read)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Every key the txn compares, reads or writes, in either branch (etcd's `checkTxnAuth`;
+    /// nested txns are checked too, which etcd 3.4 forgets).
+    pub fn may_txn(&self, core: &Core, t: &TxnRequest) -> Result<(), Status> {
+        self.with(core, |_, a, u| txn(a, u, t))
+    }
+
+    /// Write on every key attached to the lease (etcd checks revokes so).
+    pub fn may_revoke(&self, core: &Core, lease: i64) -> Result<(), Status> {
+        self.with(core, |s, a, u| lease_puts(s, a, u, lease))
+    }
+
+    /// Why a watch may not be created (etcd cancels it with this reason), `None` if it may.
+    pub fn watch_denied(&self, core: &Core, c: &WatchCreateRequest) -> Option<String> {
+        // etcd turns an end of "\0" into "no end" before checking: a single key.
+        let end: &[u8] = if c.range_end == [0] {
+            &[]
+        } else {
+            &c.range_end
+        };
+        self.with(core, |_, a, u| a.check(u, &c.key, end, Need::Read))
+            .err()
+            .map(|s| s.message().to_owned())
+    }
+}
+
+fn lease_puts(s: &mvcc::Store, a: &Auth, u: Option<&str>, lease: i64) -> Result<(), AuthError> {
+    if !a.enabled() || lease == 0 {
+        return Ok(());
+    }
+    if let Some(l) = s.lease(lease) {
+        for key in &l.keys {
+            a.check(u, key, &[], Need::Write)?;
+        }
+    }
+    Ok(())
+}
+
+fn txn(a: &Auth, u: Option<&str>, t: &TxnRequest) -> Result<(), AuthError> {
+    for c in &t.compare {
+        a.check(u, &c.key, &c.range_end, Need::Read)?;
+    }
+    for op in t.success.iter().chain(&t.failure) {
+        match &op.request {
+            Some(Op::RequestRange(r)) => a.check(u, &r.key, &r.range_end, Need::Read)?,
+            Some(Op::RequestPut(p)) => a.check(u, &p.key, &[], Need::Write)?,
+            Some(Op::RequestDeleteRange(d)) => {
+                if d.prev_kv {
+                    a.check(u, &d.key, &d.range_end, Need::Read)?;
+                }
+                a.check(u, &d.key, &d.range_end, Need::Write)?;
+            }
+            Some(Op::RequestTxn(inner)) => txn(a, u, inner)?,
+            None => {}
+        }
+    }
+    Ok(())
+}
