@@ -33,6 +33,13 @@ struct Facts {
     kvs: Vec<Kv>,
 }
 
+/// A value that makes the snapshot span several chunks.
+fn big_value() -> String {
+    (0..70_000)
+        .map(|i| char::from(b'a' + (i % 26) as u8))
+        .collect()
+}
+
 /// etcdctl's JSON carries keys and values in standard base64.
 fn b64(v: &Value) -> String {
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -103,6 +110,8 @@ async fn workload(eps: &[String]) -> String {
         .to_owned();
     etcdctl_ok(eps, &["put", "/s/l", "held", &format!("--lease={lease}")]).await;
     etcdctl_ok(eps, &["put", "/s/b", "v2"]).await;
+    // Past two 32 KiB chunks of the stream.
+    etcdctl_ok(eps, &["put", "/s/big", &big_value()]).await;
     etcdctl_ok(eps, &["compact", "3"]).await;
     etcdctl_ok(eps, &["put", "/s/d", "v1"]).await;
     etcdctl_ok(eps, &["del", "/s/d"]).await;
@@ -137,6 +146,52 @@ async fn check_restored(who: &str, eps: &[String], before: &Facts, lease: &str) 
         Some(before.revision + 1),
         "{who}: the first write after restore"
     );
+}
+
+/// Maintenance.Snapshot on the wire, checked against etcd's shape: 32 KiB blobs, each with
+/// the bytes still to come, a payload of whole 512-byte sectors, then one message with its
+/// sha256. Returns the payload and the first header's revision.
+async fn stream_shape(who: &str, ep: &str) -> (Vec<u8>, Option<i64>) {
+    use proto::etcdserverpb::maintenance_client::MaintenanceClient;
+    use sha2::Digest as _;
+    let ch = tonic::transport::Channel::from_shared(ep.to_owned())
+        .expect("url")
+        .connect_lazy();
+    let mut stream = MaintenanceClient::new(ch)
+        .snapshot(proto::etcdserverpb::SnapshotRequest {})
+        .await
+        .expect("Snapshot")
+        .into_inner();
+    let mut msgs = Vec::new();
+    while let Some(m) = stream.message().await.expect("snapshot stream") {
+        msgs.push(m);
+    }
+    let (sum, chunks) = msgs.split_last().expect("a message");
+    let revision = chunks
+        .first()
+        .and_then(|m| m.header.as_ref())
+        .map(|h| h.revision);
+    let mut payload = Vec::new();
+    for (i, m) in chunks.iter().enumerate() {
+        if i + 1 < chunks.len() {
+            assert_eq!(m.blob.len(), 32 * 1024, "{who}: chunk {i}");
+        }
+        payload.extend_from_slice(&m.blob);
+        let total = payload.len() as u64 + m.remaining_bytes;
+        assert_eq!(
+            total,
+            chunks.iter().map(|m| m.blob.len() as u64).sum::<u64>(),
+            "{who}: remaining_bytes of chunk {i}"
+        );
+    }
+    assert!(chunks.len() > 2, "{who}: the big value spans chunks");
+    assert_eq!(payload.len() % 512, 0, "{who}: whole sectors");
+    assert_eq!(
+        (sum.remaining_bytes, sum.blob.as_slice()),
+        (0, sha2::Sha256::digest(&payload).as_slice()),
+        "{who}: the sha256 last"
+    );
+    (payload, revision)
 }
 
 /// Waits until `eps[0]` itself (a serializable read) has applied `revision`.
@@ -203,14 +258,16 @@ impl Ours {
         }
     }
 
+    /// `registry-node` with `extra`, its log (stdout and stderr) in the file `log`.
     fn command(&self, extra: &[&str], log: &str) -> Command {
+        let log = std::fs::File::create(self.dir.join(log)).expect("log file");
         let mut cmd = Command::new(registry_node_bin());
         cmd.arg("--config")
             .arg(&self.file)
             .args(extra)
             .env("RUST_LOG", "info,openraft=warn")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(self.dir.join(log)).expect("log file"))
+            .stdout(log.try_clone().expect("log file"))
+            .stderr(log)
             .kill_on_drop(true);
         cmd
     }
@@ -270,6 +327,12 @@ async fn ours(dir: &Path) -> Facts {
     );
     let bytes = std::fs::read(&snap).expect("snapshot file");
     assert_eq!(bytes.len() % 512, 32, "etcd's shape: sectors plus a sha256");
+    let (_, revision) = stream_shape("ours", &eps[0]).await;
+    assert_eq!(
+        revision,
+        Some(before.revision),
+        "the first header: the snapshot's revision"
+    );
 
     cluster.stop().await;
     let data = dir.join("data");
@@ -316,7 +379,10 @@ async fn ours(dir: &Path) -> Facts {
     cluster.stop().await;
     for i in 0..3 {
         let log = std::fs::read_to_string(dir.join(format!("cd{i}.log"))).expect("log");
-        assert!(log.contains("restored snapshot"), "cd{i} was restored: {log}");
+        assert!(
+            log.contains("restored snapshot"),
+            "cd{i} was restored: {log}"
+        );
     }
     before
 }
@@ -401,7 +467,14 @@ async fn snapshot_save_then_restore_brings_back_every_key_and_revision_as_etcd()
     std::fs::create_dir_all(&etcd_dir).expect("mkdir");
     let (ours, etcd) = tokio::join!(ours(&ours_dir), real_etcd(&etcd_dir));
     // The same writes leave the same keys and revisions on both (lease ids aside).
-    eprintln!("restored on both: {ours:?}");
+    let shown: Vec<_> = ours
+        .kvs
+        .iter()
+        .map(|kv| (&kv.key, kv.create, kv.modified, kv.version))
+        .collect();
+    eprintln!("restored on both at revision {}: {shown:?}", ours.revision);
     assert_eq!(ours, etcd, "ours and etcd, before and after restore");
-    assert_eq!(ours.kvs.len(), 3, "/s/a, /s/b, /s/l: {:?}", ours.kvs);
+    let keys: Vec<_> = ours.kvs.iter().map(|kv| kv.key.as_str()).collect();
+    assert_eq!(keys, ["/s/a", "/s/b", "/s/big", "/s/l"]);
+    assert_eq!(ours.revision, 11, "ten writes after etcd's first revision");
 }
