@@ -57,11 +57,56 @@ pub fn too_large() -> Status {
 }
 
 /// Whether a forwarded call failed before the leader could have acted on it, so that it is
-/// safe to send again.
+/// safe to send again: the leader answered etcd's "leader changed" or "no leader" (it proposed
+/// nothing), or the channel to it never connected (the request never left this member). A
+/// connection that broke after it was up is not safe: the leader may have applied the call.
 pub fn safe_to_retry(s: &Status) -> bool {
     s.code() == Code::Unavailable
-        && (s.message() == LEADER_CHANGED
-            || s.message() == NO_LEADER
-            || s.message().contains("onnect")
-            || s.message().contains("refused"))
+        && (s.message() == LEADER_CHANGED || s.message() == NO_LEADER || never_connected(s))
+}
+
+/// The status carries a failure to establish the connection: tonic wraps whatever failed
+/// while connecting (refused, unreachable, the connect timeout) in its `ConnectError`.
+fn never_connected(s: &Status) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(s);
+    while let Some(e) = cur {
+        if e.is::<tonic::ConnectError>() {
+            return true;
+        }
+        cur = e.source();
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proto::etcdserverpb::kv_client::KvClient;
+    use proto::etcdserverpb::PutRequest;
+
+    #[tokio::test]
+    async fn a_call_that_never_connected_may_be_sent_again() {
+        // A port nobody listens on: bound, then closed.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let ch = tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{port}"))
+            .expect("url")
+            .connect_lazy();
+        let err = KvClient::new(ch)
+            .put(PutRequest::default())
+            .await
+            .expect_err("nobody listens");
+        assert!(safe_to_retry(&err), "refused connection: {err:?}");
+    }
+
+    #[test]
+    fn texts_alone_do_not_make_a_call_safe_to_resend() {
+        assert!(safe_to_retry(&leader_changed()));
+        assert!(safe_to_retry(&no_leader()));
+        assert!(!safe_to_retry(&Status::unavailable("error trying to connect: refused")));
+        assert!(!safe_to_retry(&Status::unavailable("connection reset")));
+        assert!(!safe_to_retry(&timed_out()));
+    }
 }
