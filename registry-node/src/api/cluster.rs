@@ -6,6 +6,7 @@
 //! only by the leader, as etcd's (etcdctl looks the leader up itself). The rules are in
 //! [`crate::membership`].
 
+use openraft::async_runtime::WatchReceiver as _;
 use std::future::Future;
 use std::marker::PhantomData;
 use std::sync::Arc;
@@ -110,6 +111,7 @@ async fn member_add(
             |ch| unary(ch, ADD, forwarded_request(r.clone(), &ctx)),
         )
         .await?;
+    settle(&core, &resp.members).await;
     Ok(Response::new(MemberAddResponse {
         header: header(&core),
         ..resp
@@ -135,6 +137,7 @@ async fn member_remove(
             },
         )
         .await?;
+    settle(&core, &members).await;
     Ok(Response::new(MemberRemoveResponse {
         header: header(&core),
         members,
@@ -160,6 +163,7 @@ async fn member_update(
             },
         )
         .await?;
+    settle(&core, &members).await;
     Ok(Response::new(MemberUpdateResponse {
         header: header(&core),
         members,
@@ -185,6 +189,7 @@ async fn member_promote(
             },
         )
         .await?;
+    settle(&core, &members).await;
     Ok(Response::new(MemberPromoteResponse {
         header: header(&core),
         members,
@@ -221,10 +226,27 @@ async fn publish_call(
             },
         )
         .await?;
+    settle(&core, &members).await;
     Ok(Response::new(MemberUpdateResponse {
         header: header(&core),
         members,
     }))
+}
+
+/// A change carried to the leader is answered once this member lists it too, as an etcd
+/// member answers a change after applying it itself (so a MemberList that follows agrees).
+/// Bounded: a member the change removed never hears of it.
+async fn settle(core: &Core, members: &[Member]) {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(2);
+    let mut metrics = core.raft.metrics();
+    while membership::current_members(core) != members {
+        if !matches!(
+            tokio::time::timeout_at(deadline, metrics.changed()).await,
+            Ok(Ok(()))
+        ) {
+            return;
+        }
+    }
 }
 
 /// Records this member's name and client URL in the membership, through the leader.
