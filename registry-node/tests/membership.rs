@@ -60,7 +60,7 @@ impl Cluster {
             .collect();
         if kind == Kind::Ours {
             let mut text = format!(
-                "[cluster]\ntoken = \"{TOKEN}\"\ndata_dir = \"data\"\n\n[raft]\nheartbeat_ms = 100\nelection_timeout_ms = 1000\n"
+                "[cluster]\ntoken = \"{TOKEN}\"\ndata_dir = \"data\"\n\n[raft]\nheartbeat_ms = 100\nelection_timeout_ms = 1000\nsnapshot_logs = 100\nlogs_to_keep = 10\n"
             );
             for s in &slots[..3] {
                 text += &format!(
@@ -362,6 +362,20 @@ impl Load {
         .await;
     }
 
+    /// Waits until `n` writes in all were acknowledged.
+    async fn reach(&mut self, n: usize) {
+        let acked = self.acked.clone();
+        self.seen = wait_for(
+            &format!("{n} writes acknowledged"),
+            Duration::from_secs(30),
+            || {
+                let len = acked.lock().expect("lock").len();
+                async move { (len >= n).then_some(len) }
+            },
+        )
+        .await;
+    }
+
     /// Stops the load; every acknowledged put must be readable, with its value, at `endpoint`.
     async fn check(self, endpoint: &str) -> usize {
         self.stop.store(true, Ordering::Relaxed);
@@ -417,7 +431,9 @@ async fn script(kind: Kind) -> Vec<String> {
     .await;
     c.learn_ids().await;
     let mut load = Load::start(c.eps(&[0, 1, 2]));
-    load.goes_on("on 3 members").await;
+    // Enough entries that our leader has snapshotted and purged its log (snapshot_logs = 100)
+    // before the new members join: they catch up by snapshot.
+    load.reach(300).await;
     c.step("member list, 3", &["member", "list"]).await;
 
     // --- 3 → 4: member add, then the new member from the printed lines
@@ -445,6 +461,19 @@ async fn script(kind: Kind) -> Vec<String> {
         .await;
     c.spawn(3, Some(&initial));
     c.wait_started(3).await;
+    if kind == Kind::Ours {
+        let log = c.dir.join("cd3.log");
+        wait_for(
+            "cd3 to install the leader's snapshot",
+            Duration::from_secs(30),
+            || async {
+                let text = std::fs::read_to_string(&log).unwrap_or_default();
+                text.contains("installed snapshot from leader")
+                    .then_some(())
+            },
+        )
+        .await;
+    }
     load.goes_on("after cd3 joined").await;
     c.step("member list, cd3 started", &["member", "list"])
         .await;
