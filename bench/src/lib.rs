@@ -11,6 +11,8 @@
 //! bench hello --address 127.0.0.1:8090          (bare HTTP hello-world, until killed)
 //! bench http --url http://... --conns 64 --total T   (HTTP GET load)
 //! bench --pids P0,P1,P2 scale-leases|scale-expiry|scale-failover|scale-watch|scale-micro ...
+//! bench --pids P0,P1,P2 soak --sim-secs 3600 --speed 20   (go-micro churn, memory over time)
+//! bench soak-report --input results.jsonl                 (the soak's table and verdict)
 //! ```
 //!
 //! The `scale-*` workloads (issue 21, `scale/`) take `--pids`: the member processes behind the
@@ -27,6 +29,7 @@ pub mod procs;
 pub mod put;
 pub mod range;
 pub mod scale;
+pub mod soak;
 pub mod stats;
 pub mod watch;
 
@@ -78,6 +81,10 @@ pub enum Workload {
     ScaleWatch(scale::watchers::WatchScaleArgs),
     /// Scale row 5: go-micro-shaped registrations, renewals and cache-selector watchers.
     ScaleMicro(scale::micro::MicroScaleArgs),
+    /// The soak: an hour of go-micro churn compressed, memory sampled over time (`soak/`).
+    Soak(soak::SoakArgs),
+    /// The soak's Markdown table and verdict from its result lines (no endpoints used).
+    SoakReport(soak::report::ReportArgs),
     /// A bare HTTP hello-world server (the gateway benchmark's ceiling); runs until killed.
     Hello(http::HelloArgs),
     /// Closed-loop HTTP GETs of one URL over N connections (the gateway benchmark).

@@ -1,6 +1,6 @@
 //! The `bench` binary: parses the arguments, runs one workload, prints its JSON line.
 
-use bench::{conn, http, lease, put, range, scale, watch, Args, Workload};
+use bench::{conn, http, lease, put, range, scale, soak, watch, Args, Workload};
 use clap::Parser;
 
 #[tokio::main]
@@ -17,6 +17,9 @@ async fn main() -> anyhow::Result<()> {
         println!("{}", serde_json::to_string(&out)?);
         return Ok(());
     }
+    if let Workload::SoakReport(w) = &args.workload {
+        return soak::report::run(w);
+    }
     let channels = conn::connect(&args).await?;
     let mut out = match &args.workload {
         Workload::Put(w) => put::run(&args, w, &channels).await?,
@@ -31,7 +34,10 @@ async fn main() -> anyhow::Result<()> {
         }
         Workload::ScaleWatch(w) => scale::watchers::run(&args, w, &channels).await?,
         Workload::ScaleMicro(w) => scale::micro::run(&args, w, &channels).await?,
-        Workload::Hello(_) | Workload::Http(_) => unreachable!("handled above"),
+        Workload::Soak(w) => soak::run(&args, w, &channels).await?,
+        Workload::Hello(_) | Workload::Http(_) | Workload::SoakReport(_) => {
+            unreachable!("handled above")
+        }
     };
     if let Some(o) = out.as_object_mut() {
         o.insert("label".into(), args.label.clone().into());
