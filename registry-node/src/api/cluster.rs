@@ -129,7 +129,7 @@ async fn member_remove(
             &ctx,
             || membership::remove(&core, &ctx, r.id),
             |ch| {
-                let req = forwarded_request(r.clone(), &ctx);
+                let req = forwarded_request(r, &ctx);
                 async move {
                     let resp: MemberRemoveResponse = unary(ch, REMOVE, req).await?;
                     Ok(resp.members)
@@ -181,7 +181,7 @@ async fn member_promote(
             &ctx,
             || membership::promote(&core, &ctx, r.id),
             |ch| {
-                let req = forwarded_request(r.clone(), &ctx);
+                let req = forwarded_request(r, &ctx);
                 async move {
                     let resp: MemberPromoteResponse = unary(ch, PROMOTE, req).await?;
                     Ok(resp.members)

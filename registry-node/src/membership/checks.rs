@@ -169,7 +169,8 @@ pub fn may_promote(
     }
     // IsReadyToPromoteMember: the learner counts as a started voter.
     let (n, s) = voters(ms, None);
-    if s + 1 < (n + 1) / 2 + 1 {
+    let members = n + 1;
+    if s + 1 < members / 2 + 1 {
         return Err(not_enough_started());
     }
     Ok(())

@@ -170,25 +170,24 @@ async fn discover(config: &NodeConfig) -> Result<(Joined, Vec<Member>), String> 
     loop {
         for peer in &peers {
             match member_list(&peer.peer_url).await {
-                Ok((cluster_id, members)) => match members
-                    .iter()
-                    .find(|m| m.peer_urls.iter().any(|u| *u == me.peer_url))
-                {
-                    Some(m) => {
-                        let joined = Joined {
-                            id: m.id,
-                            cluster_id,
-                        };
-                        return Ok((joined, members));
-                    }
-                    None => {
-                        last = format!(
-                            "member {} lists no member with peer URL {} (add it first: \
+                Ok((cluster_id, members)) => {
+                    match members.iter().find(|m| m.peer_urls.contains(&me.peer_url)) {
+                        Some(m) => {
+                            let joined = Joined {
+                                id: m.id,
+                                cluster_id,
+                            };
+                            return Ok((joined, members));
+                        }
+                        None => {
+                            last = format!(
+                                "member {} lists no member with peer URL {} (add it first: \
                              etcdctl member add {} --peer-urls={})",
-                            peer.name, me.peer_url, me.name, me.peer_url
-                        )
+                                peer.name, me.peer_url, me.name, me.peer_url
+                            )
+                        }
                     }
-                },
+                }
                 Err(e) => last = format!("{}: {e}", peer.peer_url),
             }
         }
