@@ -98,6 +98,16 @@ pub enum Error {
         #[source]
         status: tonic::Status,
     },
+    #[error(
+        "registry {op}: every member closed the TLS connection without answering: a member \
+         run with --client-cert-auth wants a client certificate (--registry_tls_cert and \
+         --registry_tls_key): {status}"
+    )]
+    ClientCertificate {
+        op: &'static str,
+        #[source]
+        status: tonic::Status,
+    },
     #[error("registry {op}: {status}")]
     Status {
         op: &'static str,

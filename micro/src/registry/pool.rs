@@ -24,6 +24,10 @@ pub struct Pool {
     current: AtomicUsize,
     request_timeout: Duration,
     auth: Option<Auth>,
+    /// TLS without a client certificate: a member run with `--client-cert-auth` closes such
+    /// connections right after the handshake, which the caller sees only as a closed
+    /// connection; the error then says what is likely missing.
+    tls_without_cert: bool,
 }
 
 #[derive(Debug)]
@@ -75,6 +79,8 @@ impl Pool {
             members,
             current: AtomicUsize::new(0),
             request_timeout: options.request_timeout,
+            tls_without_cert: tls.is_some()
+                && options.tls.as_ref().is_none_or(|t| t.cert.is_none()),
             auth: options.auth.clone().map(|credentials| Auth {
                 credentials,
                 token,
@@ -133,6 +139,12 @@ impl Pool {
             tracing::debug!(member = %url, op = what, error = %status, "registry member unavailable");
             last = status;
             step += 1;
+        }
+        if self.tls_without_cert && refused_without_certificate(&last) {
+            return Err(Error::ClientCertificate {
+                op: what,
+                status: last,
+            });
         }
         Err(Error::Unavailable {
             op: what,
@@ -238,6 +250,16 @@ fn endpoint(
         None => {}
     }
     Ok(endpoint)
+}
+
+/// How a member that wants a client certificate turns away one without: with TLS 1.3 the
+/// handshake looks complete to the client, then the server's alert (Go: bad_certificate) or
+/// just the closed connection arrives (not: a member certificate this client rejected).
+fn refused_without_certificate(status: &Status) -> bool {
+    let text = format!("{status:?}");
+    text.contains("received fatal alert: BadCertificate")
+        || text.contains("received fatal alert: CertificateRequired")
+        || (text.contains("connection closed") && !text.contains("invalid peer certificate"))
 }
 
 /// Whether another member may answer where this one failed.
