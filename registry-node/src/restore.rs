@@ -23,6 +23,7 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 
 use crate::config::NodeConfig;
+use crate::membership::join::ClusterState;
 use crate::raft::types::{LogId, MemberNode, SnapshotMeta, StoredMembership};
 use crate::store::SnapshotStore;
 
@@ -75,6 +76,11 @@ pub enum RestoreError {
          choose another --data-dir"
     )]
     NotEmpty { path: PathBuf },
+    #[error(
+        "--restore makes a new cluster from the file; member {name} cannot also join an \
+         existing one (--initial-cluster-state existing)"
+    )]
+    JoinsExisting { name: String },
     #[error("cannot write data dir {path}: {source}")]
     Write {
         path: PathBuf,
@@ -96,6 +102,11 @@ pub struct Restored {
 /// empty and the file is whole.
 pub fn restore(file: &Path, configs: &[NodeConfig]) -> Result<Vec<Restored>, RestoreError> {
     for c in configs {
+        if c.initial_cluster_state == ClusterState::Existing {
+            return Err(RestoreError::JoinsExisting {
+                name: c.name.clone(),
+            });
+        }
         if !is_empty_dir(&c.data_dir) {
             return Err(RestoreError::NotEmpty {
                 path: c.data_dir.clone(),
@@ -287,61 +298,4 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn framed(data: &[u8]) -> Vec<u8> {
-        let mut out = MAGIC.to_vec();
-        out.extend_from_slice(&3u32.to_le_bytes());
-        out.extend_from_slice(b"met");
-        out.extend_from_slice(&(data.len() as u64).to_le_bytes());
-        out.extend_from_slice(data);
-        out.extend_from_slice(&[1, 2, 3, 4]);
-        out
-    }
-
-    fn saved(snapshot: &[u8]) -> Vec<u8> {
-        let mut out = snapshot.to_vec();
-        out.resize(out.len() + padding(out.len() as u64) as usize, 0);
-        let sha = Sha256::digest(&out);
-        out.extend_from_slice(&sha);
-        out
-    }
-
-    #[test]
-    fn a_whole_file_gives_back_its_snapshot_length() {
-        let snap = framed(&[0x08, 0x96, 0x01, 0x10, 0x02]);
-        let file = saved(&snap);
-        assert_eq!(file.len() as u64 % SECTOR, SHA_LEN as u64);
-        assert_eq!(
-            snapshot_len(Path::new("f"), &file).expect("whole"),
-            snap.len()
-        );
-        assert_eq!(revision_in(&snap), Some(150));
-    }
-
-    #[test]
-    fn truncated_or_damaged_files_are_refused() {
-        let file = saved(&framed(b"\x08\x05"));
-        let cut = snapshot_len(Path::new("f"), &file[..file.len() - 100]);
-        assert!(
-            matches!(cut, Err(RestoreError::MissingHash { .. })),
-            "{cut:?}"
-        );
-        let mut bad = file.clone();
-        bad[20] ^= 1;
-        let e = snapshot_len(Path::new("f"), &bad).expect_err("damaged");
-        assert!(e.to_string().contains("damaged or truncated"), "{e}");
-        let not_ours = saved(&[7u8; 100]);
-        let e = snapshot_len(Path::new("f"), &not_ours).expect_err("foreign");
-        assert!(matches!(e, RestoreError::NotOurs { .. }), "{e}");
-    }
-
-    #[test]
-    fn padding_fills_a_sector() {
-        assert_eq!(padding(0), 0);
-        assert_eq!(padding(1), 511);
-        assert_eq!(padding(512), 0);
-        assert_eq!(padding(1000), 24);
-    }
-}
+mod tests;
