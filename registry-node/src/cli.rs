@@ -126,7 +126,12 @@ pub async fn run(args: NodeArgs, shutdown: CancellationToken) -> anyhow::Result<
                 .with_context(|| format!("member {name}"))?,
         );
     }
-    shutdown.cancelled().await;
+    // A member removed from the cluster stops the process, as etcd's does.
+    let removed = nodes.iter().map(|n| n.core.stopping.clone()).collect();
+    tokio::select! {
+        _ = shutdown.cancelled() => {}
+        _ = crate::membership::join::any_stopped(removed) => {}
+    }
     tracing::info!("shutting down");
     for n in nodes {
         n.shutdown().await;

@@ -134,6 +134,18 @@ impl Cluster {
         self.slots[i].child = Some(child);
     }
 
+    /// Waits for slot `i`'s process to end by itself (a removed member stops, as etcd's does).
+    async fn exits(&mut self, i: usize) {
+        let what = format!(
+            "{:?} {} to stop after its removal",
+            self.kind, self.slots[i].name
+        );
+        let child = self.slots[i].child.as_mut().expect("running");
+        let status = tokio::time::timeout(Duration::from_secs(30), child.wait()).await;
+        assert!(status.is_ok(), "timed out waiting for {what}");
+        self.slots[i].child = None;
+    }
+
     async fn kill(&mut self, i: usize) {
         if let Some(mut c) = self.slots[i].child.take() {
             let _ = c.start_kill();
@@ -610,11 +622,11 @@ async fn script(kind: Kind) -> Vec<String> {
     let id_o = c.id_of(other);
     c.step("remove the leader", &["member", "remove", &id_t])
         .await;
-    c.kill(target).await;
+    c.exits(target).await;
     load.goes_on("after removing the leader").await;
     c.step("remove the other", &["member", "remove", &id_o])
         .await;
-    c.kill(other).await;
+    c.exits(other).await;
     load.goes_on("back on 3 members").await;
     c.step("member list, back to 3", &["member", "list"]).await;
     let n = load.check(&c.slots[0].client).await;

@@ -219,7 +219,9 @@ async fn member_list(peer_url: &str) -> Result<(u64, Vec<Member>), String> {
 /// Keeps this member's name and client URL in the Raft membership (etcd's publish): a member
 /// added by `member add` is listed unstarted until it runs this; a member restarted with
 /// another client URL updates it. Initial members of the cluster file are already recorded,
-/// so this does nothing for them.
+/// so this does nothing for them. A member the committed membership no longer holds, once it
+/// was in it, has been removed: it stops (cancels `core.stopping`), as etcd's removed member
+/// does, instead of serving reads it can no longer keep up to date.
 pub async fn publish_loop(core: Arc<Core>, stop: CancellationToken) {
     let me = core.config.id;
     let name = core.config.name.clone();
@@ -230,9 +232,19 @@ pub async fn publish_loop(core: Arc<Core>, stop: CancellationToken) {
         .filter(|u| !u.is_empty())
         .unwrap_or_else(|| format!("http://{}", core.config.client_addr));
     let mut metrics = core.raft.metrics();
+    let mut was_member = false;
     loop {
         let due = {
             let m = metrics.borrow_watched();
+            // Only after it was in it: a joining member replays memberships from before it
+            // was added.
+            let committed = m.committed_membership_config.membership().get_node(&me).is_some();
+            if was_member && !committed && m.committed_membership_config.log_id().is_some() {
+                tracing::error!("the member has been permanently removed from the cluster");
+                core.stopping.cancel();
+                return;
+            }
+            was_member |= committed;
             let listed = m.membership_config.membership().get_node(&me);
             m.current_leader.is_some()
                 && listed.is_some_and(|n| n.name != name || n.client_url != client_url)
@@ -249,4 +261,13 @@ pub async fn publish_loop(core: Arc<Core>, stop: CancellationToken) {
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
         }
     }
+}
+
+/// Resolves once any of `members` stops by itself (removed from the cluster); never if none.
+pub async fn any_stopped(members: Vec<CancellationToken>) {
+    if members.is_empty() {
+        return std::future::pending().await;
+    }
+    let stops = members.into_iter().map(|t| Box::pin(t.cancelled_owned()));
+    futures::future::select_all(stops).await;
 }
