@@ -4,8 +4,9 @@
 //!
 //! - three members with `https://` client and peer URLs, `--client-cert-auth` and
 //!   `--peer-client-cert-auth`, one of them holding a peer certificate from another CA: the
-//!   real `etcdctl --cacert --cert --key` puts, gets, lists members and checks health through
-//!   the two good members; without a client certificate, or over plain HTTP, it is refused; the
+//!   real `etcdctl --cacert --cert --key` puts, gets, lists members, grants and keeps leases
+//!   alive and checks health through the two good members, curl reaches the JSON gateway;
+//!   without a client certificate, or over plain HTTP, they are refused; the
 //!   third member never gets a leader, the good members log `rejected connection` and keep
 //!   committing;
 //! - one member: `--trusted-ca-file` alone requires client certificates (etcd 3.4's meaning);
@@ -249,6 +250,37 @@ async fn ctl_ok(endpoints: &[&String], creds: &[String], args: &[&str]) -> Strin
     out.stdout
 }
 
+/// curl over HTTP/1.1 with our CA (and the client certificate when `cert`): a POST of `body`,
+/// or a GET; the body of a 2xx answer, or what went wrong.
+async fn curl(
+    certs: &Certs,
+    cert: bool,
+    endpoint: &str,
+    path: &str,
+    body: Option<&str>,
+) -> Result<String, String> {
+    let mut cmd = Command::new("curl");
+    cmd.args(["-sS", "--fail", "--http1.1", "--max-time", "10"])
+        .args(["--cacert", &certs.path("ca.pem")]);
+    if cert {
+        cmd.args(["--cert", &certs.path("client.pem")])
+            .args(["--key", &certs.path("client-key.pem")]);
+    }
+    if let Some(body) = body {
+        cmd.args(["-X", "POST", "-d", body]);
+    }
+    let out = cmd
+        .arg(format!("{endpoint}{path}"))
+        .kill_on_drop(true)
+        .output()
+        .await
+        .expect("curl runs");
+    match out.status.success() {
+        true => Ok(String::from_utf8_lossy(&out.stdout).into_owned()),
+        false => Err(String::from_utf8_lossy(&out.stderr).into_owned()),
+    }
+}
+
 async fn wait_healthy(kind: Kind, endpoint: &String, creds: &[String]) {
     wait_for(
         &format!("{kind:?} {endpoint} healthy"),
@@ -283,6 +315,36 @@ async fn three_members(kind: Kind) {
         assert!(members.contains(&c.peers[i]), "{kind:?}: {members}");
         assert!(members.contains(&c.clients[i]), "{kind:?}: {members}");
     }
+    // Lease calls through both good members: one is a follower, and ours sends these on to
+    // the leader's https client URL, showing its own certificate there.
+    for endpoint in [good0, good1] {
+        let granted = ctl_ok(&[endpoint], &creds, &["lease", "grant", "30"]).await;
+        let id = granted.split_whitespace().nth(1).expect("a lease id");
+        let kept = ctl_ok(&[endpoint], &creds, &["lease", "keep-alive", "--once", id]).await;
+        assert!(kept.contains("keepalived with TTL(30)"), "{kind:?}: {kept}");
+        let ttl = ctl_ok(&[endpoint], &creds, &["lease", "timetolive", id]).await;
+        assert!(ttl.contains("granted with TTL(30s)"), "{kind:?}: {ttl}");
+    }
+    // The JSON gateway on the same port, over TLS and HTTP/1.1 (key /tls/g, value gw).
+    let put = r#"{"key":"L3Rscy9n","value":"Z3c="}"#;
+    curl(&certs, true, good1, "/v3/kv/put", Some(put))
+        .await
+        .unwrap_or_else(|e| panic!("{kind:?}: gateway put: {e}"));
+    let range = curl(
+        &certs,
+        true,
+        good0,
+        "/v3/kv/range",
+        Some(r#"{"key":"L3Rscy9n"}"#),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{kind:?}: gateway range: {e}"));
+    assert!(range.contains("Z3c="), "{kind:?}: {range}");
+    let refused = curl(&certs, false, good0, "/health", None).await;
+    assert!(
+        refused.is_err(),
+        "{kind:?}: /health without a certificate: {refused:?}"
+    );
 
     // Without a client certificate: refused at the handshake (the CA alone is not enough).
     let out = ctl(&[good0], &certs.ctl(false), &["get", "/tls/a"]).await;
