@@ -83,7 +83,7 @@ impl AuthService {
         Q: Clone + Send + 'static,
     {
         let (ctx, caller) = (CallCtx::of(&req), Caller::of(&req));
-        caller.admin(&self.core)?;
+        caller.admin(&self.core).await?;
         let r = req.into_inner();
         let mut resp = self
             .propose(&ctx, &caller, r.clone(), ir(r), pick, call)
@@ -271,7 +271,7 @@ impl Auth for AuthService {
         let no_password = r.options.is_some_and(|o| o.no_password);
         // A forwarded call arrives hashed already; the password never goes into the log.
         if !no_password && r.hashed_password.is_empty() && !r.name.is_empty() {
-            Caller::of(&req).admin(&self.core)?;
+            Caller::of(&req).admin(&self.core).await?;
             let r = req.get_mut();
             r.hashed_password = hash(std::mem::take(&mut r.password)).await?;
         }
@@ -296,8 +296,8 @@ impl Auth for AuthService {
         let (ctx, caller) = (CallCtx::of(&req), Caller::of(&req));
         let r = req.into_inner();
         // A user may read itself (etcd's authApplierV3.UserGet).
-        if let Err(denied) = caller.admin(&self.core) {
-            if caller.name(&self.core)?.as_deref() != Some(r.name.as_str()) {
+        if let Err(denied) = caller.admin(&self.core).await {
+            if caller.name(&self.core).await?.as_deref() != Some(r.name.as_str()) {
                 return Err(denied);
             }
         }
@@ -318,7 +318,7 @@ impl Auth for AuthService {
         req: Request<AuthUserListRequest>,
     ) -> Result<Response<AuthUserListResponse>, Status> {
         let ctx = CallCtx::of(&req);
-        Caller::of(&req).admin(&self.core)?;
+        Caller::of(&req).admin(&self.core).await?;
         let users = self.read(&ctx, |s| Ok(s.auth().user_names())).await?;
         Ok(Response::new(AuthUserListResponse {
             header: self.header(),
@@ -349,7 +349,7 @@ impl Auth for AuthService {
     ) -> Result<Response<AuthUserChangePasswordResponse>, Status> {
         let mut req = req;
         if req.get_ref().hashed_password.is_empty() {
-            Caller::of(&req).admin(&self.core)?;
+            Caller::of(&req).admin(&self.core).await?;
             let r = req.get_mut();
             r.hashed_password = hash(std::mem::take(&mut r.password)).await?;
         }
@@ -431,8 +431,8 @@ impl Auth for AuthService {
         let (ctx, caller) = (CallCtx::of(&req), Caller::of(&req));
         let r = req.into_inner();
         // A user may read a role it holds (etcd's authApplierV3.RoleGet).
-        if let Err(denied) = caller.admin(&self.core) {
-            let name = caller.name(&self.core)?.unwrap_or_default();
+        if let Err(denied) = caller.admin(&self.core).await {
+            let name = caller.name(&self.core).await?.unwrap_or_default();
             if !self.core.sm.read(|s| s.auth().has_role(&name, &r.role)) {
                 return Err(denied);
             }
@@ -454,7 +454,7 @@ impl Auth for AuthService {
         req: Request<AuthRoleListRequest>,
     ) -> Result<Response<AuthRoleListResponse>, Status> {
         let ctx = CallCtx::of(&req);
-        Caller::of(&req).admin(&self.core)?;
+        Caller::of(&req).admin(&self.core).await?;
         let roles = self.read(&ctx, |s| Ok(s.auth().role_names())).await?;
         Ok(Response::new(AuthRoleListResponse {
             header: self.header(),

@@ -18,6 +18,9 @@ use crate::node::Core;
 pub const TOKEN: &str = "token";
 const AUTHORIZATION: &str = "authorization";
 
+/// Longest wait for this member to apply the entry that issued a token.
+const TOKEN_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// etcd's gRPC code for each auth error (`rpctypes/error.go`).
 pub fn status(e: &AuthError) -> Status {
     use AuthError as E;
@@ -65,12 +68,29 @@ impl Caller {
         }
     }
 
+    /// A token names the log index that issued it: wait (briefly) until this member has
+    /// applied it, as etcd's `isValidSimpleToken` waits, so a token fresh from another
+    /// member is known here.
+    async fn settle(&self, core: &Core) {
+        let index = self
+            .token
+            .as_deref()
+            .and_then(|t| t.rsplit_once('.'))
+            .and_then(|(_, i)| i.parse::<u64>().ok());
+        if let Some(index) = index {
+            let deadline = tokio::time::Instant::now() + TOKEN_WAIT;
+            // Timing out leaves the token unknown: "invalid auth token", as etcd answers.
+            let _ = core.wait_applied(index, Some(deadline)).await;
+        }
+    }
+
     /// Runs `f` with the auth state and the caller's user, mapping its error to etcd's status.
-    fn with<T>(
+    async fn with<T>(
         &self,
         core: &Core,
         f: impl FnOnce(&mvcc::Store, &Auth, Option<&str>) -> Result<T, AuthError>,
     ) -> Result<T, Status> {
+        self.settle(core).await;
         core.sm
             .read(|s| {
                 let a = s.auth();
@@ -85,22 +105,23 @@ impl Caller {
     }
 
     /// Root only (etcd's `IsAdminPermitted`): auth management, Defragment, Hash, HashKV.
-    pub fn admin(&self, core: &Core) -> Result<(), Status> {
-        self.with(core, |_, a, u| a.check_admin(u))
+    pub async fn admin(&self, core: &Core) -> Result<(), Status> {
+        self.with(core, |_, a, u| a.check_admin(u)).await
     }
 
     /// The name the token names, for the calls a user may make on itself (UserGet).
-    pub fn name(&self, core: &Core) -> Result<Option<String>, Status> {
-        self.with(core, |_, _, u| Ok(u.map(str::to_owned)))
+    pub async fn name(&self, core: &Core) -> Result<Option<String>, Status> {
+        self.with(core, |_, _, u| Ok(u.map(str::to_owned))).await
     }
 
-    pub fn may_range(&self, core: &Core, r: &RangeRequest) -> Result<(), Status> {
+    pub async fn may_range(&self, core: &Core, r: &RangeRequest) -> Result<(), Status> {
         self.with(core, |_, a, u| a.check(u, &r.key, &r.range_end, Need::Read))
+            .await
     }
 
     /// Write on the key, write on every key of the lease it attaches to (etcd's
     /// `checkLeasePuts`), read on the key if the previous value is asked for.
-    pub fn may_put(&self, core: &Core, r: &PutRequest) -> Result<(), Status> {
+    pub async fn may_put(&self, core: &Core, r: &PutRequest) -> Result<(), Status> {
         self.with(core, |s, a, u| {
             a.check(u, &r.key, &[], Need::Write)?;
             lease_puts(s, a, u, r.lease)?;
@@ -109,9 +130,10 @@ impl Caller {
             }
             Ok(())
         })
+        .await
     }
 
-    pub fn may_delete(&self, core: &Core, r: &DeleteRangeRequest) -> Result<(), Status> {
+    pub async fn may_delete(&self, core: &Core, r: &DeleteRangeRequest) -> Result<(), Status> {
         self.with(core, |_, a, u| {
             a.check(u, &r.key, &r.range_end, Need::Write)?;
             if r.prev_kv {
@@ -119,30 +141,38 @@ impl Caller {
             }
             Ok(())
         })
+        .await
     }
 
     /// Every key the txn compares, reads or writes, in either branch (etcd's `checkTxnAuth`;
     /// nested txns are checked too, which etcd 3.4 forgets).
-    pub fn may_txn(&self, core: &Core, t: &TxnRequest) -> Result<(), Status> {
-        self.with(core, |_, a, u| txn(a, u, t))
+    pub async fn may_txn(&self, core: &Core, t: &TxnRequest) -> Result<(), Status> {
+        self.with(core, |_, a, u| txn(a, u, t)).await
     }
 
     /// Write on every key attached to the lease (etcd checks revokes so).
-    pub fn may_revoke(&self, core: &Core, lease: i64) -> Result<(), Status> {
-        self.with(core, |s, a, u| lease_puts(s, a, u, lease))
+    pub async fn may_revoke(&self, core: &Core, lease: i64) -> Result<(), Status> {
+        self.with(core, |s, a, u| lease_puts(s, a, u, lease)).await
     }
 
     /// Why a watch may not be created (etcd cancels it with this reason), `None` if it may.
-    pub fn watch_denied(&self, core: &Core, c: &WatchCreateRequest) -> Option<String> {
+    pub async fn watch_denied(&self, core: &Core, c: &WatchCreateRequest) -> Option<String> {
         // etcd turns an end of "\0" into "no end" before checking: a single key.
         let end: &[u8] = if c.range_end == [0] {
             &[]
         } else {
             &c.range_end
         };
-        self.with(core, |_, a, u| a.check(u, &c.key, end, Need::Read))
-            .err()
-            .map(|s| s.message().to_owned())
+        let denied = self
+            .with(core, |_, a, u| a.check(u, &c.key, end, Need::Read))
+            .await
+            .err()?;
+        // etcd's reason is the gRPC error's text (grpc-go's `status.Error`).
+        Some(format!(
+            "rpc error: code = {:?} desc = {}",
+            denied.code(),
+            denied.message()
+        ))
     }
 }
 

@@ -139,7 +139,7 @@ impl Kv for KvService {
         let caller = Caller::of(&req);
         let r = req.into_inner();
         check_key(&r.key)?;
-        caller.may_range(&self.core, &r)?;
+        caller.may_range(&self.core, &r).await?;
         let core = &self.core;
         let local_read = || {
             core.sm
@@ -184,7 +184,7 @@ impl Kv for KvService {
         if r.ignore_lease && r.lease != 0 {
             return Err(Status::invalid_argument("etcdserver: lease is provided"));
         }
-        caller.may_put(&self.core, &r)?;
+        caller.may_put(&self.core, &r).await?;
         let ir = InternalRequest {
             request: Some(Ir::Put(r.clone())),
         };
@@ -210,7 +210,7 @@ impl Kv for KvService {
         let caller = Caller::of(&req);
         let r = req.into_inner();
         check_key(&r.key)?;
-        caller.may_delete(&self.core, &r)?;
+        caller.may_delete(&self.core, &r).await?;
         let ir = InternalRequest {
             request: Some(Ir::DeleteRange(r.clone())),
         };
@@ -232,7 +232,7 @@ impl Kv for KvService {
         let ctx = CallCtx::of(&req);
         let caller = Caller::of(&req);
         let r = req.into_inner();
-        caller.may_txn(&self.core, &r)?;
+        caller.may_txn(&self.core, &r).await?;
         let ir = InternalRequest {
             request: Some(Ir::Txn(r.clone())),
         };

@@ -83,7 +83,8 @@ impl Lease for LeaseService {
         req: Request<LeaseRevokeRequest>,
     ) -> Result<Response<LeaseRevokeResponse>, Status> {
         let ctx = CallCtx::of(&req);
-        super::auth_check::Caller::of(&req).may_revoke(&self.core, req.get_ref().id)?;
+        let caller = super::auth_check::Caller::of(&req);
+        caller.may_revoke(&self.core, req.get_ref().id).await?;
         let r = req.into_inner();
         let ir = InternalRequest {
             request: Some(Ir::LeaseRevoke(r)),

@@ -154,7 +154,7 @@ impl WatchStream {
 
     async fn create(&mut self, c: WatchCreateRequest) -> Result<(), Gone> {
         let header = Some(self.header());
-        if let Some(cancel_reason) = self.caller.watch_denied(&self.core, &c) {
+        if let Some(cancel_reason) = self.caller.watch_denied(&self.core, &c).await {
             // etcd answers a refused watch with id -1, created and canceled at once.
             let (watch_id, created, canceled) = (-1, true, true);
             let resp = WatchResponse {
