@@ -381,3 +381,6 @@ fn build_side(s: Side<'_>) -> Result<Built, String> {
         ca: ca.map(|(pem, _)| Certificate::from_pem(pem)),
     })
 }
+
+#[cfg(test)]
+mod tests;
