@@ -17,10 +17,16 @@
 #
 # `bash bench/compare.sh scale` runs the scale rows instead (issue 21: 100,000 leases, mass
 # expiry, leader killed under them, 10,000 watchers, go-micro-shaped load): see bench/scale.sh.
+# `bash bench/compare.sh soak` runs the soak instead (issue 18: an hour of go-micro churn
+# compressed, memory over time with auto-compaction on, ours and etcd): see bench/soak.sh.
 set -euo pipefail
 if [[ "${1:-}" == scale ]]; then
   shift
   exec bash "$(dirname "$0")/scale.sh" "$@"
+fi
+if [[ "${1:-}" == soak ]]; then
+  shift
+  exec bash "$(dirname "$0")/soak.sh" "$@"
 fi
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
