@@ -6,6 +6,7 @@
 //! | no route, unknown service | 500 `not found` (as go-micro) | `go.micro.api` |
 //! | malformed path | 400 | `go.micro.api` |
 //! | body over the limit | 413 | `go.micro.api` |
+//! | too many connections, head too large, request not read in time, call too long ([`crate::limits`]) | 503, 431, 408, 504 | `go.micro.api` |
 //! | the service's own error, the client's (timeout 408, unreachable 500) | its code | its id |
 
 use axum::http::{header, HeaderValue, StatusCode};
@@ -34,6 +35,14 @@ pub enum GatewayError {
         #[source]
         source: micro::registry::Error,
     },
+    #[error("too many connections (at most {max_connections}); try again later")]
+    Overloaded { max_connections: usize },
+    #[error("request header fields exceed the limit of {limit} bytes")]
+    HeaderTooLarge { limit: usize },
+    #[error("the request was not read within the read timeout")]
+    ReadTimeout,
+    #[error("no answer within {limit:?}")]
+    CallTimeout { limit: std::time::Duration },
     #[error("invalid status code {0} in the service's answer")]
     BadStatus(i32),
     /// An error from the service or from the client calling it, passed through.
@@ -75,7 +84,14 @@ impl GatewayError {
             GatewayError::NotFound => api_error(500, "not found".to_owned()),
             GatewayError::MalformedPath(e) => api_error(400, format!("malformed path: {e}")),
             GatewayError::BodyTooLarge { .. } => api_error(413, self.to_string()),
+            GatewayError::Body(e) if timed_out(e) => {
+                api_error(408, GatewayError::ReadTimeout.to_string())
+            }
             GatewayError::Body(e) => api_error(400, format!("read request body: {e}")),
+            GatewayError::Overloaded { .. } => api_error(503, self.to_string()),
+            GatewayError::HeaderTooLarge { .. } => api_error(431, self.to_string()),
+            GatewayError::ReadTimeout => api_error(408, self.to_string()),
+            GatewayError::CallTimeout { .. } => api_error(504, self.to_string()),
             GatewayError::Registry { service, source } => {
                 api_error(500, format!("looking up {service}: {source}"))
             }
@@ -87,6 +103,18 @@ impl GatewayError {
             }
         }
     }
+}
+
+/// Whether a body error is the read timeout's ([`crate::limits::BodyTimeout`]).
+fn timed_out(error: &axum::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = source {
+        if e.is::<crate::limits::BodyTimeout>() {
+            return true;
+        }
+        source = e.source();
+    }
+    false
 }
 
 /// The HTTP status for a go-micro code, if it is one an HTTP server can write.

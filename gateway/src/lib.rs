@@ -10,6 +10,8 @@
 //! - [`handler`]: [`Gateway`], whose `answer` serves every request on both paths; [`router`]
 //!   mounts it in axum;
 //! - [`error`]: [`GatewayError`], rendered as go-micro's JSON error body;
+//! - [`limits`]: the public edge's bounds (connections 503, head size 431, read time 408,
+//!   call time 504);
 //! - [`cors`]: CORS as micro's cors plugin configures it;
 //! - [`rpc`]: `--handler=rpc`, JSON to any service's own messages, found by [`reflect`]ion;
 //! - [`proxy`]: `--handler=http` (or `proxy`), a reverse proxy to a service's HTTP nodes.
@@ -21,6 +23,7 @@ pub mod cors;
 pub mod error;
 pub mod handler;
 pub mod http1;
+pub mod limits;
 pub mod proxy;
 pub mod reflect;
 pub mod request;
@@ -29,6 +32,7 @@ pub mod response;
 pub mod rpc;
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use micro::config::MicroArgs;
 use micro::registry::Registry;
@@ -39,6 +43,7 @@ use tokio_util::sync::CancellationToken;
 pub use cors::Cors;
 pub use error::{GatewayError, API_ID};
 pub use handler::{router, Gateway, Mode};
+pub use limits::Limits;
 
 /// The gateway's flags (go-micro's `micro api` ones and their `MICRO_API_*` variables, micro's
 /// cors plugin's, plus the body limit).
@@ -79,8 +84,47 @@ pub struct GatewayArgs {
     /// Largest request body accepted (bytes); larger ones are answered 413.
     #[arg(long, alias = "max_body_bytes", default_value_t = 10 * 1024 * 1024)]
     pub max_body_bytes: usize,
+    /// Connections served at once; more are answered 503 and closed.
+    #[arg(long = "max_connections", env = "MICRO_API_MAX_CONNECTIONS", default_value_t = Limits::default().max_connections, value_parser = at_least(1))]
+    pub max_connections: usize,
+    /// Largest request head (request line and headers) in bytes; larger ones are answered 431
+    /// (Go's `http.Server.MaxHeaderBytes`).
+    #[arg(long = "max_header_bytes", env = "MICRO_API_MAX_HEADER_BYTES", default_value_t = Limits::default().max_header_bytes, value_parser = at_least(256))]
+    pub max_header_bytes: usize,
+    /// Time to read a request, head and body, and to wait for the next on a kept-alive
+    /// connection (Go's spelling: 30s); a request not read in time is answered 408.
+    #[arg(long = "read_timeout", env = "MICRO_API_READ_TIMEOUT", value_parser = positive_duration, default_value = "30s")]
+    pub read_timeout: Duration,
+    /// Time for the whole call once the request head is read; past it: 504.
+    #[arg(long = "write_timeout", env = "MICRO_API_WRITE_TIMEOUT", value_parser = positive_duration, default_value = "60s")]
+    pub write_timeout: Duration,
     #[command(flatten)]
     pub micro: MicroArgs,
+}
+
+impl GatewayArgs {
+    /// The edge limits the flags give.
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_connections: self.max_connections,
+            max_header_bytes: self.max_header_bytes,
+            read_timeout: self.read_timeout,
+            write_timeout: self.write_timeout,
+        }
+    }
+}
+
+/// A count of at least `min`.
+fn at_least(min: u64) -> clap::builder::RangedU64ValueParser<usize> {
+    clap::builder::RangedU64ValueParser::<usize>::new().range(min..)
+}
+
+/// A Go duration above zero (a zero limit would refuse every request).
+fn positive_duration(text: &str) -> Result<Duration, String> {
+    match micro::config::parse_go_duration(text)? {
+        d if d.is_zero() => Err(format!("{text:?}: must be above zero, e.g. 30s")),
+        d => Ok(d),
+    }
 }
 
 /// Why the gateway could not start or serve.
@@ -182,23 +226,43 @@ pub async fn register_self(args: &GatewayArgs) -> Result<micro::Running, Error> 
     Ok(micro::Service::new(options, registry).start().await?)
 }
 
-/// Serves `gateway` on `listener` until `shutdown` is cancelled; in-flight requests finish.
+/// [`serve_with`] under the default [`Limits`].
+pub async fn serve(
+    listener: TcpListener,
+    gateway: Gateway,
+    shutdown: CancellationToken,
+) -> Result<(), Error> {
+    serve_with(listener, gateway, Limits::default(), shutdown).await
+}
+
+/// Serves `gateway` on `listener` under `limits` until `shutdown` is cancelled; in-flight
+/// requests finish.
 ///
 /// HTTP/1.1 and HTTP/2 (prior knowledge), every request to [`Gateway::answer`] (what
 /// [`router`] does through axum's router and extractors, which cost more per request than they
 /// do here): plain HTTP/1.1 requests without a body on the gateway's own fast path, everything
 /// else on hyper ([`http1`]).
-pub async fn serve(
+pub async fn serve_with(
     listener: TcpListener,
     gateway: Gateway,
+    limits: Limits,
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
     use hyper_util::rt::{TokioExecutor, TokioTimer};
     use hyper_util::server::conn::auto;
 
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    // hyper's default HTTP/1 header read timeout needs a timer (as axum::serve sets).
-    builder.http1().timer(TokioTimer::new());
+    // The same head limits on the connections hyper serves (its header read timeout needs a
+    // timer, as axum::serve sets).
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.read_timeout)
+        .max_buf_size(limits.hyper_buf());
+    builder
+        .http2()
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
+    let gate = limits::Gate::new(&limits);
     let connections = micro::server::Connections::default();
     loop {
         let (stream, remote) = tokio::select! {
@@ -213,16 +277,18 @@ pub async fn serve(
                 }
             },
         };
+        let Some(permit) = gate.enter() else {
+            tracing::debug!(%remote, max = limits.max_connections, "connection refused: the gateway is full");
+            gate.refuse(stream, limits.max_connections);
+            continue;
+        };
         let gateway = gateway.clone();
         let builder = builder.clone();
         let closer = connections.closer();
-        tokio::spawn(http1::serve_connection(
-            stream,
-            remote.ip(),
-            gateway,
-            builder,
-            closer,
-        ));
+        tokio::spawn(async move {
+            http1::serve_connection(stream, remote.ip(), gateway, builder, closer, limits).await;
+            drop(permit);
+        });
     }
     drop(listener);
     connections.drain().await;
@@ -242,7 +308,7 @@ pub async fn run(args: GatewayArgs, shutdown: CancellationToken) -> anyhow::Resu
     let registered = register_self(&args).await?;
     let node = registered.node();
     tracing::info!("registered {} at {}", node.id, node.address);
-    let served = serve(listener, gateway, shutdown).await;
+    let served = serve_with(listener, gateway, args.limits(), shutdown).await;
     // Deregistered whatever ended serving, so no caller is sent to a gateway that is gone.
     let deregistered = registered.stop().await;
     served?;
@@ -269,7 +335,35 @@ mod tests {
         assert_eq!(cli.gateway.handler, "api");
         assert_eq!(cli.gateway.namespace, "go.micro.api");
         assert_eq!(cli.gateway.max_body_bytes, 10 * 1024 * 1024);
+        assert_eq!(cli.gateway.limits(), Limits::default());
         assert!(cli.gateway.cors_allowed_origins.is_empty());
+    }
+
+    #[test]
+    fn limit_flags() {
+        let cli = Cli::try_parse_from([
+            "gateway",
+            "--max_connections=10",
+            "--max_header_bytes=4096",
+            "--read_timeout=1m30s",
+            "--write_timeout=500ms",
+        ])
+        .expect("parse");
+        let limits = cli.gateway.limits();
+        assert_eq!(
+            (limits.max_connections, limits.max_header_bytes),
+            (10, 4096)
+        );
+        assert_eq!(limits.read_timeout, Duration::from_secs(90));
+        assert_eq!(limits.write_timeout, Duration::from_millis(500));
+        for bad in [
+            "--max_connections=0",
+            "--max_header_bytes=10",
+            "--read_timeout=0s",
+            "--write_timeout=soon",
+        ] {
+            assert!(Cli::try_parse_from(["gateway", bad]).is_err(), "{bad}");
+        }
     }
 
     #[test]

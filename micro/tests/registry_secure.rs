@@ -159,7 +159,9 @@ async fn registration_error(options: &RegistryOptions) -> String {
     let started = Service::new(ServiceOptions::new(SRV), registry)
         .start()
         .await;
-    let err = started.err().expect("registration must fail");
+    let Err(err) = started else {
+        panic!("registration must fail")
+    };
     let mut text = err.to_string();
     let mut source = std::error::Error::source(&err);
     while let Some(s) = source {
