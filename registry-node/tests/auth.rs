@@ -83,6 +83,8 @@ fn script() -> Vec<Vec<&'static str>> {
         vec![SVC, "user", "get", "root"],
         vec![SVC, "role", "get", "registry"],
         vec![SVC, "auth", "disable"],
+        vec![SVC, "defrag"],
+        vec![ROOT, "defrag"],
         vec![ROOT, "user", "list"],
         vec![ROOT, "user", "get", "root"],
         vec![ROOT, "role", "list"],
@@ -129,11 +131,12 @@ async fn run(eps: &[String]) -> Vec<(bool, String, Vec<String>)> {
         if !lease.is_empty() {
             stdout = stdout.replace(&lease, "<lease>");
         }
+        stdout = stdout.replace(&ep[0], "<ep>");
         let errors = o
             .stderr
             .lines()
-            .filter(|l| l.starts_with("Error"))
-            .map(str::to_owned)
+            .filter(|l| l.starts_with("Error") || l.starts_with("Failed"))
+            .map(|l| l.replace(&ep[0], "<ep>"))
             .collect();
         out.push((o.ok, stdout, errors));
     }

@@ -5,9 +5,8 @@
 //! along). Passwords are hashed with bcrypt (etcd's default cost 10) by the receiving member,
 //! off the async threads; only the hash is proposed.
 //!
-//! `Authenticate` checks the password on the leader (a follower forwards the call), then
-//! proposes the token's random part; every member stores `random.index` at apply, so the
-//! token works on whichever member the client talks to (see `mvcc/src/auth.rs`).
+//! `Authenticate` is in `auth_login.rs`: a token works on whichever member the client talks
+//! to (see `mvcc/src/auth.rs`).
 
 use std::sync::Arc;
 
@@ -17,17 +16,14 @@ use proto::etcdserverpb::auth_client::AuthClient;
 use proto::etcdserverpb::auth_server::{Auth, AuthServer};
 use proto::etcdserverpb::*;
 use proto::registrypb::internal_request::Request as Ir;
-use proto::registrypb::{InternalAuthenticateRequest, InternalRequest};
-use rand::Rng;
+use proto::registrypb::InternalRequest;
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
-use super::auth_check::{status, Caller, TOKEN};
-use super::route::{forwarded_request, CallCtx, Redirect};
+use super::auth_check::{status, Caller};
+use super::auth_login::{forward, hash};
+use super::route::{CallCtx, Redirect};
 use crate::node::Core;
-
-/// etcd's default bcrypt cost (`bcrypt.DefaultCost`).
-const BCRYPT_COST: u32 = 10;
 
 type Forward<Q, T> = fn(AuthClient<Channel>, Request<Q>) -> BoxFuture<'static, Result<T, Status>>;
 
@@ -114,41 +110,6 @@ impl AuthService {
     }
 }
 
-/// `msg` marked forwarded, with the caller's token, so the leader checks the same user.
-fn forward<Q>(msg: Q, ctx: &CallCtx, caller: &Caller) -> Request<Q> {
-    let mut req = forwarded_request(msg, ctx);
-    if let Some(t) = caller.token().and_then(|t| t.parse().ok()) {
-        req.metadata_mut().insert(TOKEN, t);
-    }
-    req
-}
-
-/// bcrypt off the async threads: it takes tens of milliseconds by design.
-async fn hash(password: String) -> Result<String, Status> {
-    tokio::task::spawn_blocking(move || bcrypt::hash(password, BCRYPT_COST))
-        .await
-        .map_err(|e| Status::internal(e.to_string()))?
-        .map_err(|e| Status::internal(e.to_string()))
-}
-
-async fn verify(password: String, hashed: Vec<u8>) -> bool {
-    tokio::task::spawn_blocking(move || {
-        let hashed = String::from_utf8_lossy(&hashed).into_owned();
-        bcrypt::verify(password, &hashed).unwrap_or(false)
-    })
-    .await
-    .unwrap_or(false)
-}
-
-/// etcd's simple token prefix: 16 random letters.
-fn token_prefix() -> String {
-    const LETTERS: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
-    let mut rng = rand::rng();
-    (0..16)
-        .map(|_| LETTERS[rng.random_range(0..LETTERS.len())] as char)
-        .collect()
-}
-
 #[tonic::async_trait]
 impl Auth for AuthService {
     async fn auth_enable(
@@ -189,77 +150,7 @@ impl Auth for AuthService {
         &self,
         req: Request<AuthenticateRequest>,
     ) -> Result<Response<AuthenticateResponse>, Status> {
-        let (ctx, caller) = (CallCtx::of(&req), Caller::of(&req));
-        let r = req.into_inner();
-        let core = &self.core;
-        let resp = core
-            .route(
-                &ctx,
-                || async {
-                    // The leader checks the password: one bcrypt per call wherever it lands.
-                    if !ctx.forwarded {
-                        if let Some(node) = core.known_leader() {
-                            return Err(Redirect::Leader(node));
-                        }
-                    }
-                    core.linearizable_barrier(&ctx).await?;
-                    // The password was checked at one auth revision; if a change lands before
-                    // the token's entry, the apply refuses it and the check runs again.
-                    loop {
-                        let found = core.sm.read(|s| {
-                            let a = s.auth();
-                            if !a.enabled() {
-                                return Err(AuthError::AuthNotEnabled);
-                            }
-                            let u = a.user(&r.name).ok_or(AuthError::AuthFailed)?;
-                            Ok((u.password.clone(), a.revision()))
-                        });
-                        let (hashed, revision) = found.map_err(|e| Redirect::Fail(status(&e)))?;
-                        if !verify(r.password.clone(), hashed).await {
-                            return Err(Redirect::Fail(status(&AuthError::AuthFailed)));
-                        }
-                        let ir = InternalRequest {
-                            request: Some(Ir::Authenticate(InternalAuthenticateRequest {
-                                name: r.name.clone(),
-                                simple_token: token_prefix(),
-                                checked_revision: revision,
-                            })),
-                        };
-                        match core.propose(&ir).await {
-                            Ok(applied) => match &applied.response {
-                                mvcc::Response::Auth(AuthResponse::Authenticate(a)) => {
-                                    return Ok(a.clone())
-                                }
-                                _ => {
-                                    return Err(Redirect::Fail(Status::internal(
-                                        "mismatched apply response",
-                                    )))
-                                }
-                            },
-                            Err(Redirect::Fail(s))
-                                if s.message() == AuthError::AuthOldRevision.to_string() =>
-                            {
-                                continue
-                            }
-                            Err(e) => return Err(e),
-                        }
-                    }
-                },
-                |ch| {
-                    let f = forward(r.clone(), &ctx, &caller);
-                    async move {
-                        AuthClient::new(ch)
-                            .authenticate(f)
-                            .await
-                            .map(Response::into_inner)
-                    }
-                },
-            )
-            .await?;
-        Ok(Response::new(AuthenticateResponse {
-            header: Some(core.restamp(resp.header)),
-            token: resp.token,
-        }))
+        super::auth_login::authenticate(&self.core, req).await
     }
 
     async fn user_add(

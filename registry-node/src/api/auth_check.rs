@@ -109,6 +109,19 @@ impl Caller {
         self.with(core, |_, a, u| a.check_admin(u)).await
     }
 
+    /// [`Caller::admin`] as etcd's maintenance server answers it: the auth store's own error,
+    /// not turned into its gRPC form (code UNKNOWN, "auth: ..."; etcd 3.4 does so for
+    /// Defragment, Hash, HashKV and Snapshot).
+    pub async fn admin_raw(&self, core: &Core) -> Result<(), Status> {
+        self.admin(core).await.map_err(|s| {
+            let text = match s.message() {
+                m if m == AuthError::UserNotFound.to_string() => "auth: user not found".into(),
+                m => m.replacen("etcdserver: ", "auth: ", 1),
+            };
+            Status::unknown(text)
+        })
+    }
+
     /// The name the token names, for the calls a user may make on itself (UserGet).
     pub async fn name(&self, core: &Core) -> Result<Option<String>, Status> {
         self.with(core, |_, _, u| Ok(u.map(str::to_owned))).await

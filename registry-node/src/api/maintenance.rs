@@ -127,15 +127,22 @@ impl Maintenance for MaintenanceService {
 
     async fn defragment(
         &self,
-        _req: Request<DefragmentRequest>,
+        req: Request<DefragmentRequest>,
     ) -> Result<Response<DefragmentResponse>, Status> {
+        // Root only once auth is on, answered as etcd's authMaintenanceServer answers.
+        super::auth_check::Caller::of(&req)
+            .admin_raw(&self.core)
+            .await?;
         let revision = self.core.sm.read(|s| s.revision());
         Ok(Response::new(DefragmentResponse {
             header: Some(self.core.header(revision)),
         }))
     }
 
-    async fn hash(&self, _req: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
+    async fn hash(&self, req: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
+        super::auth_check::Caller::of(&req)
+            .admin_raw(&self.core)
+            .await?;
         let (hash, revision) = self.core.sm.read(|s| (s.hash(), s.revision()));
         Ok(Response::new(HashResponse {
             header: Some(self.core.header(revision)),

@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod auth_check;
+pub mod auth_login;
 pub mod cluster;
 pub mod election;
 pub mod error;
