@@ -443,7 +443,11 @@ impl NodeHandle {
     /// `http://<client addr>` (`https://` with TLS), for clients.
     pub fn client_url(&self) -> String {
         let tls = self.core.tls.client_server.is_some();
-        format!("{}://{}", if tls { "https" } else { "http" }, self.client_addr)
+        format!(
+            "{}://{}",
+            if tls { "https" } else { "http" },
+            self.client_addr
+        )
     }
 
     /// Cuts (or restores) every Raft link of this member, both ways.

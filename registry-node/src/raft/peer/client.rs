@@ -304,7 +304,13 @@ impl PeerNetwork {
         if let Some(c) = map.get(&key) {
             return Ok(Arc::clone(c));
         }
-        let conn = Arc::new(Conn::new(self.me, target, url, self.runtime.clone(), &self.tls)?);
+        let conn = Arc::new(Conn::new(
+            self.me,
+            target,
+            url,
+            self.runtime.clone(),
+            &self.tls,
+        )?);
         map.insert(key, Arc::clone(&conn));
         Ok(conn)
     }
