@@ -169,6 +169,16 @@ async fn etcdctl_auth_answers_as_etcd() {
     ours.shutdown().await;
 }
 
+/// `GET /health` with curl: the body.
+async fn health(url: &str) -> String {
+    let out = tokio::process::Command::new("curl")
+        .args(["-s", "--max-time", "5", &format!("{url}/health")])
+        .output()
+        .await
+        .expect("curl runs");
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
 async fn channel(url: &str) -> Channel {
     tonic::transport::Endpoint::from_shared(url.to_owned())
         .expect("url")
@@ -325,6 +335,10 @@ async fn tokens_work_on_every_member_and_auth_survives_restarts_and_snapshots() 
     let theirs = grpc_checks(&etcd.endpoint, &etcd.endpoint).await;
     let mine = grpc_checks(&c.client_url(a), &c.client_url(b)).await;
     assert_eq!(mine, theirs, "ours (left) vs etcd (right)");
+    // /health stays true with auth on (the member's own read has no token).
+    let ours_health = health(&c.client_url(b)).await;
+    assert!(ours_health.contains("true"), "{ours_health}");
+    assert_eq!(ours_health, health(&etcd.endpoint).await);
     assert_eq!(theirs[0], "ok");
     assert!(theirs[1].contains("permission denied"), "{theirs:?}");
 
