@@ -15,7 +15,8 @@
 //! address = "127.0.0.1:8080"
 //! ```
 //!
-//! Every service and the gateway get `--registry_address` with the registry's client URLs.
+//! Every service and the gateway get `--registry_address` with the registry's client URLs
+//! (and, with `[cluster] tls = "auto"`, the registry TLS flags: see [`super::tls`]).
 
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -23,13 +24,15 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 use serde::Deserialize;
 
+use super::tls::{self, AutoTls};
+
 /// The whole file as `micro up` sees it: the registry's own sections are checked by
 /// registry-node's `ClusterFile` (only when members are started), so they stay opaque here.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct UpFile {
-    #[serde(default, rename = "cluster")]
-    _cluster: Option<toml::Value>,
+    #[serde(default)]
+    cluster: Option<toml::Value>,
     #[serde(default, rename = "raft")]
     _raft: Option<toml::Value>,
     #[serde(default, rename = "compaction")]
@@ -147,6 +150,8 @@ pub struct Plan {
     pub members: Vec<MemberProc>,
     pub services: Vec<Proc>,
     pub gateway: GatewayProc,
+    /// `[cluster] tls = "auto"`: the certificates to make before the members start.
+    pub tls: Option<AutoTls>,
 }
 
 /// The seed's four instances, used when the file has no `[[service]]`.
@@ -180,9 +185,21 @@ impl Plan {
     pub fn parse(path: &Path, text: &str) -> anyhow::Result<Plan> {
         let file: UpFile =
             toml::from_str(text).with_context(|| format!("{}: invalid", path.display()))?;
-        let (members, endpoints) = match file.registry.backend {
-            Backend::Embedded => embedded_members(path, text, &file.registry)?,
-            Backend::Etcd => {
+        let auto_tls = match tls::wanted(path, file.cluster.as_ref())? {
+            false => None,
+            true if file.registry.backend == Backend::Etcd => bail!(
+                "{}: cluster.tls = \"auto\" is for the embedded registry; for an etcd backend \
+                 give the services --registry_tls_* flags",
+                path.display()
+            ),
+            true => Some(AutoTls::plan(path, text)?),
+        };
+        let (mut members, endpoints) = match (file.registry.backend, &auto_tls) {
+            (Backend::Embedded, None) => embedded_members(path, text, &file.registry)?,
+            (Backend::Embedded, Some(auto)) => {
+                embedded_members(&auto.member_file, &auto.member_text, &file.registry)?
+            }
+            (Backend::Etcd, _) => {
                 if file.registry.endpoints.is_empty() {
                     bail!(
                         "{}: registry.endpoints: backend \"etcd\" needs at least one endpoint",
@@ -193,6 +210,15 @@ impl Plan {
             }
         };
         let registry_address = format!("--registry_address={}", endpoints.join(","));
+        let client_tls = auto_tls
+            .as_ref()
+            .map(AutoTls::client_args)
+            .unwrap_or_default();
+        for m in &mut members {
+            m.proc
+                .args
+                .extend(auto_tls.iter().flat_map(AutoTls::member_args));
+        }
         let services = file.service.unwrap_or_else(default_services);
         let mut procs: Vec<Proc> = Vec::new();
         for (i, s) in services.iter().enumerate() {
@@ -212,18 +238,21 @@ impl Plan {
             let mut args = s.command.clone();
             args.extend(s.args.iter().cloned());
             args.push(registry_address.clone());
+            args.extend(client_tls.iter().cloned());
             procs.push(Proc {
                 label: s.name.clone(),
                 args,
             });
         }
-        let gateway = gateway_proc(path, &file.gateway, &registry_address)?;
+        let mut gateway = gateway_proc(path, &file.gateway, &registry_address)?;
+        gateway.proc.args.extend(client_tls);
         Ok(Plan {
             backend: file.registry.backend,
             endpoints,
             members,
             services: procs,
             gateway,
+            tls: auto_tls,
         })
     }
 

@@ -14,6 +14,7 @@
 mod child;
 mod config;
 mod ready;
+mod tls;
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -59,6 +60,13 @@ struct Supervisor {
 pub async fn run(args: UpArgs, flags: &[String]) -> anyhow::Result<()> {
     let mut plan = Plan::load(&args.config)?;
     forward(&mut plan, flags);
+    if let Some(tls) = &plan.tls {
+        tls.write()?;
+        println!(
+            "[up] TLS: a throw-away CA and certificates in {}",
+            tls.dir.display()
+        );
+    }
     let mut sup = Supervisor {
         exe: std::env::current_exe()?,
         shutdown: registry_node::cli::signal_token()?,
@@ -92,7 +100,12 @@ impl Supervisor {
             let healthy = self
                 .wait_until(&what, || {
                     let url = url.clone();
-                    async move { ready::member_healthy(&url).await.then_some(()) }
+                    let tls = plan.tls.as_ref().map(tls::AutoTls::client_options);
+                    async move {
+                        micro::registry::member_healthy_with(&url, tls.as_ref())
+                            .await
+                            .then_some(())
+                    }
                 })
                 .await?;
             if healthy.is_none() {
@@ -100,7 +113,10 @@ impl Supervisor {
             }
         }
         println!("[up] registry ready at {}", plan.endpoints.join(","));
-        let registry = Registry::new(&RegistryOptions::new(plan.endpoints.clone()))?;
+        let registry = Registry::new(&RegistryOptions {
+            tls: plan.tls.as_ref().map(tls::AutoTls::client_options),
+            ..RegistryOptions::new(plan.endpoints.clone())
+        })?;
         for proc in &plan.services {
             let Some(before) = self
                 .wait_until("the registry to list services", || {
@@ -242,8 +258,13 @@ impl Supervisor {
             plan.gateway_url(),
             plan.gateway.ready_path
         );
+        let certs = plan
+            .tls
+            .as_ref()
+            .map(|t| format!(" {}", t.etcdctl_args()))
+            .unwrap_or_default();
         println!(
-            "[up]   and: etcdctl --endpoints={} lease list",
+            "[up]   and: etcdctl --endpoints={}{certs} lease list",
             plan.endpoints.join(",")
         );
         println!(

@@ -12,8 +12,6 @@ use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
 use micro::Registry;
 
-pub use micro::registry::member_healthy;
-
 /// One registered node: `(service, node id, address)`.
 pub type NodeEntry = (String, String, String);
 
