@@ -540,6 +540,22 @@ async fn script(kind: Kind) -> Vec<String> {
     load.goes_on("with 5 members").await;
     c.step("member list, 5", &["member", "list"]).await;
 
+    // --- a joined member restarted (kill -9) with the same flags keeps its id and catches up
+    c.kill(4).await;
+    c.spawn(4, Some(&initial));
+    let ep4 = c.eps(&[4]);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !etcdctl(&ep4, &["endpoint", "health"], None).await.ok {
+        if tokio::time::Instant::now() > deadline {
+            let log = std::fs::read_to_string(c.dir.join("cd4.log")).unwrap_or_default();
+            panic!("{kind:?}: the restarted cd4 is not healthy within 30 s; its log:\n{log}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    load.goes_on("after restarting cd4").await;
+    c.step("member list, cd4 restarted", &["member", "list"])
+        .await;
+
     // --- the new members hold what was written before they joined (caught up by the leader)
     let (key, value) = load.acked.lock().expect("lock")[0].clone();
     for i in [3, 4] {

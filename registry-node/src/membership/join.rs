@@ -143,6 +143,9 @@ pub async fn prepare(mut config: NodeConfig) -> Result<NodeConfig, String> {
     } else if let Some(me) = &me {
         config.members.retain(|m| m.peer_url != me.peer_url);
     }
+    // Members whose client URL is not known here (unstarted, or not in the cluster file) are
+    // left to the Raft membership, which has them (TLS setup checks every listed URL).
+    config.members.retain(|m| !m.client_url.is_empty());
     if let Some(me) = me {
         config.members.push(MemberSpec {
             id: joined.id,
@@ -234,21 +237,41 @@ pub async fn publish_loop(core: Arc<Core>, stop: CancellationToken) {
     let mut metrics = core.raft.metrics();
     let mut was_member = false;
     loop {
-        let due = {
+        let (due, ask) = {
             let m = metrics.borrow_watched();
             // Only after it was in it: a joining member replays memberships from before it
             // was added.
-            let committed = m.committed_membership_config.membership().get_node(&me).is_some();
-            if was_member && !committed && m.committed_membership_config.log_id().is_some() {
+            let committed = m
+                .committed_membership_config
+                .membership()
+                .get_node(&me)
+                .is_some();
+            let effective = m.membership_config.membership();
+            let removed = was_member
+                && ((!committed && m.committed_membership_config.log_id().is_some())
+                    || effective.get_node(&me).is_none());
+            was_member |= committed;
+            let listed = effective.get_node(&me);
+            let due = m.current_leader.is_some()
+                && listed.is_some_and(|n| n.name != name || n.client_url != client_url);
+            // A removed member may never hear of its removal (the leader stops replicating to
+            // it): without a leader, it asks the others, as etcd learns it from its peers.
+            let ask = (removed || (was_member && m.current_leader.is_none())).then(|| {
+                effective
+                    .nodes()
+                    .filter(|(id, _)| **id != me)
+                    .map(|(_, n)| n.peer_url.clone())
+                    .collect::<Vec<_>>()
+            });
+            (due, ask)
+        };
+        if let Some(peers) = ask {
+            if removed_by_peers(me, &peers).await {
                 tracing::error!("the member has been permanently removed from the cluster");
                 core.stopping.cancel();
                 return;
             }
-            was_member |= committed;
-            let listed = m.membership_config.membership().get_node(&me);
-            m.current_leader.is_some()
-                && listed.is_some_and(|n| n.name != name || n.client_url != client_url)
-        };
+        }
         if due {
             match super::super::api::cluster::publish(&core, me, &name, &client_url).await {
                 Ok(()) => tracing::info!(%name, %client_url, "published to the cluster"),
@@ -261,6 +284,21 @@ pub async fn publish_loop(core: Arc<Core>, stop: CancellationToken) {
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
         }
     }
+}
+
+/// Whether most of the other members answer, on their peer URLs, with a member list that
+/// lacks `me`. A lagging member may still list it, a cut-off one answers nothing: neither
+/// counts as removal.
+async fn removed_by_peers(me: NodeId, peers: &[String]) -> bool {
+    let mut without_me = 0;
+    for url in peers {
+        if let Ok((_, members)) = member_list(url).await {
+            if !members.iter().any(|m| m.id == me) {
+                without_me += 1;
+            }
+        }
+    }
+    !peers.is_empty() && without_me > peers.len() / 2
 }
 
 /// Resolves once any of `members` stops by itself (removed from the cluster); never if none.
