@@ -369,7 +369,9 @@ async fn three_members(kind: Kind) {
         },
     )
     .await;
-    let out = ctl(&[stranger], &creds, &["endpoint", "health"]).await;
+    // (A short command timeout: it cannot answer, the only question is how it fails.)
+    let health = ["endpoint", "health", "--command-timeout=3s"];
+    let out = ctl(&[stranger], &creds, &health).await;
     assert!(!out.ok, "{kind:?}: the stranger is healthy: {}", out.stdout);
     for i in 0..5 {
         let value = format!("v{i}");
