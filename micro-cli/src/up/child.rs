@@ -60,7 +60,7 @@ impl Child {
         println!(
             "[up] started {} (pid {pid}): micro {}",
             proc.label,
-            proc.args.join(" ")
+            redacted(&proc.args).join(" ")
         );
         Ok(Child {
             label: proc.label.clone(),
@@ -121,6 +121,16 @@ impl Child {
     }
 }
 
+/// `args` fit for a log: a registry password given on the command line is not printed.
+fn redacted(args: &[String]) -> Vec<String> {
+    args.iter()
+        .map(|a| match a.split_once('=') {
+            Some(("--registry_password", _)) => "--registry_password=<hidden>".to_owned(),
+            _ => a.clone(),
+        })
+        .collect()
+}
+
 /// Copies `stream` line by line to our stdout (or stderr) with a `[label]` prefix.
 async fn forward(label: String, stream: impl AsyncRead + Unpin, to_stderr: bool) {
     let mut lines = BufReader::new(stream).lines();
@@ -136,4 +146,22 @@ async fn forward(label: String, stream: impl AsyncRead + Unpin, to_stderr: bool)
 /// Stops every child of `group` at once and waits for all of them.
 pub async fn stop_all(group: &mut [Child], grace: Duration) {
     futures::future::join_all(group.iter_mut().map(|c| c.stop(grace))).await;
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn passwords_stay_out_of_the_log() {
+        let args = [
+            "greeter",
+            "--registry_password=s3cret",
+            "--registry_username=u",
+        ]
+        .map(str::to_owned);
+        let shown = super::redacted(&args).join(" ");
+        assert!(
+            !shown.contains("s3cret") && shown.contains("--registry_username=u"),
+            "{shown}"
+        );
+    }
 }
