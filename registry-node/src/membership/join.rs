@@ -309,3 +309,45 @@ pub async fn any_stopped(members: Vec<CancellationToken>) {
     let stops = members.into_iter().map(|t| Box::pin(t.cancelled_owned()));
     futures::future::select_all(stops).await;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FILE: &str = r#"
+[cluster]
+token = "t"
+data_dir = "data"
+
+[[member]]
+name = "cd0"
+client_url = "http://127.0.0.1:2379"
+peer_url = "http://127.0.0.1:2380"
+"#;
+
+    #[test]
+    fn initial_cluster_is_etcds_syntax_with_clear_errors() {
+        let p = Path::new("c.toml");
+        let f = ClusterFile::parse(p, FILE).expect("valid file");
+        let ic = "cd0=http://127.0.0.1:2380,cd3=http://127.0.0.1:2390";
+        let listen = Some("127.0.0.1:2389".parse().expect("addr"));
+        let c = config_with_initial_cluster(&f, p, "cd3", ic, listen).expect("valid");
+        assert_eq!(c.members.len(), 2);
+        assert_eq!(c.peer_addr, "127.0.0.1:2390".parse().expect("addr"));
+        let me = c.member(c.id).expect("listed");
+        assert_eq!(me.client_url, "http://127.0.0.1:2389");
+        let cd0 = c.members.iter().find(|m| m.name == "cd0").expect("cd0");
+        assert_eq!(cd0.client_url, "http://127.0.0.1:2379", "from the file");
+        let e = config_with_initial_cluster(&f, p, "cd4", ic, listen).expect_err("not listed");
+        assert!(
+            e.to_string().contains("couldn't find local name \"cd4\""),
+            "{e}"
+        );
+        let e = config_with_initial_cluster(&f, p, "cd3", ic, None).expect_err("no client");
+        assert!(e.to_string().contains("--listen-client"), "{e}");
+        let e = config_with_initial_cluster(&f, p, "cd3", "cd3", listen).expect_err("no url");
+        assert!(e.to_string().contains("NAME=PEER_URL"), "{e}");
+        let twice = format!("{ic},cd3=http://127.0.0.1:2391");
+        assert!(config_with_initial_cluster(&f, p, "cd3", &twice, listen).is_err());
+    }
+}
