@@ -244,8 +244,36 @@ async fn auth_against_real_etcd() {
     let Some(etcd) = start_etcd(dir, "http", &[]).await else {
         return;
     };
-    let url = etcd.url.clone();
-    wait_ready(&Registry::new(&options(&url, None, None)).expect("client")).await;
+    auth_scenario(etcd.url.clone()).await;
+}
+
+/// The same against our registry (three in-process members).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auth_against_our_registry() {
+    init_tracing();
+    let _slot = slot().await;
+    if !has_etcdctl() {
+        eprintln!("skipped: no etcdctl on PATH (.ci/run installs etcd-client)");
+        return;
+    }
+    let backend = micro::testing::Backend::start(micro::testing::BackendKind::Embedded)
+        .await
+        .expect("the embedded registry");
+    auth_scenario(backend.endpoints().join(",")).await;
+    backend.shutdown().await;
+}
+
+/// Auth turned on with etcdctl at `url` (comma-separated members): a user with a readwrite
+/// role on `/micro-registry/` registers, finds and calls; a dropped token is replaced; a wrong
+/// password and no credentials fail with etcd's words.
+async fn auth_scenario(url: String) {
+    let members: Vec<String> = url.split(',').map(str::to_owned).collect();
+    let with = |auth: Option<Credentials>| {
+        let mut o = options(&members[0], None, auth);
+        o.addresses = members.clone();
+        o
+    };
+    wait_ready(&Registry::new(&with(None)).expect("client")).await;
     etcdctl(&url, &["user", "add", "root:rootpw"]).await;
     etcdctl(&url, &["role", "add", "micro"]).await;
     etcdctl(
@@ -265,9 +293,9 @@ async fn auth_against_real_etcd() {
     etcdctl(&url, &["auth", "enable"]).await;
 
     let user = || Some(Credentials::new("micro", "micropw"));
-    let registry = Registry::new(&options(&url, None, user())).expect("client");
+    let registry = Registry::new(&with(user())).expect("client");
     wait_ready(&registry).await;
-    let finder = Registry::new(&options(&url, None, user())).expect("client");
+    let finder = Registry::new(&with(user())).expect("client");
     register_find_and_call(&registry, &finder).await;
 
     // Turning auth off and on drops every simple token: the next call is answered "invalid
@@ -279,18 +307,13 @@ async fn auth_against_real_etcd() {
         .await
         .expect("a token the server dropped is replaced");
 
-    let text = registration_error(&options(
-        &url,
-        None,
-        Some(Credentials::new("micro", "wrong")),
-    ))
-    .await;
+    let text = registration_error(&with(Some(Credentials::new("micro", "wrong")))).await;
     assert!(
         text.contains("authentication as user \"micro\" failed")
             && text.contains("etcdserver: authentication failed, invalid user ID or password"),
         "{text}"
     );
     // No credentials at all: etcd refuses the first write.
-    let text = registration_error(&options(&url, None, None)).await;
+    let text = registration_error(&with(None)).await;
     assert!(text.contains("etcdserver: user name is empty"), "{text}");
 }
