@@ -93,8 +93,9 @@ pub async fn serve_connection(
             Parsed::Fast(len, request, close) => {
                 buf.advance(len);
                 FAST_ANSWERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let response =
-                    limits::answer_within(&gateway, request, Some(remote), &limits, deadline).await;
+                // No body to time: only the call is bounded.
+                let answer = gateway.answer(request, Some(remote));
+                let response = limits::within_write_timeout(&limits, answer).await;
                 let Ok(close) = encode(response, close, &mut out).await else {
                     return;
                 };

@@ -142,7 +142,16 @@ where
         inner: body,
         deadline: Box::pin(tokio::time::sleep_until(read_deadline)),
     });
-    match tokio::time::timeout(limits.write_timeout, gateway.answer(request, remote)).await {
+    within_write_timeout(limits, gateway.answer(request, remote)).await
+}
+
+/// `answer`, or 504 once `write_timeout` has passed (for requests without a body, which
+/// need no read deadline: the fast path's).
+pub(crate) async fn within_write_timeout(
+    limits: &Limits,
+    answer: impl std::future::Future<Output = Response>,
+) -> Response {
+    match tokio::time::timeout(limits.write_timeout, answer).await {
         Ok(response) => response,
         Err(_) => GatewayError::CallTimeout {
             limit: limits.write_timeout,
