@@ -14,9 +14,15 @@ use proto::authpb::permission::Type as PermType;
 use proto::authpb::Permission;
 use proto::etcdserverpb::auth_client::AuthClient;
 use proto::etcdserverpb::kv_client::KvClient;
+use proto::etcdserverpb::lease_client::LeaseClient;
+use proto::etcdserverpb::maintenance_client::MaintenanceClient;
 use proto::etcdserverpb::watch_client::WatchClient;
 use proto::etcdserverpb::watch_request::RequestUnion;
 use proto::etcdserverpb::*;
+use proto::v3electionpb::election_client::ElectionClient;
+use proto::v3electionpb::{CampaignRequest, LeaderRequest, ResignRequest};
+use proto::v3lockpb::lock_client::LockClient;
+use proto::v3lockpb::{LockRequest, UnlockRequest};
 use registry_node::testing::TestCluster;
 use tonic::transport::Channel;
 use tonic::{Code, Request};
@@ -24,6 +30,8 @@ use tonic::{Code, Request};
 const ROOT: &str = "--user=root:rootpw";
 const SVC: &str = "--user=svc:svcpw";
 const OTHER: &str = "--user=other:otherpw";
+/// A token no member issued.
+const BOGUS: &str = "bogus.1";
 
 /// The script; `{lease}` is replaced by the id the step marked `grant` printed.
 fn script() -> Vec<Vec<&'static str>> {
@@ -85,6 +93,35 @@ fn script() -> Vec<Vec<&'static str>> {
         vec![SVC, "auth", "disable"],
         vec![SVC, "defrag"],
         vec![ROOT, "defrag"],
+        // Membership changes and Snapshot are root's (etcd 3.4's checkMembershipOperationPermission
+        // and authMaintenanceServer); Alarm needs no permission; etcdctl's lock and elect
+        // (clientv3/concurrency on the client side) need the keys' permissions.
+        vec!["member", "add", "m4", "--peer-urls=http://127.0.0.1:1"],
+        vec![SVC, "member", "add", "m4", "--peer-urls=http://127.0.0.1:1"],
+        vec![SVC, "member", "remove", "1234"],
+        vec![
+            SVC,
+            "member",
+            "update",
+            "1234",
+            "--peer-urls=http://127.0.0.1:1",
+        ],
+        vec![SVC, "member", "promote", "1234"],
+        vec![ROOT, "member", "remove", "1234"],
+        vec![
+            ROOT,
+            "member",
+            "update",
+            "1234",
+            "--peer-urls=http://127.0.0.1:1",
+        ],
+        vec![ROOT, "member", "promote", "1234"],
+        vec![SVC, "snapshot", "save", "{tmp}/svc.db"],
+        vec![ROOT, "snapshot", "save", "{tmp}/root.db"],
+        vec![SVC, "alarm", "list"],
+        vec![SVC, "lock", "/micro-registry/lk", "echo", "locked"],
+        vec![SVC, "lock", "/outside", "echo", "locked"],
+        vec![SVC, "elect", "/outside", "p1"],
         vec![ROOT, "user", "list"],
         vec![ROOT, "user", "get", "root"],
         vec![ROOT, "role", "list"],
@@ -115,12 +152,16 @@ fn stdin_of(args: &[&str]) -> Option<&'static str> {
 }
 
 /// Runs the script against one endpoint per step (cycling through `eps`), returning each
-/// step's success, stdout (lease ids masked) and `Error:` lines.
-async fn run(eps: &[String]) -> Vec<(bool, String, Vec<String>)> {
+/// step's success, stdout (lease ids and `tmp` masked) and `Error:` lines.
+async fn run(eps: &[String], tmp: &std::path::Path) -> Vec<(bool, String, Vec<String>)> {
+    let tmp = tmp.to_str().expect("utf-8 temp dir");
     let mut lease = String::new();
     let mut out = Vec::new();
     for (i, s) in script().into_iter().enumerate() {
-        let args: Vec<String> = s.iter().map(|a| a.replace("{lease}", &lease)).collect();
+        let args: Vec<String> = s
+            .iter()
+            .map(|a| a.replace("{lease}", &lease).replace("{tmp}", tmp))
+            .collect();
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let ep = std::slice::from_ref(&eps[i % eps.len()]);
         let o = etcdctl(ep, &args, stdin_of(&s)).await;
@@ -131,7 +172,7 @@ async fn run(eps: &[String]) -> Vec<(bool, String, Vec<String>)> {
         if !lease.is_empty() {
             stdout = stdout.replace(&lease, "<lease>");
         }
-        stdout = stdout.replace(&ep[0], "<ep>");
+        stdout = stdout.replace(&ep[0], "<ep>").replace(tmp, "<tmp>");
         let errors = o
             .stderr
             .lines()
@@ -151,9 +192,13 @@ async fn etcdctl_auth_answers_as_etcd() {
     ours.wait_for_leader(Duration::from_secs(20))
         .await
         .expect("leader");
-    let theirs = run(std::slice::from_ref(&etcd.endpoint)).await;
+    let (their_tmp, my_tmp) = (dir.path().join("theirs"), dir.path().join("mine"));
+    for d in [&their_tmp, &my_tmp] {
+        std::fs::create_dir(d).expect("snapshot dir");
+    }
+    let theirs = run(std::slice::from_ref(&etcd.endpoint), &their_tmp).await;
     // Every member in turn: followers forward, and check tokens issued through others.
-    let mine = run(&ours.endpoints()).await;
+    let mine = run(&ours.endpoints(), &my_tmp).await;
     for (i, (s, (m, t))) in script().iter().zip(mine.iter().zip(&theirs)).enumerate() {
         assert_eq!(
             m, t,
@@ -297,7 +342,32 @@ async fn grpc_checks(issue: &str, use_at: &str) -> Vec<String> {
         Ok(()) => "ok".to_owned(),
         Err(s) => format!("{:?} {}", s.code(), s.message()),
     };
-    vec![
+    let (mut kv, mut lease, mut m) = (
+        KvClient::new(channel(use_at).await),
+        LeaseClient::new(channel(use_at).await),
+        MaintenanceClient::new(channel(use_at).await),
+    );
+    let compact = CompactionRequest {
+        revision: 1,
+        physical: false,
+    };
+    let grant = LeaseGrantRequest { ttl: 30, id: 0 };
+    let alarms = AlarmRequest::default();
+    // etcd looks up a token before proposing any Raft request: a bad one is refused even
+    // where no permission is needed. Status proposes nothing and checks nothing.
+    let raft_calls = vec![
+        show(kv.compact(with_token(compact, BOGUS)).await.map(drop)),
+        show(lease.lease_grant(with_token(grant, BOGUS)).await.map(drop)),
+        show(lease.lease_grant(with_token(grant, &svc)).await.map(drop)),
+        show(m.alarm(with_token(alarms.clone(), BOGUS)).await.map(drop)),
+        show(m.alarm(with_token(alarms, &svc)).await.map(drop)),
+        show(
+            m.status(with_token(StatusRequest {}, BOGUS))
+                .await
+                .map(drop),
+        ),
+    ];
+    let mut checks = vec![
         show(put(use_at, Some(&svc), "/micro-registry/a").await),
         show(put(use_at, Some(&svc), "/elsewhere").await),
         show(put(use_at, Some(&root), "/elsewhere").await),
@@ -313,7 +383,123 @@ async fn grpc_checks(issue: &str, use_at: &str) -> Vec<String> {
             "{:?}",
             watch_answer(use_at, &svc, "/micro-registry/", "\0").await
         ),
-    ]
+    ];
+    checks.extend(raft_calls);
+    checks.extend(lock_and_elect(use_at, &svc).await);
+    checks
+}
+
+/// The Lock and Election services with svc's token (etcdctl's `lock` and `elect` run
+/// clientv3/concurrency on the client and never call them): their own KV, Lease and Watch
+/// calls are made as the caller, so svc may lock and campaign on its prefix, not elsewhere,
+/// and a call without a token is refused. Lease ids in keys masked.
+async fn lock_and_elect(url: &str, svc: &str) -> Vec<String> {
+    let show = |r: Result<String, tonic::Status>| match r {
+        Ok(s) => s,
+        Err(s) => format!("{:?} {}", s.code(), s.message()),
+    };
+    let grant = LeaseGrantRequest { ttl: 30, id: 0 };
+    let lease = LeaseClient::new(channel(url).await)
+        .lease_grant(with_token(grant, svc))
+        .await
+        .expect("svc grants a lease")
+        .into_inner()
+        .id;
+    let masked = |key: &[u8]| {
+        let key = String::from_utf8_lossy(key).into_owned();
+        key.replace(&format!("{lease:x}"), "<lease>")
+    };
+    let (mut locks, mut elections) = (
+        LockClient::new(channel(url).await),
+        ElectionClient::new(channel(url).await),
+    );
+    let lock = |name: &str| LockRequest {
+        name: name.into(),
+        lease,
+    };
+    let mut out = Vec::new();
+    let held = locks
+        .lock(with_token(lock("/micro-registry/lk"), svc))
+        .await;
+    let key = held.as_ref().ok().map(|r| r.get_ref().key.clone());
+    out.push(show(held.map(|r| masked(&r.into_inner().key))));
+    if let Some(key) = key {
+        let unlock = UnlockRequest { key };
+        out.push(show(
+            locks
+                .unlock(with_token(unlock, svc))
+                .await
+                .map(|_| "unlocked".into()),
+        ));
+    }
+    out.push(show(
+        locks
+            .lock(with_token(lock("/outside"), svc))
+            .await
+            .map(|_| "locked".into()),
+    ));
+    out.push(show(
+        locks
+            .lock(Request::new(lock("/micro-registry/lk")))
+            .await
+            .map(|_| "locked".into()),
+    ));
+    let campaign = CampaignRequest {
+        name: b"/micro-registry/e".to_vec(),
+        lease,
+        value: b"p1".to_vec(),
+    };
+    let won = elections.campaign(with_token(campaign.clone(), svc)).await;
+    let leader = won.as_ref().ok().and_then(|r| r.get_ref().leader.clone());
+    out.push(show(won.map(|r| {
+        r.into_inner()
+            .leader
+            .map(|l| masked(&l.key))
+            .unwrap_or_default()
+    })));
+    let ask = LeaderRequest {
+        name: b"/micro-registry/e".to_vec(),
+    };
+    let now = elections.leader(with_token(ask.clone(), svc)).await;
+    out.push(show(now.map(|r| {
+        r.into_inner()
+            .kv
+            .map(|kv| masked(&kv.value))
+            .unwrap_or_default()
+    })));
+    let observed = async {
+        let mut stream = elections.observe(with_token(ask, svc)).await?.into_inner();
+        let first = tokio::time::timeout(Duration::from_secs(10), stream.message())
+            .await
+            .map_err(|_| tonic::Status::deadline_exceeded("no leader observed"))??;
+        Ok(first
+            .and_then(|r| r.kv)
+            .map(|kv| masked(&kv.value))
+            .unwrap_or_default())
+    };
+    out.push(show(observed.await));
+    if let Some(leader) = leader {
+        let resign = ResignRequest {
+            leader: Some(leader),
+        };
+        out.push(show(
+            elections
+                .resign(with_token(resign, svc))
+                .await
+                .map(|_| "resigned".into()),
+        ));
+    }
+    let outside = CampaignRequest {
+        name: b"/outside".to_vec(),
+        ..campaign
+    };
+    out.push(show(
+        elections
+            .campaign(with_token(outside, svc))
+            .await
+            .map(|_| "won".into()),
+    ));
+    out
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -340,6 +526,29 @@ async fn tokens_work_on_every_member_and_auth_survives_restarts_and_snapshots() 
     assert!(ours_health.contains("true"), "{ours_health}");
     assert_eq!(ours_health, health(&etcd.endpoint).await);
     assert_eq!(theirs[0], "ok");
+    // MoveLeader is not root's in etcd 3.4 (authMaintenanceServer passes it through): svc
+    // gets the leader's own answer, an unknown transferee.
+    let move_leader = |url: String| async move {
+        let o = etcdctl(&[url], &[SVC, "move-leader", "1234"], None).await;
+        let errors: Vec<String> = o
+            .stderr
+            .lines()
+            .filter(|l| l.starts_with("Error"))
+            .map(str::to_owned)
+            .collect();
+        (o.ok, errors)
+    };
+    let their_move = move_leader(etcd.endpoint.clone()).await;
+    let my_move = move_leader(c.client_url(leader)).await;
+    assert_eq!(
+        my_move, their_move,
+        "MoveLeader as svc: ours (left) vs etcd (right)"
+    );
+    assert_eq!(
+        their_move.1,
+        ["Error: etcdserver: bad leader transferee"],
+        "etcd's answer"
+    );
     assert!(theirs[1].contains("permission denied"), "{theirs:?}");
 
     // --- a member catches up through a snapshot and knows users, roles and tokens made

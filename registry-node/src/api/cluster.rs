@@ -22,6 +22,7 @@ use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
+use super::auth_check::Caller;
 use super::route::{forwarded_request, CallCtx};
 use super::unary::handler;
 use crate::membership;
@@ -94,6 +95,8 @@ async fn member_add(
     core: Arc<Core>,
     req: Request<MemberAddRequest>,
 ) -> Result<Response<MemberAddResponse>, Status> {
+    // Root only once auth is on (etcd's checkMembershipOperationPermission).
+    Caller::of(&req).admin(&core).await?;
     let ctx = CallCtx::of(&req);
     let r = req.into_inner();
     let resp = core
@@ -122,6 +125,8 @@ async fn member_remove(
     core: Arc<Core>,
     req: Request<MemberRemoveRequest>,
 ) -> Result<Response<MemberRemoveResponse>, Status> {
+    // Root only once auth is on (etcd's checkMembershipOperationPermission).
+    Caller::of(&req).admin(&core).await?;
     let ctx = CallCtx::of(&req);
     let r = req.into_inner();
     let members = core
@@ -148,6 +153,8 @@ async fn member_update(
     core: Arc<Core>,
     req: Request<MemberUpdateRequest>,
 ) -> Result<Response<MemberUpdateResponse>, Status> {
+    // Root only once auth is on (etcd's checkMembershipOperationPermission).
+    Caller::of(&req).admin(&core).await?;
     let ctx = CallCtx::of(&req);
     let r = req.into_inner();
     let members = core
@@ -174,6 +181,8 @@ async fn member_promote(
     core: Arc<Core>,
     req: Request<MemberPromoteRequest>,
 ) -> Result<Response<MemberPromoteResponse>, Status> {
+    // Root only once auth is on (etcd's checkMembershipOperationPermission).
+    Caller::of(&req).admin(&core).await?;
     let ctx = CallCtx::of(&req);
     let r = req.into_inner();
     let members = core

@@ -17,8 +17,8 @@ use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
 use super::lock::{
-    created_at, delete_if_created_at, first_created, owner_key, range_at, range_op, session_lease,
-    wait_deletes, watch, Cleanup,
+    as_caller, as_go_error, created_at, delete_if_created_at, first_created, owner_key, range_at,
+    range_op, session_lease, wait_deletes, watch, Cleanup, Loop,
 };
 
 const NOT_LEADER: &str = "election: not leader";
@@ -40,7 +40,7 @@ impl ElectionService {
     }
 
     /// Puts `value` on the leader's key if it is still the key created at `leader.rev`.
-    async fn proclaim_as(&self, leader: &LeaderKey, value: Vec<u8>) -> Result<TxnOk, Status> {
+    async fn proclaim_as(ch: &Loop, leader: &LeaderKey, value: Vec<u8>) -> Result<TxnOk, Status> {
         let txn = TxnRequest {
             compare: vec![created_at(&leader.key, leader.rev)],
             success: vec![RequestOp {
@@ -53,7 +53,7 @@ impl ElectionService {
             }],
             failure: Vec::new(),
         };
-        let resp = KvClient::new(self.ch.clone()).txn(txn).await?.into_inner();
+        let resp = KvClient::new(ch.clone()).txn(txn).await?.into_inner();
         if !resp.succeeded {
             return Err(Status::unknown(NOT_LEADER));
         }
@@ -69,8 +69,57 @@ impl Election for ElectionService {
         &self,
         req: Request<CampaignRequest>,
     ) -> Result<Response<CampaignResponse>, Status> {
+        self.campaign_(req).await.map_err(as_go_error)
+    }
+
+    async fn proclaim(
+        &self,
+        req: Request<ProclaimRequest>,
+    ) -> Result<Response<ProclaimResponse>, Status> {
+        self.proclaim_(req).await.map_err(as_go_error)
+    }
+
+    async fn leader(
+        &self,
+        req: Request<LeaderRequest>,
+    ) -> Result<Response<LeaderResponse>, Status> {
+        self.leader_(req).await.map_err(as_go_error)
+    }
+
+    type ObserveStream = ReceiverStream<Result<LeaderResponse, Status>>;
+
+    async fn observe(
+        &self,
+        req: Request<LeaderRequest>,
+    ) -> Result<Response<Self::ObserveStream>, Status> {
+        let ch = as_caller(&self.ch, &req);
+        let prefix = Self::prefix(&req.into_inner().name);
+        let (tx, rx) = mpsc::channel(16);
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = tx.closed() => {}
+                _ = observe(ch, prefix, &tx) => {}
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    async fn resign(
+        &self,
+        req: Request<ResignRequest>,
+    ) -> Result<Response<ResignResponse>, Status> {
+        self.resign_(req).await.map_err(as_go_error)
+    }
+}
+
+impl ElectionService {
+    async fn campaign_(
+        &self,
+        req: Request<CampaignRequest>,
+    ) -> Result<Response<CampaignResponse>, Status> {
+        let ch = as_caller(&self.ch, &req);
         let req = req.into_inner();
-        let lease = session_lease(&self.ch, req.lease).await?;
+        let lease = session_lease(&ch, req.lease).await?;
         let prefix = Self::prefix(&req.name);
         let key = owner_key(&prefix, lease);
         let txn = TxnRequest {
@@ -88,10 +137,10 @@ impl Election for ElectionService {
                 ..Default::default()
             })],
         };
-        let resp = KvClient::new(self.ch.clone()).txn(txn).await?.into_inner();
+        let resp = KvClient::new(ch.clone()).txn(txn).await?.into_inner();
         let mut rev = resp.header.as_ref().map(|h| h.revision).unwrap_or(0);
         let mut cleanup = Cleanup {
-            ch: self.ch.clone(),
+            ch: ch.clone(),
             txn: None,
         };
         let leader = |rev| LeaderKey {
@@ -106,13 +155,13 @@ impl Election for ElectionService {
                 if kv.value != req.value {
                     // Resign (delete the key) if the proclamation fails.
                     cleanup.txn = Some(delete_if_created_at(&key, rev));
-                    self.proclaim_as(&leader(rev), req.value.clone()).await?;
+                    Self::proclaim_as(&ch, &leader(rev), req.value.clone()).await?;
                 }
             }
         }
         // A campaign abandoned while it waits resigns.
         cleanup.txn = Some(delete_if_created_at(&key, rev));
-        wait_deletes(&self.ch, &prefix, rev - 1).await?;
+        wait_deletes(&ch, &prefix, rev - 1).await?;
         cleanup.txn = None;
         Ok(Response::new(CampaignResponse {
             header: resp.header,
@@ -120,22 +169,24 @@ impl Election for ElectionService {
         }))
     }
 
-    async fn proclaim(
+    async fn proclaim_(
         &self,
         req: Request<ProclaimRequest>,
     ) -> Result<Response<ProclaimResponse>, Status> {
+        let ch = as_caller(&self.ch, &req);
         let req = req.into_inner();
         let leader = req.leader.ok_or_else(|| Status::unknown(MISSING_LEADER))?;
-        let TxnOk(header) = self.proclaim_as(&leader, req.value).await?;
+        let TxnOk(header) = Self::proclaim_as(&ch, &leader, req.value).await?;
         Ok(Response::new(ProclaimResponse { header }))
     }
 
-    async fn leader(
+    async fn leader_(
         &self,
         req: Request<LeaderRequest>,
     ) -> Result<Response<LeaderResponse>, Status> {
+        let ch = as_caller(&self.ch, &req);
         let prefix = Self::prefix(&req.into_inner().name);
-        let resp = KvClient::new(self.ch.clone())
+        let resp = KvClient::new(ch.clone())
             .range(first_created(&prefix))
             .await?
             .into_inner();
@@ -150,33 +201,16 @@ impl Election for ElectionService {
         }))
     }
 
-    type ObserveStream = ReceiverStream<Result<LeaderResponse, Status>>;
-
-    async fn observe(
-        &self,
-        req: Request<LeaderRequest>,
-    ) -> Result<Response<Self::ObserveStream>, Status> {
-        let prefix = Self::prefix(&req.into_inner().name);
-        let (tx, rx) = mpsc::channel(16);
-        let ch = self.ch.clone();
-        tokio::spawn(async move {
-            tokio::select! {
-                _ = tx.closed() => {}
-                _ = observe(ch, prefix, &tx) => {}
-            }
-        });
-        Ok(Response::new(ReceiverStream::new(rx)))
-    }
-
-    async fn resign(
+    async fn resign_(
         &self,
         req: Request<ResignRequest>,
     ) -> Result<Response<ResignResponse>, Status> {
+        let ch = as_caller(&self.ch, &req);
         let leader = req
             .into_inner()
             .leader
             .ok_or_else(|| Status::unknown(MISSING_LEADER))?;
-        let resp = KvClient::new(self.ch.clone())
+        let resp = KvClient::new(ch.clone())
             .txn(delete_if_created_at(&leader.key, leader.rev))
             .await?
             .into_inner();
@@ -190,7 +224,7 @@ impl Election for ElectionService {
 /// proclamation of that leader until its key is deleted, then the next leader. Ends on any
 /// error, as the Go channel closes.
 async fn observe(
-    ch: Channel,
+    ch: Loop,
     prefix: Vec<u8>,
     tx: &mpsc::Sender<Result<LeaderResponse, Status>>,
 ) -> Option<()> {

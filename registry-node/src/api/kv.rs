@@ -255,6 +255,7 @@ impl Kv for KvService {
         req: Request<CompactionRequest>,
     ) -> Result<Response<CompactionResponse>, Status> {
         let ctx = CallCtx::of(&req);
+        Caller::of(&req).known(&self.core).await?;
         let r = req.into_inner();
         let ir = InternalRequest {
             request: Some(Ir::Compaction(r)),

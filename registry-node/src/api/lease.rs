@@ -59,6 +59,9 @@ impl Lease for LeaseService {
         req: Request<LeaseGrantRequest>,
     ) -> Result<Response<LeaseGrantResponse>, Status> {
         let ctx = CallCtx::of(&req);
+        super::auth_check::Caller::of(&req)
+            .known(&self.core)
+            .await?;
         let r = req.into_inner();
         let ir = InternalRequest {
             request: Some(Ir::LeaseGrant(r)),

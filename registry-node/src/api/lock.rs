@@ -20,8 +20,12 @@ use proto::mvccpb::event::EventType;
 use proto::v3lockpb::lock_server::{Lock, LockServer};
 use proto::v3lockpb::{LockRequest, LockResponse, UnlockRequest, UnlockResponse};
 use tokio_stream::StreamExt;
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::interceptor::{InterceptedService, Interceptor};
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
+
+use super::auth_check::TOKEN;
 
 /// clientv3/concurrency's default session TTL, for a request without a lease.
 const SESSION_TTL: i64 = 60;
@@ -37,6 +41,31 @@ impl LockService {
     }
 }
 
+/// This member's own client port, every call carrying the caller's token: etcd's v3lock and
+/// v3election call their in-process client with the caller's context, so with auth on the KV,
+/// Lease and Watch calls they make are checked as the caller's (and work for a user allowed
+/// the keys, where calls without a token would be refused with "user name is empty").
+pub(crate) type Loop = InterceptedService<Channel, WithToken>;
+
+#[derive(Clone)]
+pub(crate) struct WithToken(Option<MetadataValue<Ascii>>);
+
+impl Interceptor for WithToken {
+    fn call(&mut self, mut req: Request<()>) -> Result<Request<()>, Status> {
+        if let Some(t) = &self.0 {
+            req.metadata_mut().insert(TOKEN, t.clone());
+        }
+        Ok(req)
+    }
+}
+
+/// The loopback `ch` as the caller of `req`: its `token` (or grpc-gateway's `authorization`).
+pub(crate) fn as_caller<T>(ch: &Channel, req: &Request<T>) -> Loop {
+    let md = req.metadata();
+    let token = md.get(TOKEN).or_else(|| md.get("authorization")).cloned();
+    InterceptedService::new(ch.clone(), WithToken(token))
+}
+
 /// etcd's `clientv3.GetPrefixRangeEnd`: the first key after every key starting with `prefix`.
 pub(crate) fn prefix_end(prefix: &[u8]) -> Vec<u8> {
     let mut end = prefix.to_vec();
@@ -50,7 +79,7 @@ pub(crate) fn prefix_end(prefix: &[u8]) -> Vec<u8> {
 }
 
 /// The session's lease: the request's, or (0) a new one of concurrency's default TTL.
-pub(crate) async fn session_lease(ch: &Channel, lease: i64) -> Result<i64, Status> {
+pub(crate) async fn session_lease(ch: &Loop, lease: i64) -> Result<i64, Status> {
     if lease != 0 {
         return Ok(lease);
     }
@@ -113,7 +142,7 @@ pub(crate) fn range_at(resp: &TxnResponse, i: usize) -> Result<&RangeResponse, S
 /// concurrency's `waitDeletes`: until no key of `prefix` created at or before `max_rev` is
 /// left, watches the newest such key until it is deleted. Returns the last read's header.
 pub(crate) async fn wait_deletes(
-    ch: &Channel,
+    ch: &Loop,
     prefix: &[u8],
     max_rev: i64,
 ) -> Result<Option<ResponseHeader>, Status> {
@@ -140,7 +169,7 @@ pub(crate) async fn wait_deletes(
 }
 
 /// Watches `key` from `rev` until an event deletes it.
-async fn wait_delete(ch: &Channel, key: &[u8], rev: i64) -> Result<(), Status> {
+async fn wait_delete(ch: &Loop, key: &[u8], rev: i64) -> Result<(), Status> {
     let mut events = watch(ch, key, Vec::new(), rev).await?;
     while let Some(resp) = events.next().await {
         let resp = resp?;
@@ -159,7 +188,7 @@ async fn wait_delete(ch: &Channel, key: &[u8], rev: i64) -> Result<(), Status> {
 /// revision compacted) ends with the compaction error. The request side stays open as long as
 /// the stream lives.
 pub(crate) async fn watch(
-    ch: &Channel,
+    ch: &Loop,
     key: &[u8],
     range_end: Vec<u8>,
     rev: i64,
@@ -198,7 +227,7 @@ pub(crate) async fn watch(
 /// Deletes `key` if dropped armed: a contender that fails or whose client goes away while it
 /// waits gives its place up (concurrency's Mutex unlocks on error).
 pub(crate) struct Cleanup {
-    pub(crate) ch: Channel,
+    pub(crate) ch: Loop,
     pub(crate) txn: Option<TxnRequest>,
 }
 
@@ -230,11 +259,36 @@ pub(crate) fn delete_if_created_at(key: &[u8], rev: i64) -> TxnRequest {
     }
 }
 
+/// etcd's v3lock and v3election hand back their in-process client's errors, which clientv3
+/// turns into plain Go errors for every etcd error text; grpc-go sends those as UNKNOWN with
+/// the text (so a denied key is "Unknown etcdserver: permission denied", as etcd answers).
+pub(crate) fn as_go_error(s: Status) -> Status {
+    if s.code() != tonic::Code::Unknown && s.message().starts_with("etcdserver: ") {
+        Status::unknown(s.message())
+    } else {
+        s
+    }
+}
+
 #[tonic::async_trait]
 impl Lock for LockService {
     async fn lock(&self, req: Request<LockRequest>) -> Result<Response<LockResponse>, Status> {
+        self.locked(req).await.map_err(as_go_error)
+    }
+
+    async fn unlock(
+        &self,
+        req: Request<UnlockRequest>,
+    ) -> Result<Response<UnlockResponse>, Status> {
+        self.unlocked(req).await.map_err(as_go_error)
+    }
+}
+
+impl LockService {
+    async fn locked(&self, req: Request<LockRequest>) -> Result<Response<LockResponse>, Status> {
+        let ch = as_caller(&self.ch, &req);
         let req = req.into_inner();
-        let lease = session_lease(&self.ch, req.lease).await?;
+        let lease = session_lease(&ch, req.lease).await?;
         let prefix = [req.name.as_slice(), b"/"].concat();
         let key = owner_key(&prefix, lease);
         let put = PutRequest {
@@ -258,7 +312,7 @@ impl Lock for LockService {
                 range_op(first_created(&prefix)),
             ],
         };
-        let resp = KvClient::new(self.ch.clone()).txn(txn).await?.into_inner();
+        let resp = KvClient::new(ch.clone()).txn(txn).await?.into_inner();
         let mut my_rev = resp.header.as_ref().map(|h| h.revision).unwrap_or(0);
         if !resp.succeeded {
             let mine = range_at(&resp, 0)?.kvs.first();
@@ -272,23 +326,24 @@ impl Lock for LockService {
             }));
         }
         let mut cleanup = Cleanup {
-            ch: self.ch.clone(),
+            ch: ch.clone(),
             txn: Some(TxnRequest {
                 success: delete_if_created_at(&key, my_rev).success,
                 ..Default::default()
             }),
         };
-        let header = wait_deletes(&self.ch, &prefix, my_rev - 1).await?;
+        let header = wait_deletes(&ch, &prefix, my_rev - 1).await?;
         cleanup.txn = None;
         Ok(Response::new(LockResponse { header, key }))
     }
 
-    async fn unlock(
+    async fn unlocked(
         &self,
         req: Request<UnlockRequest>,
     ) -> Result<Response<UnlockResponse>, Status> {
+        let ch = as_caller(&self.ch, &req);
         let key = req.into_inner().key;
-        let resp = KvClient::new(self.ch.clone())
+        let resp = KvClient::new(ch)
             .delete_range(DeleteRangeRequest {
                 key,
                 ..Default::default()
