@@ -262,6 +262,11 @@ impl Tls {
                         m.name
                     )
                 })?;
+                // An added member not started yet has no client URL (`--initial-cluster`
+                // names peer URLs only): nothing to dial there until it publishes one.
+                if m.client_url.is_empty() {
+                    continue;
+                }
                 client_client.endpoint(&m.client_url).map_err(|e| {
                     format!("member {}: {e}: give --trusted-ca-file, --peer-trusted-ca-file or --auto-tls", m.name)
                 })?;

@@ -22,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{ClusterFile, ConfigError, MemberSection, MemberSpec, NodeConfig};
 use crate::node::Core;
 use crate::raft::NodeId;
+use crate::tls::ClientTls;
 
 /// etcd's `--initial-cluster-state`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -168,11 +169,13 @@ async fn discover(config: &NodeConfig) -> Result<(Joined, Vec<Member>), String> 
                 .into(),
         );
     }
+    // The peer link's TLS: https:// peer URLs are asked over it, as the member link will be.
+    let tls = crate::tls::Tls::build(config)?;
     let deadline = Instant::now() + DISCOVERY;
     let mut last = String::new();
     loop {
         for peer in &peers {
-            match member_list(&peer.peer_url).await {
+            match member_list(&tls.peer_client, &peer.peer_url).await {
                 Ok((cluster_id, members)) => {
                     match members.iter().find(|m| m.peer_urls.contains(&me.peer_url)) {
                         Some(m) => {
@@ -204,9 +207,9 @@ async fn discover(config: &NodeConfig) -> Result<(Joined, Vec<Member>), String> 
 }
 
 /// The member list a running member serves on its peer URL.
-async fn member_list(peer_url: &str) -> Result<(u64, Vec<Member>), String> {
-    let endpoint = tonic::transport::Endpoint::from_shared(peer_url.to_owned())
-        .map_err(|e| e.to_string())?
+async fn member_list(tls: &ClientTls, peer_url: &str) -> Result<(u64, Vec<Member>), String> {
+    let endpoint = tls
+        .endpoint(peer_url)?
         .connect_timeout(Duration::from_secs(1))
         .timeout(Duration::from_secs(2));
     let channel = endpoint.connect().await.map_err(|e| e.to_string())?;
@@ -266,7 +269,7 @@ pub async fn publish_loop(core: Arc<Core>, stop: CancellationToken) {
             (due, ask)
         };
         if let Some(peers) = ask {
-            if removed_by_peers(me, &peers).await {
+            if removed_by_peers(&core.tls.peer_client, me, &peers).await {
                 tracing::error!("the member has been permanently removed from the cluster");
                 core.stopping.cancel();
                 return;
@@ -289,10 +292,10 @@ pub async fn publish_loop(core: Arc<Core>, stop: CancellationToken) {
 /// Whether most of the other members answer, on their peer URLs, with a member list that
 /// lacks `me`. A lagging member may still list it, a cut-off one answers nothing: neither
 /// counts as removal.
-async fn removed_by_peers(me: NodeId, peers: &[String]) -> bool {
+async fn removed_by_peers(tls: &ClientTls, me: NodeId, peers: &[String]) -> bool {
     let mut without_me = 0;
     for url in peers {
-        if let Ok((_, members)) = member_list(url).await {
+        if let Ok((_, members)) = member_list(tls, url).await {
             if !members.iter().any(|m| m.id == me) {
                 without_me += 1;
             }

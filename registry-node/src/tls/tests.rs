@@ -178,3 +178,30 @@ fn auto_tls_makes_a_certificate_once_and_keeps_it() {
     Tls::build(&c).expect("again");
     assert_eq!(std::fs::read(&cert).expect("still there"), first);
 }
+
+#[test]
+fn an_added_member_without_a_client_url_is_not_dialled_and_peers_are_asked_over_tls() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut c = file(
+        dir.path(),
+        "https",
+        "https",
+        "[tls]\nauto_tls = true\npeer_auto_tls = true",
+    );
+    // `--initial-cluster` of a joining member: the others by name and peer URL only.
+    c.members.push(crate::config::MemberSpec {
+        id: 2,
+        name: "b".into(),
+        client_url: String::new(),
+        peer_url: "https://127.0.0.1:2390".into(),
+    });
+    let tls = Tls::build(&c).expect("a member with no client URL yet is accepted");
+    // membership/join.rs asks the running members for their list on this link.
+    tls.peer_client
+        .endpoint("https://127.0.0.1:2390")
+        .expect("an https peer URL is dialled with the peer TLS");
+    // A client URL that is given is still checked.
+    c.members[1].client_url = "not a url".into();
+    let e = build_error(&c);
+    assert!(e.contains("member b") && e.contains("not a url"), "{e}");
+}
