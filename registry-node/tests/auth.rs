@@ -359,7 +359,7 @@ async fn grpc_checks(issue: &str, use_at: &str) -> Vec<String> {
         show(kv.compact(with_token(compact, BOGUS)).await.map(drop)),
         show(lease.lease_grant(with_token(grant, BOGUS)).await.map(drop)),
         show(lease.lease_grant(with_token(grant, &svc)).await.map(drop)),
-        show(m.alarm(with_token(alarms.clone(), BOGUS)).await.map(drop)),
+        show(m.alarm(with_token(alarms, BOGUS)).await.map(drop)),
         show(m.alarm(with_token(alarms, &svc)).await.map(drop)),
         show(
             m.status(with_token(StatusRequest {}, BOGUS))
