@@ -456,3 +456,89 @@ async fn ours_one_member_flags() {
 async fn etcd_one_member_same_flags() {
     one_member(Kind::Etcd).await;
 }
+
+/// A member joins a running https cluster with `--initial-cluster-state existing`: the
+/// joining member asks the running one for its member list over the peer TLS (its
+/// `--initial-cluster` names peer URLs only), then serves. Added as a learner so the running
+/// member keeps its quorum while the new one starts.
+async fn join_over_https(kind: Kind) {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let certs = Certs::make(tmp.path());
+    let mut c = Cluster::plan(kind, tmp.path(), 1, "https", "https");
+    let flags = certs.member_flags(false);
+    c.start(0, &flags);
+    let creds = certs.ctl(true);
+    let first = c.clients[0].clone();
+    wait_healthy(kind, &first, &creds).await;
+    ctl_ok(&[&first], &creds, &["put", "/tls/join", "before"]).await;
+    let peer = format!("https://127.0.0.1:{}", free_port());
+    let client = format!("https://127.0.0.1:{}", free_port());
+    let added = ctl_ok(
+        &[&first],
+        &creds,
+        &[
+            "member",
+            "add",
+            "m1",
+            "--learner",
+            &format!("--peer-urls={peer}"),
+        ],
+    )
+    .await;
+    assert!(
+        added.contains("ETCD_INITIAL_CLUSTER_STATE=\"existing\""),
+        "{kind:?}: {added}"
+    );
+    c.names.push("m1".into());
+    c.clients.push(client.clone());
+    c.peers.push(peer.clone());
+    if kind == Kind::Ours {
+        // The joining member's own URLs come from the file, as for any member of ours.
+        let mut text = std::fs::read_to_string(c.dir.join("cluster.toml")).expect("file");
+        text += &format!(
+            "\n[[member]]\nname = \"m1\"\nclient_url = \"{client}\"\npeer_url = \"{peer}\"\n"
+        );
+        std::fs::write(c.dir.join("cluster.toml"), text).expect("cluster file");
+    }
+    let mut joining = flags.clone();
+    // (etcd takes the last of a repeated flag: these override the plan's "new".)
+    joining.push(format!("--initial-cluster=m0={},m1={peer}", c.peers[0]));
+    joining.push("--initial-cluster-state=existing".into());
+    c.start(1, &joining);
+    wait_for(
+        &format!("{kind:?}: the joined member publishes its client URL"),
+        Duration::from_secs(30),
+        || {
+            let (first, creds, client) = (first.clone(), creds.clone(), client.clone());
+            async move {
+                let list = ctl(&[&first], &creds, &["member", "list"]).await;
+                list.stdout.contains(&client).then_some(())
+            }
+        },
+    )
+    .await;
+    let read = ["get", "/tls/join", "--print-value-only", "--consistency=s"];
+    let got = wait_for(
+        &format!("{kind:?}: the joined member serves what was written before"),
+        Duration::from_secs(30),
+        || {
+            let (client, creds) = (client.clone(), creds.clone());
+            async move {
+                let out = ctl(&[&client], &creds, &read).await;
+                (out.ok && !out.stdout.trim().is_empty()).then_some(out.stdout)
+            }
+        },
+    )
+    .await;
+    assert_eq!(got.trim(), "before", "{kind:?}");
+}
+
+#[tokio::test]
+async fn ours_joins_over_https() {
+    join_over_https(Kind::Ours).await;
+}
+
+#[tokio::test]
+async fn etcd_joins_over_https() {
+    join_over_https(Kind::Etcd).await;
+}
