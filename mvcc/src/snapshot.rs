@@ -182,7 +182,10 @@ impl Store {
             snap.leases,
         );
         store.alarms = snap.alarms.iter().map(|a| (a.member_id, a.alarm)).collect();
-        store.auth = snap.auth.map(crate::Auth::from_snapshot).unwrap_or_default();
+        store.auth = snap
+            .auth
+            .map(crate::Auth::from_snapshot)
+            .unwrap_or_default();
         store
     }
 

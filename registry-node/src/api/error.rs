@@ -105,7 +105,9 @@ mod tests {
     fn texts_alone_do_not_make_a_call_safe_to_resend() {
         assert!(safe_to_retry(&leader_changed()));
         assert!(safe_to_retry(&no_leader()));
-        assert!(!safe_to_retry(&Status::unavailable("error trying to connect: refused")));
+        assert!(!safe_to_retry(&Status::unavailable(
+            "error trying to connect: refused"
+        )));
         assert!(!safe_to_retry(&Status::unavailable("connection reset")));
         assert!(!safe_to_retry(&timed_out()));
     }

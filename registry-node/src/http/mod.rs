@@ -231,7 +231,10 @@ pub fn start(
         core.clone(),
         stop,
     ));
-    let channel = core.tls.loopback(local).unwrap_or_else(|| self_channel(local));
+    let channel = core
+        .tls
+        .loopback(local)
+        .unwrap_or_else(|| self_channel(local));
     Served {
         channel: channel.clone(),
         handler: handler(core, channel, metrics.clone()),
