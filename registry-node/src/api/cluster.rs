@@ -129,20 +129,16 @@ async fn member_remove(
     Caller::of(&req).admin(&core).await?;
     let ctx = CallCtx::of(&req);
     let r = req.into_inner();
-    let members = core
-        .route(
-            &ctx,
-            || membership::remove(&core, &ctx, r.id),
-            |ch| {
-                let req = forwarded_request(r, &ctx);
-                async move {
-                    let resp: MemberRemoveResponse = unary(ch, REMOVE, req).await?;
-                    Ok(resp.members)
-                }
-            },
-        )
-        .await?;
-    settle(&core, &members).await;
+    let id = r.id;
+    let members = change(
+        &core,
+        &ctx,
+        REMOVE,
+        r,
+        |resp: MemberRemoveResponse| resp.members,
+        || membership::remove(&core, &ctx, id),
+    )
+    .await?;
     Ok(Response::new(MemberRemoveResponse {
         header: header(&core),
         members,
@@ -157,20 +153,16 @@ async fn member_update(
     Caller::of(&req).admin(&core).await?;
     let ctx = CallCtx::of(&req);
     let r = req.into_inner();
-    let members = core
-        .route(
-            &ctx,
-            || membership::update(&core, &ctx, r.id, &r.peer_urls),
-            |ch| {
-                let req = forwarded_request(r.clone(), &ctx);
-                async move {
-                    let resp: MemberUpdateResponse = unary(ch, UPDATE, req).await?;
-                    Ok(resp.members)
-                }
-            },
-        )
-        .await?;
-    settle(&core, &members).await;
+    let (id, peer_urls) = (r.id, r.peer_urls.clone());
+    let members = change(
+        &core,
+        &ctx,
+        UPDATE,
+        r,
+        |resp: MemberUpdateResponse| resp.members,
+        || membership::update(&core, &ctx, id, &peer_urls),
+    )
+    .await?;
     Ok(Response::new(MemberUpdateResponse {
         header: header(&core),
         members,
@@ -185,24 +177,47 @@ async fn member_promote(
     Caller::of(&req).admin(&core).await?;
     let ctx = CallCtx::of(&req);
     let r = req.into_inner();
-    let members = core
-        .route(
-            &ctx,
-            || membership::promote(&core, &ctx, r.id),
-            |ch| {
-                let req = forwarded_request(r, &ctx);
-                async move {
-                    let resp: MemberPromoteResponse = unary(ch, PROMOTE, req).await?;
-                    Ok(resp.members)
-                }
-            },
-        )
-        .await?;
-    settle(&core, &members).await;
+    let id = r.id;
+    let members = change(
+        &core,
+        &ctx,
+        PROMOTE,
+        r,
+        |resp: MemberPromoteResponse| resp.members,
+        || membership::promote(&core, &ctx, id),
+    )
+    .await?;
     Ok(Response::new(MemberPromoteResponse {
         header: header(&core),
         members,
     }))
+}
+
+/// A membership change answered with the member list: made here if this member leads
+/// (`local`), else carried to the leader's client URL at `path` (its answer's list taken by
+/// `members_of`); then settled (see [`settle`]).
+async fn change<Req, Resp, L, LF>(
+    core: &Core,
+    ctx: &CallCtx,
+    path: &'static str,
+    req: Req,
+    members_of: fn(Resp) -> Vec<Member>,
+    local: L,
+) -> Result<Vec<Member>, Status>
+where
+    Req: prost::Message + Clone + Send + Sync + 'static,
+    Resp: prost::Message + Default + Send + Sync + 'static,
+    L: FnMut() -> LF,
+    LF: Future<Output = Result<Vec<Member>, super::route::Redirect>>,
+{
+    let members = core
+        .route(ctx, local, |ch| {
+            let req = forwarded_request(req.clone(), ctx);
+            async move { unary::<Req, Resp>(ch, path, req).await.map(members_of) }
+        })
+        .await?;
+    settle(core, &members).await;
+    Ok(members)
 }
 
 async fn move_leader(
@@ -221,21 +236,17 @@ async fn publish_call(
 ) -> Result<Response<MemberUpdateResponse>, Status> {
     let ctx = CallCtx::of(&req);
     let m = req.into_inner();
+    let (id, name) = (m.id, m.name.clone());
     let client_url = m.client_urls.first().cloned().unwrap_or_default();
-    let members = core
-        .route(
-            &ctx,
-            || membership::publish(&core, &ctx, m.id, &m.name, &client_url),
-            |ch| {
-                let req = forwarded_request(m.clone(), &ctx);
-                async move {
-                    let resp: MemberUpdateResponse = unary(ch, PUBLISH, req).await?;
-                    Ok(resp.members)
-                }
-            },
-        )
-        .await?;
-    settle(&core, &members).await;
+    let members = change(
+        &core,
+        &ctx,
+        PUBLISH,
+        m,
+        |resp: MemberUpdateResponse| resp.members,
+        || membership::publish(&core, &ctx, id, &name, &client_url),
+    )
+    .await?;
     Ok(Response::new(MemberUpdateResponse {
         header: header(&core),
         members,
