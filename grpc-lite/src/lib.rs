@@ -5,7 +5,8 @@
 //! - [`server`]: a server of unary handlers by path, with tonic services as the fallback for
 //!   every other path (streams included), and graceful connection close;
 //! - [`http2`]: unary calls on h2 directly (one task per connection), used by the server when
-//!   it has no tonic services, and by `micro`'s client.
+//!   it has no tonic services, and by `micro`'s client;
+//! - [`tls`]: the same server behind a rustls handshake (`serve_tls`, ALPN h2 and http/1.1).
 //!
 //! Used by `micro` (the services' server and client) and by the registry's client API.
 

@@ -1,7 +1,8 @@
 //! go-micro's framework in Rust: what a service author uses to register a service, find others
 //! and call them, against our registry or a real etcd cluster (both speak etcd v3).
 //!
-//! - [`registry`]: go-micro's registry over etcd v3 (key layout, JSON, leases, watch).
+//! - [`registry`]: go-micro's registry over etcd v3 (key layout, JSON, leases, watch), over TLS
+//!   and with etcd auth when configured (`--registry_tls_*`, `--registry_username`).
 //! - [`selector`]: picks a node: `cache` (watch-driven) or `registry`; `random` or `round_robin`.
 //! - [`client`]: gRPC calls with go-micro naming, per-call timeout, one retry on another node
 //!   when a node cannot be reached; one `grpc-lite` HTTP/2 client connection per node.

@@ -1,6 +1,7 @@
-//! The registry's pure, deterministic state machine: etcd v3.4's revisioned key space (MVCC)
-//! and lease table. No I/O, no clocks, no async: every replica that applies the same commands
-//! in the same order ends in the same state.
+//! The registry's pure, deterministic state machine: etcd v3.4's revisioned key space (MVCC),
+//! lease table, alarms (NOSPACE, CORRUPT) and auth (users, roles, permissions, tokens). No I/O,
+//! no clocks, no async: every replica that applies the same commands in the same order ends in
+//! the same state.
 //!
 //! ```text
 //!  Raft entry ──InternalRequest──▶ Store::apply ──▶ Applied { response, revision, events,
@@ -10,7 +11,9 @@
 //!                                      ├── lease_ops.rs  grant, revoke, checkpoint, batch revoke
 //!                                      ├── write.rs      one write revision: puts, deletes, events
 //!                                      ├── txn.rs        txn validation, compares, execution
-//!                                      └── range.rs      reads at any retained revision
+//!                                      ├── range.rs      reads at any retained revision
+//!                                      ├── alarm.rs      alarms and the requests they refuse
+//!                                      └── auth.rs, auth_ops.rs  users, roles, permission checks
 //!  Store::range / Store::events_since ◀── readers (any revision ≥ compact revision)
 //!  snapshot.rs: full snapshot (prost) + incremental `Change` records for a key-value store
 //!               (registry-node persists whole snapshots and turns the changes off)

@@ -2,6 +2,7 @@
 //!
 //! - [`mvccpb`] and [`etcdserverpb`]: the etcd v3.4 API subset the registry serves, with etcd's
 //!   package names and field numbers so that `etcdctl` and other etcd clients interoperate.
+//! - [`authpb`]: etcd's users and roles, for the Auth service of [`etcdserverpb`].
 //! - [`v3lockpb`], [`v3electionpb`]: etcd's Lock and Election services.
 //! - [`registrypb`]: the registry's cluster-internal messages (Raft log commands, read index and
 //!   forwarded proposals).

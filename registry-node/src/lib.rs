@@ -9,8 +9,12 @@
 //!  peers ◀──member link (raft::peer: one tonic stream per peer, handshake checked both
 //!           ways; raft::wire converts openraft's messages)──▶ openraft 0.10 ──▶ raft-log (WAL)
 //!                                                             └──▶ store (mvcc + snapshot)
-//!  lease: the lessor on the leader; expiries and checkpoints are proposed through Raft
+//!  lease: the lessor on the leader, fed the grants and revokes by the state machine
+//!         (store::LeaseFeed); expiries and checkpoints are proposed through Raft
 //!  watch: every member streams the events it applies (api::watch, watch::Watcher)
+//!  auth (api::auth*, mvcc's auth), membership (member add/remove/..., joining a running
+//!  cluster), tls (etcd's TLS flags, both ports), restore (--restore FILE), http (JSON
+//!  gateway, /metrics, /health), compaction (auto-compaction, quota, corruption check)
 //! ```
 //!
 //! [`node`] assembles a member ([`Node::serve`]); [`testing::TestCluster`] runs several in one
