@@ -145,22 +145,6 @@ impl Interceptor for TokenInjector {
     }
 }
 
-/// etcd's `AuthenticateRequest` (rpc.proto: name = 1, password = 2).
-#[derive(Clone, PartialEq, prost::Message)]
-struct AuthenticateRequest {
-    #[prost(string, tag = "1")]
-    name: String,
-    #[prost(string, tag = "2")]
-    password: String,
-}
-
-/// etcd's `AuthenticateResponse` (rpc.proto: header = 1, token = 2); the header is skipped.
-#[derive(Clone, PartialEq, prost::Message)]
-struct AuthenticateResponse {
-    #[prost(string, tag = "2")]
-    token: String,
-}
-
 /// What one member said to `Authenticate`.
 pub(crate) enum Authenticated {
     Token(AsciiMetadataValue),
@@ -173,17 +157,14 @@ pub(crate) async fn authenticate(
     channel: Channel,
     credentials: &Credentials,
 ) -> Result<Authenticated, Status> {
-    let mut grpc = tonic::client::Grpc::new(channel);
-    grpc.ready()
-        .await
-        .map_err(|e| Status::unavailable(format!("registry member not ready: {e}")))?;
-    let request = AuthenticateRequest {
+    let request = proto::etcdserverpb::AuthenticateRequest {
         name: credentials.username.clone(),
         password: credentials.password.clone(),
     };
-    let path = http::uri::PathAndQuery::from_static("/etcdserverpb.Auth/Authenticate");
-    let codec = tonic_prost::ProstCodec::<AuthenticateRequest, AuthenticateResponse>::default();
-    match grpc.unary(tonic::Request::new(request), path, codec).await {
+    match proto::etcdserverpb::auth_client::AuthClient::new(channel)
+        .authenticate(request)
+        .await
+    {
         Ok(response) => {
             let token = response.into_inner().token;
             MetadataValue::try_from(token.as_str())

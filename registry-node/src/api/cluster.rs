@@ -8,7 +8,6 @@
 
 use openraft::async_runtime::WatchReceiver as _;
 use std::future::Future;
-use std::marker::PhantomData;
 use std::sync::Arc;
 
 use grpc_lite::server::Routes;
@@ -18,7 +17,6 @@ use proto::etcdserverpb::{
     MemberPromoteRequest, MemberPromoteResponse, MemberRemoveRequest, MemberRemoveResponse,
     MemberUpdateRequest, MemberUpdateResponse, MoveLeaderRequest, MoveLeaderResponse,
 };
-use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
@@ -300,52 +298,6 @@ where
         .await
         .map_err(|e| Status::unavailable(format!("connect to the leader: {e}")))?;
     let path = http::uri::PathAndQuery::from_static(path);
-    let codec = ProstCodec::<Req, Resp>(PhantomData);
+    let codec = tonic_prost::ProstCodec::<Req, Resp>::default();
     Ok(grpc.unary(req, path, codec).await?.into_inner())
-}
-
-/// prost messages for tonic's client (tonic-prost's codec, which this crate does not depend
-/// on, does the same).
-struct ProstCodec<E, D>(PhantomData<fn(E) -> D>);
-struct ProstEncoder<E>(PhantomData<fn(E)>);
-struct ProstDecoder<D>(PhantomData<fn() -> D>);
-
-impl<E, D> Codec for ProstCodec<E, D>
-where
-    E: prost::Message + Send + 'static,
-    D: prost::Message + Default + Send + 'static,
-{
-    type Encode = E;
-    type Decode = D;
-    type Encoder = ProstEncoder<E>;
-    type Decoder = ProstDecoder<D>;
-
-    fn encoder(&mut self) -> Self::Encoder {
-        ProstEncoder(PhantomData)
-    }
-
-    fn decoder(&mut self) -> Self::Decoder {
-        ProstDecoder(PhantomData)
-    }
-}
-
-impl<E: prost::Message> Encoder for ProstEncoder<E> {
-    type Item = E;
-    type Error = Status;
-
-    fn encode(&mut self, item: E, buf: &mut EncodeBuf<'_>) -> Result<(), Status> {
-        item.encode(buf)
-            .map_err(|e| Status::internal(format!("encode: {e}")))
-    }
-}
-
-impl<D: prost::Message + Default> Decoder for ProstDecoder<D> {
-    type Item = D;
-    type Error = Status;
-
-    fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<D>, Status> {
-        D::decode(buf)
-            .map(Some)
-            .map_err(|e| Status::internal(format!("decode: {e}")))
-    }
 }
