@@ -252,14 +252,38 @@ fn endpoint(
     Ok(endpoint)
 }
 
-/// How a member that wants a client certificate turns away one without: with TLS 1.3 the
-/// handshake looks complete to the client, then the server's alert (Go: bad_certificate) or
-/// just the closed connection arrives (not: a member certificate this client rejected).
+/// How a member that wants a client certificate turns away one without. With TLS 1.2 the
+/// handshake fails with the server's alert (rustls: `AlertReceived`, typed under tonic's
+/// `ConnectError`). With TLS 1.3 the handshake looks complete to the client, then the
+/// connection dies: with the alert (Go: bad_certificate), a broken pipe, a reset or a plain
+/// close, whichever wins the race with the client's first write. h2 keeps only the kind and
+/// text of those I/O errors, so that case is recognised by its shape: a connection-level
+/// failure (a `hyper::Error`) of a connection that was established (no `ConnectError`). A
+/// member certificate this client rejected (`InvalidCertificate`) is not this case.
 fn refused_without_certificate(status: &Status) -> bool {
-    let text = format!("{status:?}");
-    text.contains("received fatal alert: BadCertificate")
-        || text.contains("received fatal alert: CertificateRequired")
-        || (text.contains("connection closed") && !text.contains("invalid peer certificate"))
+    let (mut connect_failed, mut connection_died) = (false, false);
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(status);
+    while let Some(e) = cur {
+        // `io::Error::source` skips the error it wraps, so look inside it by hand.
+        let inner = e
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            .map(|i| i as &(dyn std::error::Error + 'static));
+        for err in [Some(e), inner].into_iter().flatten() {
+            match err.downcast_ref::<rustls::Error>() {
+                Some(rustls::Error::AlertReceived(
+                    rustls::AlertDescription::BadCertificate
+                    | rustls::AlertDescription::CertificateRequired,
+                )) => return true,
+                Some(rustls::Error::InvalidCertificate(_)) => return false,
+                _ => {}
+            }
+        }
+        connect_failed |= e.is::<tonic::ConnectError>();
+        connection_died |= e.is::<hyper::Error>();
+        cur = e.source();
+    }
+    connection_died && !connect_failed
 }
 
 /// Whether another member may answer where this one failed.
