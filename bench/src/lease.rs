@@ -103,9 +103,9 @@ async fn keeper(
 /// A tiny stop signal (a watch channel) so keepers end together.
 mod tokio_util_stop {
     #[derive(Clone)]
-    pub struct Stop(pub tokio::sync::watch::Receiver<bool>);
+    pub(super) struct Stop(pub tokio::sync::watch::Receiver<bool>);
     impl Stop {
-        pub async fn wait(&self) {
+        pub(super) async fn wait(&self) {
             let mut r = self.0.clone();
             let _ = r.wait_for(|v| *v).await;
         }

@@ -10,9 +10,9 @@ use std::time::Duration;
 use bench::soak::{report, sample::Sample};
 use bench::{conn, soak, Args, Workload};
 use clap::Parser;
-use registry_node::compaction::CompactionSection;
-use registry_node::config::RaftSection;
 use registry_node::testing::TestCluster;
+use registry_node::CompactionSection;
+use registry_node::RaftSection;
 use serde_json::Value;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

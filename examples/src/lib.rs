@@ -10,7 +10,7 @@ use micro::stream::BoxStream;
 
 /// The generated messages and service code.
 pub mod pb {
-    #![allow(clippy::all, missing_docs)]
+    #![allow(clippy::all, missing_docs, unreachable_pub)]
     micro::include_proto!("go.micro.srv.shop");
 }
 

@@ -15,7 +15,8 @@ use serde::Serialize;
 
 /// The code micro-build wrote for `go.micro.api.greeter` (`proto/api.proto`).
 mod pb {
-    #![allow(clippy::all, missing_docs)]
+    // Generated: only what is re-exported below is public.
+    #![allow(clippy::all, missing_docs, unreachable_pub)]
     micro::include_proto!("go.micro.api.greeter");
 }
 

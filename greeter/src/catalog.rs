@@ -12,7 +12,7 @@ use micro::server::Routes;
 
 /// The generated messages and service code of `proto/catalog.proto` (micro-build).
 pub mod pb {
-    #![allow(clippy::all, missing_docs)]
+    #![allow(clippy::all, missing_docs, unreachable_pub)]
     micro::include_proto!("go.micro.srv.catalog");
 }
 

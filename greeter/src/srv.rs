@@ -10,7 +10,8 @@ use rand::Rng;
 
 /// The code micro-build wrote for `go.micro.srv.greeter` (its messages are `proto::greeter`).
 mod pb {
-    #![allow(clippy::all, missing_docs)]
+    // Generated: only what is re-exported below is public.
+    #![allow(clippy::all, missing_docs, unreachable_pub)]
     micro::include_proto!("go.micro.srv.greeter");
 }
 

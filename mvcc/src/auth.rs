@@ -19,7 +19,7 @@ use proto::authpb::{Role, User};
 pub const ROOT: &str = "root";
 
 /// Most simple tokens kept; beyond it the oldest is dropped (its holder authenticates again).
-pub const MAX_TOKENS: usize = 16_384;
+pub(crate) const MAX_TOKENS: usize = 16_384;
 
 /// Why an auth request or check failed, with etcd's texts (`rpctypes/error.go`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]

@@ -50,23 +50,23 @@ pub(crate) struct State<C: RaftTypeConfig> {
 
 impl<C: RaftTypeConfig> State<C> {
     /// One past the last live index.
-    pub fn end_index(&self) -> u64 {
+    pub(crate) fn end_index(&self) -> u64 {
         self.first_index + self.slots.len() as u64
     }
 
     /// Index of the first cached entry (== `end_index()` when the cache is empty).
-    pub fn cache_start(&self) -> u64 {
+    pub(crate) fn cache_start(&self) -> u64 {
         self.end_index() - self.cache.len() as u64
     }
 
     /// Location of a live entry.
-    pub fn slot(&self, index: u64) -> Option<Slot> {
+    pub(crate) fn slot(&self, index: u64) -> Option<Slot> {
         let pos = index.checked_sub(self.first_index)?;
         self.slots.get(usize::try_from(pos).ok()?).copied()
     }
 
     /// Refuse writes after a writer failure.
-    pub fn check_writable(&self) -> Result<(), Error> {
+    pub(crate) fn check_writable(&self) -> Result<(), Error> {
         match &self.failed {
             Some(msg) => Err(Error::WriterFailed(msg.clone())),
             None => Ok(()),
@@ -74,7 +74,7 @@ impl<C: RaftTypeConfig> State<C> {
     }
 
     /// Take the next job sequence number.
-    pub fn take_seq(&mut self) -> u64 {
+    pub(crate) fn take_seq(&mut self) -> u64 {
         let s = self.next_seq;
         self.next_seq += 1;
         s
@@ -87,7 +87,7 @@ impl<C: RaftTypeConfig> State<C> {
     /// produces: it truncates first) is handled like Raft's overwrite: an overlap truncates
     /// the log from that index, a gap drops all live entries and restarts the log at the new
     /// index, so live entries always stay contiguous. Both cases are logged.
-    pub fn plan_append(
+    pub(crate) fn plan_append(
         &mut self,
         items: Vec<(C::Entry, Vec<u8>)>,
         seq: u64,
@@ -164,7 +164,11 @@ impl<C: RaftTypeConfig> State<C> {
 
     /// Remove live entries `>= target` (`first_index <= target < end_index()`), setting the
     /// last log id to `new_last`. Returns the truncate op and the deleted segments.
-    pub fn plan_truncate(&mut self, target: u64, new_last: Option<LogIdOf<C>>) -> Option<Op> {
+    pub(crate) fn plan_truncate(
+        &mut self,
+        target: u64,
+        new_last: Option<LogIdOf<C>>,
+    ) -> Option<Op> {
         let slot = self.slot(target)?;
         let mut delete: Vec<u64> = self
             .segments
@@ -197,7 +201,7 @@ impl<C: RaftTypeConfig> State<C> {
 
     /// Record `upto` as purged and drop entries `<= upto.index`; returns the segments that
     /// no longer hold any live entry (to be deleted after the purge is durable).
-    pub fn plan_purge(&mut self, upto: LogIdOf<C>) -> Vec<u64> {
+    pub(crate) fn plan_purge(&mut self, upto: LogIdOf<C>) -> Vec<u64> {
         let n = (upto.index + 1)
             .saturating_sub(self.first_index)
             .min(self.slots.len() as u64) as usize;
@@ -231,7 +235,7 @@ impl<C: RaftTypeConfig> State<C> {
     }
 
     /// Evict the oldest cached entries that are already on disk until within budget.
-    pub fn evict(&mut self, max_entries: usize, max_bytes: usize) {
+    pub(crate) fn evict(&mut self, max_entries: usize, max_bytes: usize) {
         while let Some(front) = self.cache.front() {
             let over = self.cache.len() > max_entries || self.cache_bytes > max_bytes;
             if !over || front.seq > self.completed_seq {

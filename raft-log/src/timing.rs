@@ -9,7 +9,7 @@ use std::time::Duration;
 pub const FSYNC_BUCKETS: usize = 14;
 
 /// The upper bound of bucket `k` in seconds.
-pub fn fsync_bucket_bound(k: usize) -> f64 {
+pub(crate) fn fsync_bucket_bound(k: usize) -> f64 {
     0.001 * f64::from(1u32 << k.min(31))
 }
 

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-pub struct Batching<T> {
+pub(crate) struct Batching<T> {
     state: Arc<Mutex<State<T>>>,
     in_flight: Arc<Semaphore>,
 }
@@ -35,7 +35,7 @@ struct State<T> {
 
 impl<T: Send + 'static> Batching<T> {
     /// A queue that lets `in_flight` batches (at least one) be on their way at once.
-    pub fn new(in_flight: usize) -> Self {
+    pub(crate) fn new(in_flight: usize) -> Self {
         Batching {
             state: Arc::new(Mutex::new(State {
                 running: false,
@@ -47,7 +47,7 @@ impl<T: Send + 'static> Batching<T> {
 
     /// A slot for sending one item from the caller's task, when nothing is queued and a slot
     /// is free; held until that item is answered.
-    pub fn direct(&self) -> Option<OwnedSemaphorePermit> {
+    pub(crate) fn direct(&self) -> Option<OwnedSemaphorePermit> {
         let st = self.state.lock().unwrap_or_else(|p| p.into_inner());
         if !st.running && st.waiting.is_empty() {
             self.in_flight.clone().try_acquire_owned().ok()
@@ -59,7 +59,7 @@ impl<T: Send + 'static> Batching<T> {
     /// Queues `item`; starts the driver if none runs. The driver calls `take` on the queue
     /// (never empty) for the next batch and runs `send` on it in a task of its own, while
     /// fewer than the allowed batches are on their way; it ends when the queue is empty.
-    pub fn push<B, F, Fut>(&self, item: T, take: fn(&mut Vec<T>) -> B, send: F)
+    pub(crate) fn push<B, F, Fut>(&self, item: T, take: fn(&mut Vec<T>) -> B, send: F)
     where
         B: Send + 'static,
         F: Fn(B) -> Fut + Send + 'static,

@@ -95,7 +95,7 @@ const REVISION_EVERY: Duration = Duration::from_secs(300);
 
 /// When to compact to what.
 #[derive(Debug)]
-pub struct Compactor {
+pub(crate) struct Compactor {
     policy: Policy,
     /// (when, revision) samples, oldest first.
     samples: VecDeque<(Duration, i64)>,
@@ -107,7 +107,7 @@ pub struct Compactor {
 
 impl Compactor {
     /// A compactor started at `now` (any monotonic origin).
-    pub fn new(policy: Policy, now: Duration) -> Self {
+    pub(crate) fn new(policy: Policy, now: Duration) -> Self {
         let not_before = match policy {
             // The first compaction needs a sample from R ago.
             Policy::Periodic(r) => now + r,
@@ -123,7 +123,7 @@ impl Compactor {
     }
 
     /// How often [`Compactor::tick`] wants to be called.
-    pub fn step(&self) -> Duration {
+    pub(crate) fn step(&self) -> Duration {
         match self.policy {
             Policy::Periodic(r) => r.min(HOUR) / 10,
             Policy::Revision(_) => REVISION_EVERY / 10,
@@ -132,7 +132,7 @@ impl Compactor {
     }
 
     /// Records the store's revision at `now`; the revision to compact to, if it is time.
-    pub fn tick(&mut self, now: Duration, revision: i64) -> Option<i64> {
+    pub(crate) fn tick(&mut self, now: Duration, revision: i64) -> Option<i64> {
         let target = match self.policy {
             Policy::Off => return None,
             Policy::Periodic(r) => {
@@ -152,7 +152,7 @@ impl Compactor {
     }
 
     /// The store was compacted to `revision` at `now` (by us or by anyone).
-    pub fn compacted(&mut self, now: Duration, revision: i64) {
+    pub(crate) fn compacted(&mut self, now: Duration, revision: i64) {
         self.last = self.last.max(revision);
         self.not_before = now
             + match self.policy {
@@ -165,7 +165,7 @@ impl Compactor {
 
 /// Samples the store and, while this member leads, proposes the compactions the policy asks
 /// for, until `shutdown`.
-pub async fn run(core: Arc<Core>, policy: Policy, shutdown: CancellationToken) {
+pub(crate) async fn run(core: Arc<Core>, policy: Policy, shutdown: CancellationToken) {
     let epoch = tokio::time::Instant::now();
     let mut compactor = Compactor::new(policy, Duration::ZERO);
     let mut every = tokio::time::interval(compactor.step());

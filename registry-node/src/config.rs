@@ -277,7 +277,7 @@ impl ClusterFile {
 }
 
 /// `http://host:port`, or `https://host:port` (TLS, [`crate::tls`]) → a socket address to bind.
-pub fn url_addr(url: &str) -> Result<SocketAddr, String> {
+pub(crate) fn url_addr(url: &str) -> Result<SocketAddr, String> {
     let rest = url
         .strip_prefix("http://")
         .or_else(|| url.strip_prefix("https://"))
@@ -302,12 +302,12 @@ fn fnv(parts: &[&[u8]]) -> u64 {
 }
 
 /// A member's id, as etcd derives it from its URLs and the cluster token.
-pub fn member_id(token: &str, name: &str, peer_url: &str) -> NodeId {
+pub(crate) fn member_id(token: &str, name: &str, peer_url: &str) -> NodeId {
     fnv(&[token.as_bytes(), name.as_bytes(), peer_url.as_bytes()])
 }
 
 /// The cluster id: a hash of the sorted member ids and the token.
-pub fn cluster_id(token: &str, members: &[MemberSpec]) -> u64 {
+pub(crate) fn cluster_id(token: &str, members: &[MemberSpec]) -> u64 {
     let mut ids: Vec<u64> = members.iter().map(|m| m.id).collect();
     ids.sort_unstable();
     let bytes: Vec<[u8; 8]> = ids.iter().map(|i| i.to_be_bytes()).collect();

@@ -23,22 +23,28 @@
 // openraft's error types are large by design; boxing them everywhere buys nothing here.
 #![allow(clippy::result_large_err)]
 
-pub mod api;
-pub mod batching;
+// The public API is small: a member ([`Node`], [`NodeConfig`], the cluster file), the
+// command line ([`cli`]) and in-process clusters for tests ([`testing`]). Everything else is
+// this crate's own business (`unreachable_pub` is warned in the workspace).
+mod api;
+mod batching;
 pub mod cli;
-pub mod compaction;
-pub mod config;
-pub mod http;
-pub mod lease;
+mod compaction;
+mod config;
+mod http;
+mod lease;
 mod logging;
-pub mod membership;
-pub mod node;
-pub mod raft;
-pub mod restore;
-pub mod store;
+mod membership;
+mod node;
+mod raft;
+mod restore;
+mod store;
 pub mod testing;
-pub mod tls;
-pub mod watch;
+mod tls;
+mod watch;
 
-pub use config::{ClusterFile, ConfigError, NodeConfig};
+pub use compaction::CompactionSection;
+pub use config::{
+    ClusterFile, ClusterSection, ConfigError, MemberSection, MemberSpec, NodeConfig, RaftSection,
+};
 pub use node::{Node, NodeError, NodeHandle};

@@ -29,7 +29,7 @@ use crate::raft::{MemberNode, NodeId, Raft, TypeConfig};
 use crate::store::StateMachine;
 
 /// Largest client request accepted on the wire (etcd: max request bytes + 512 KiB overhead).
-pub const MAX_CLIENT_MESSAGE: usize = 3 * 512 * 1024 + 512 * 1024;
+pub(crate) const MAX_CLIENT_MESSAGE: usize = 3 * 512 * 1024 + 512 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {

@@ -44,7 +44,7 @@ pub(crate) fn padding(len: u64) -> u64 {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum RestoreError {
+pub(crate) enum RestoreError {
     #[error("cannot read snapshot file {path}: {source}")]
     Read {
         path: PathBuf,
@@ -90,7 +90,7 @@ pub enum RestoreError {
 
 /// What a restore wrote for one member.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Restored {
+pub(crate) struct Restored {
     pub name: String,
     pub data_dir: PathBuf,
     /// The store's revision in the file (writes continue at the next one).
@@ -100,7 +100,7 @@ pub struct Restored {
 /// Restores `file` into a fresh data directory for each of `configs` (their cluster's members
 /// become the new membership). Nothing is written unless every data directory is absent or
 /// empty and the file is whole.
-pub fn restore(file: &Path, configs: &[NodeConfig]) -> Result<Vec<Restored>, RestoreError> {
+pub(crate) fn restore(file: &Path, configs: &[NodeConfig]) -> Result<Vec<Restored>, RestoreError> {
     for c in configs {
         if c.initial_cluster_state == ClusterState::Existing {
             return Err(RestoreError::JoinsExisting {

@@ -33,7 +33,7 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity
 
 use crate::config::NodeConfig;
 
-pub use files::SkipVerify;
+pub(crate) use files::SkipVerify;
 pub(crate) use serve::{peer_incoming, serve_client};
 
 /// The `[tls]` section of `cluster.toml` (the same names as the flags; paths relative to the

@@ -8,7 +8,7 @@ use proto::mvccpb::Event;
 
 /// One watch of a stream.
 #[derive(Debug, Clone)]
-pub struct Watcher {
+pub(crate) struct Watcher {
     pub id: i64,
     key: Vec<u8>,
     range_end: Vec<u8>,
@@ -24,7 +24,7 @@ pub struct Watcher {
 
 impl Watcher {
     /// A watcher for `req`; `current` is the store's revision (a start of 0 means "from now").
-    pub fn new(id: i64, req: &WatchCreateRequest, current: i64) -> Self {
+    pub(crate) fn new(id: i64, req: &WatchCreateRequest, current: i64) -> Self {
         let has = |f: FilterType| req.filters.contains(&(f as i32));
         Watcher {
             id,
@@ -43,15 +43,15 @@ impl Watcher {
         }
     }
 
-    pub fn key(&self) -> &[u8] {
+    pub(crate) fn key(&self) -> &[u8] {
         &self.key
     }
 
-    pub fn range_end(&self) -> &[u8] {
+    pub(crate) fn range_end(&self) -> &[u8] {
         &self.range_end
     }
 
-    pub fn matches_key(&self, k: &[u8]) -> bool {
+    pub(crate) fn matches_key(&self, k: &[u8]) -> bool {
         match self.range_end.as_slice() {
             [] => k == self.key.as_slice(),
             [0] => k >= self.key.as_slice(),
@@ -60,7 +60,7 @@ impl Watcher {
     }
 
     /// The events of one revision this watcher gets, shaped as it asked.
-    pub fn select(&self, events: &[Event]) -> Vec<Event> {
+    pub(crate) fn select(&self, events: &[Event]) -> Vec<Event> {
         events
             .iter()
             .filter(|e| e.kv.as_ref().is_some_and(|kv| self.matches_key(&kv.key)))

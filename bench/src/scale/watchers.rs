@@ -50,7 +50,7 @@ pub(crate) struct Sent {
 }
 
 impl Sent {
-    pub fn new(n: usize) -> Arc<Self> {
+    pub(crate) fn new(n: usize) -> Arc<Self> {
         Arc::new(Sent {
             base: Instant::now(),
             at: (0..n).map(|_| AtomicU64::new(0)).collect(),
@@ -58,7 +58,7 @@ impl Sent {
     }
 
     /// Marks put `i` as sent now.
-    pub fn mark(&self, i: usize) {
+    pub(crate) fn mark(&self, i: usize) {
         let t = self.base.elapsed().as_nanos() as u64;
         if let Some(a) = self.at.get(i) {
             a.store(t.max(1), Ordering::Release);
@@ -66,7 +66,7 @@ impl Sent {
     }
 
     /// How long ago put `i` was sent, if it was.
-    pub fn since(&self, i: usize, now_ns: u64) -> Option<Duration> {
+    pub(crate) fn since(&self, i: usize, now_ns: u64) -> Option<Duration> {
         let at = self.at.get(i)?.load(Ordering::Acquire);
         (at > 0).then(|| Duration::from_nanos(now_ns.saturating_sub(at)))
     }

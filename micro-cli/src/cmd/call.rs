@@ -23,7 +23,7 @@ use gateway::reflect;
 
 /// The request/response pair an endpoint speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Messages {
+pub(crate) enum Messages {
     /// `go.micro.srv.greeter.Request` → `Response`.
     Greeter,
     /// `go.api.Request` → `go.api.Response`.
@@ -31,7 +31,7 @@ pub enum Messages {
 }
 
 /// Picks the messages from the registered request type, else from the service name.
-pub fn messages_for(service: &str, request_type: Option<&str>) -> Option<Messages> {
+pub(crate) fn messages_for(service: &str, request_type: Option<&str>) -> Option<Messages> {
     match request_type {
         Some(t) if t.ends_with("go.api.Request") => return Some(Messages::GoApi),
         Some("go.micro.srv.greeter.Request") => return Some(Messages::Greeter),
@@ -121,7 +121,7 @@ fn from_pairs(map: std::collections::HashMap<String, go_api::Pair>) -> BTreeMap<
 }
 
 /// Calls `endpoint` of `service` with the JSON `body`; prints the response.
-pub async fn call(
+pub(crate) async fn call(
     micro: &MicroArgs,
     service: &str,
     endpoint: &str,
@@ -133,7 +133,7 @@ pub async fn call(
 
 /// Calls `endpoint` of `service` with the JSON `body`; the response as `micro call` prints it
 /// (also the dashboard's call form, `micro web`).
-pub async fn answer(
+pub(crate) async fn answer(
     micro: &MicroArgs,
     service: &str,
     endpoint: &str,
@@ -227,7 +227,7 @@ fn parse<T: for<'de> Deserialize<'de>>(body: &str) -> anyhow::Result<T> {
 }
 
 /// JSON indented with tabs, as Go's `json.Indent(.., "", "\t")`.
-pub fn tab_indented(value: &impl Serialize) -> anyhow::Result<String> {
+pub(crate) fn tab_indented(value: &impl Serialize) -> anyhow::Result<String> {
     let mut out = Vec::new();
     let formatter = serde_json::ser::PrettyFormatter::with_indent(b"\t");
     let mut ser = serde_json::Serializer::with_formatter(&mut out, formatter);

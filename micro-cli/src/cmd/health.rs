@@ -29,7 +29,7 @@ fn describe(answer: &Result<ServingStatus, tonic::Status>) -> String {
 }
 
 /// Checks every node of `name`; an error unless all are SERVING.
-pub async fn health(micro: &MicroArgs, name: &str) -> anyhow::Result<()> {
+pub(crate) async fn health(micro: &MicroArgs, name: &str) -> anyhow::Result<()> {
     let registry = Registry::new(&micro.registry_options())?;
     let services = registry.get_service(name).await?;
     if services.iter().all(|s| s.nodes.is_empty()) {

@@ -2,7 +2,7 @@
 //! `micro call`. Each takes micro's `--registry_address`, so it works against our registry and a
 //! real etcd alike.
 
-pub mod call;
-pub mod health;
-pub mod registry;
-pub mod web;
+pub(crate) mod call;
+pub(crate) mod health;
+pub(crate) mod registry;
+pub(crate) mod web;

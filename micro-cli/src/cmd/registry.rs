@@ -8,7 +8,7 @@ use micro::registry::{Service, Value};
 use micro::{MicroArgs, Registry};
 
 /// One service name per line, sorted, each once.
-pub async fn list_services(micro: &MicroArgs) -> anyhow::Result<()> {
+pub(crate) async fn list_services(micro: &MicroArgs) -> anyhow::Result<()> {
     let registry = Registry::new(&micro.registry_options())?;
     let mut names: Vec<String> = registry
         .list_services()
@@ -24,7 +24,7 @@ pub async fn list_services(micro: &MicroArgs) -> anyhow::Result<()> {
 }
 
 /// The versions, nodes and endpoints of `name`.
-pub async fn get_service(micro: &MicroArgs, name: &str) -> anyhow::Result<()> {
+pub(crate) async fn get_service(micro: &MicroArgs, name: &str) -> anyhow::Result<()> {
     let registry = Registry::new(&micro.registry_options())?;
     let services = registry.get_service(name).await?;
     if services.is_empty() {
@@ -35,7 +35,7 @@ pub async fn get_service(micro: &MicroArgs, name: &str) -> anyhow::Result<()> {
 }
 
 /// go-micro's layout: per version the node table, then the first version's endpoints.
-pub fn format_service(services: &[Service]) -> String {
+pub(crate) fn format_service(services: &[Service]) -> String {
     let mut out: Vec<String> = Vec::new();
     for s in services {
         out.push(format!("service  {}", s.name));

@@ -19,11 +19,11 @@ use tokio::process::{ChildStdin, Command};
 use super::config::Proc;
 
 /// Set in a child's environment: stop when stdin reaches end-of-file (the parent is gone).
-pub const PARENT_PIPE_ENV: &str = "MICRO_UP_CHILD";
+pub(crate) const PARENT_PIPE_ENV: &str = "MICRO_UP_CHILD";
 
 /// A running (or exited) child.
 #[derive(Debug)]
-pub struct Child {
+pub(super) struct Child {
     pub label: String,
     pub pid: u32,
     child: tokio::process::Child,
@@ -34,7 +34,7 @@ pub struct Child {
 
 impl Child {
     /// Starts `exe` with the arguments of `proc`.
-    pub fn spawn(exe: &Path, proc: &Proc) -> anyhow::Result<Child> {
+    pub(super) fn spawn(exe: &Path, proc: &Proc) -> anyhow::Result<Child> {
         let mut child = Command::new(exe)
             .args(&proc.args)
             .env(PARENT_PIPE_ENV, "1")
@@ -72,7 +72,7 @@ impl Child {
     }
 
     /// The exit status if the child has exited since the last look (reported once).
-    pub fn newly_exited(&mut self) -> Option<ExitStatus> {
+    pub(super) fn newly_exited(&mut self) -> Option<ExitStatus> {
         if self.exited.is_some() {
             return None;
         }
@@ -81,7 +81,7 @@ impl Child {
         Some(status)
     }
 
-    pub fn is_running(&mut self) -> bool {
+    pub(super) fn is_running(&mut self) -> bool {
         let _ = self.newly_exited();
         self.exited.is_none()
     }
@@ -96,7 +96,7 @@ impl Child {
     }
 
     /// SIGTERM, then waits up to `grace`, then SIGKILL. A child that already exited is left.
-    pub async fn stop(&mut self, grace: Duration) {
+    pub(super) async fn stop(&mut self, grace: Duration) {
         if !self.is_running() {
             return;
         }
@@ -144,7 +144,7 @@ async fn forward(label: String, stream: impl AsyncRead + Unpin, to_stderr: bool)
 }
 
 /// Stops every child of `group` at once and waits for all of them.
-pub async fn stop_all(group: &mut [Child], grace: Duration) {
+pub(super) async fn stop_all(group: &mut [Child], grace: Duration) {
     futures::future::join_all(group.iter_mut().map(|c| c.stop(grace))).await;
 }
 

@@ -50,7 +50,7 @@ struct UpFile {
 /// Where the registry is.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Backend {
+pub(crate) enum Backend {
     /// The file's `[[member]]`s, started by `micro up`.
     #[default]
     Embedded,
@@ -70,7 +70,7 @@ struct RegistrySection {
 /// One service instance: a role of the `micro` binary.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ServiceSection {
+pub(super) struct ServiceSection {
     /// Label of the process in logs (`[srv-one] ...`).
     pub name: String,
     /// Arguments of the `micro` binary, e.g. `["greeter", "srv", "--name", "one"]`.
@@ -119,14 +119,14 @@ fn default_ready_path() -> String {
 
 /// One child process to run: a label and the arguments of the `micro` binary.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Proc {
+pub(crate) struct Proc {
     pub label: String,
     pub args: Vec<String>,
 }
 
 /// A registry member to start, with its URLs (for the summary).
 #[derive(Debug, Clone)]
-pub struct MemberProc {
+pub(crate) struct MemberProc {
     pub proc: Proc,
     pub client_url: String,
     pub peer_url: String,
@@ -134,7 +134,7 @@ pub struct MemberProc {
 
 /// The gateway to start and where to reach it.
 #[derive(Debug, Clone)]
-pub struct GatewayProc {
+pub(crate) struct GatewayProc {
     pub proc: Proc,
     /// The address to connect to (loopback when it listens on every address).
     pub connect: SocketAddr,
@@ -143,7 +143,7 @@ pub struct GatewayProc {
 
 /// Everything `micro up` starts, in start order.
 #[derive(Debug, Clone)]
-pub struct Plan {
+pub(crate) struct Plan {
     pub backend: Backend,
     /// Registry client URLs every service is given.
     pub endpoints: Vec<String>,
@@ -175,14 +175,14 @@ fn default_services() -> Vec<ServiceSection> {
 
 impl Plan {
     /// Reads and validates `path`.
-    pub fn load(path: &Path) -> anyhow::Result<Plan> {
+    pub(crate) fn load(path: &Path) -> anyhow::Result<Plan> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("{}: cannot read", path.display()))?;
         Plan::parse(path, &text)
     }
 
     /// Validates `text`, the contents of `path` (member data dirs are relative to its folder).
-    pub fn parse(path: &Path, text: &str) -> anyhow::Result<Plan> {
+    pub(crate) fn parse(path: &Path, text: &str) -> anyhow::Result<Plan> {
         let file: UpFile =
             toml::from_str(text).with_context(|| format!("{}: invalid", path.display()))?;
         let auto_tls = match tls::wanted(path, file.cluster.as_ref())? {
@@ -257,7 +257,7 @@ impl Plan {
     }
 
     /// The gateway's base URL, e.g. `http://127.0.0.1:8080`.
-    pub fn gateway_url(&self) -> String {
+    pub(crate) fn gateway_url(&self) -> String {
         format!("http://{}", self.gateway.connect)
     }
 }

@@ -25,14 +25,14 @@ use micro::{Registry, RegistryOptions};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-pub use child::PARENT_PIPE_ENV;
+pub(crate) use child::PARENT_PIPE_ENV;
 use child::{stop_all, Child};
-pub use config::{Backend, Plan};
+pub(crate) use config::{Backend, Plan};
 use ready::NodeEntry;
 
 /// `micro up` arguments.
 #[derive(Debug, clap::Args)]
-pub struct UpArgs {
+pub(crate) struct UpArgs {
     /// The cluster file: registry members, backend, services and gateway.
     #[arg(long, default_value = "cluster.toml")]
     pub config: PathBuf,
@@ -57,7 +57,7 @@ struct Supervisor {
 /// Runs `micro up` until Ctrl-C or SIGTERM. `flags`: go-micro's flags given on `micro up`'s
 /// own command line (`micro --register_ttl=5 up`), as `--name=value` words: every service and
 /// the gateway get them (see [`forward`]).
-pub async fn run(args: UpArgs, flags: &[String]) -> anyhow::Result<()> {
+pub(crate) async fn run(args: UpArgs, flags: &[String]) -> anyhow::Result<()> {
     let mut plan = Plan::load(&args.config)?;
     forward(&mut plan, flags);
     if let Some(tls) = &plan.tls {

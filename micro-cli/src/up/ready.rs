@@ -13,10 +13,10 @@ use hyper_util::rt::TokioIo;
 use micro::Registry;
 
 /// One registered node: `(service, node id, address)`.
-pub type NodeEntry = (String, String, String);
+pub(super) type NodeEntry = (String, String, String);
 
 /// Every node in the registry, or `None` if it cannot be read right now.
-pub async fn registered_nodes(registry: &Registry) -> Option<BTreeSet<NodeEntry>> {
+pub(super) async fn registered_nodes(registry: &Registry) -> Option<BTreeSet<NodeEntry>> {
     let services = registry.list_services().await.ok()?;
     Some(
         services
@@ -32,7 +32,7 @@ pub async fn registered_nodes(registry: &Registry) -> Option<BTreeSet<NodeEntry>
 }
 
 /// `GET path` on `addr` over HTTP/1.1: the status and body.
-pub async fn http_get(addr: SocketAddr, path: &str) -> anyhow::Result<(u16, String)> {
+pub(super) async fn http_get(addr: SocketAddr, path: &str) -> anyhow::Result<(u16, String)> {
     let exchange = async {
         let stream = tokio::net::TcpStream::connect(addr)
             .await
@@ -59,6 +59,6 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> anyhow::Result<(u16, Stri
 }
 
 /// Whether the gateway answers `path` with 200.
-pub async fn gateway_ok(addr: SocketAddr, path: &str) -> bool {
+pub(super) async fn gateway_ok(addr: SocketAddr, path: &str) -> bool {
     matches!(http_get(addr, path).await, Ok((200, _)))
 }

@@ -24,7 +24,7 @@ use rcgen::{
 
 /// Where the generated material goes and how the children use it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AutoTls {
+pub(crate) struct AutoTls {
     /// `<data_dir>/tls`.
     pub dir: PathBuf,
     /// Host names and addresses the member certificates are valid for.
@@ -36,7 +36,7 @@ pub struct AutoTls {
 }
 
 /// Whether `[cluster]` asks for automatic TLS: `tls = "auto"` (or `"off"`, the default).
-pub fn wanted(path: &Path, cluster: Option<&toml::Value>) -> anyhow::Result<bool> {
+pub(super) fn wanted(path: &Path, cluster: Option<&toml::Value>) -> anyhow::Result<bool> {
     match cluster.and_then(|c| c.get("tls")) {
         None => Ok(false),
         Some(toml::Value::String(s)) if s == "auto" => Ok(true),
@@ -52,7 +52,7 @@ pub fn wanted(path: &Path, cluster: Option<&toml::Value>) -> anyhow::Result<bool
 impl AutoTls {
     /// The plan for the file at `path` with contents `text` (which asks for `tls = "auto"`):
     /// the member file's text made now, nothing written yet.
-    pub fn plan(path: &Path, text: &str) -> anyhow::Result<AutoTls> {
+    pub(crate) fn plan(path: &Path, text: &str) -> anyhow::Result<AutoTls> {
         let mut file: toml::Table =
             toml::from_str(text).with_context(|| format!("{}: invalid", path.display()))?;
         if file.contains_key("tls") {
@@ -114,7 +114,7 @@ impl AutoTls {
     }
 
     /// etcd's TLS flags for every member.
-    pub fn member_args(&self) -> Vec<String> {
+    pub(crate) fn member_args(&self) -> Vec<String> {
         let f = |flag: &str, name: &str| format!("--{flag}={}", self.file(name).display());
         vec![
             f("cert-file", "server.pem"),
@@ -129,7 +129,7 @@ impl AutoTls {
     }
 
     /// micro's registry TLS flags for every service and the gateway.
-    pub fn client_args(&self) -> Vec<String> {
+    pub(crate) fn client_args(&self) -> Vec<String> {
         let f = |flag: &str, name: &str| format!("--{flag}={}", self.file(name).display());
         vec![
             f("registry_tls_ca", "ca.pem"),
@@ -139,7 +139,7 @@ impl AutoTls {
     }
 
     /// The same for `micro up`'s own registry client.
-    pub fn client_options(&self) -> TlsOptions {
+    pub(crate) fn client_options(&self) -> TlsOptions {
         TlsOptions {
             ca: Some(Pem::File(self.file("ca.pem"))),
             cert: Some(Pem::File(self.file("client.pem"))),
@@ -148,7 +148,7 @@ impl AutoTls {
     }
 
     /// etcdctl's spelling of the client certificate, for the summary.
-    pub fn etcdctl_args(&self) -> String {
+    pub(crate) fn etcdctl_args(&self) -> String {
         format!(
             "--cacert={} --cert={} --key={}",
             self.file("ca.pem").display(),
@@ -159,7 +159,7 @@ impl AutoTls {
 
     /// Makes a new CA and the certificates, and writes them and the member file (keys
     /// readable by the owner only).
-    pub fn write(&self) -> anyhow::Result<()> {
+    pub(crate) fn write(&self) -> anyhow::Result<()> {
         std::fs::create_dir_all(&self.dir)
             .with_context(|| format!("create {}", self.dir.display()))?;
         let certs = generate(&self.hosts)?;

@@ -18,7 +18,7 @@ use super::{Error, RegistryOptions};
 
 /// Registry members with failover; cheap to share behind an `Arc`.
 #[derive(Debug)]
-pub struct Pool {
+pub(crate) struct Pool {
     /// Each member's URL, its plain channel (for `Authenticate`) and the one calls use.
     members: Vec<(String, Channel, AuthChannel)>,
     current: AtomicUsize,
@@ -61,7 +61,7 @@ pub fn normalize_for(address: &str, tls: bool) -> String {
 impl Pool {
     /// A pool over the members of `options` (`http://` optional); nothing is dialled until the
     /// first call. Certificate files are read now.
-    pub fn new(options: &RegistryOptions) -> Result<Self, Error> {
+    pub(crate) fn new(options: &RegistryOptions) -> Result<Self, Error> {
         let tls = options.tls_config()?;
         let token = TokenInjector::default();
         let mut members = Vec::new();
@@ -92,14 +92,14 @@ impl Pool {
     }
 
     /// The URL of every member.
-    pub fn endpoints(&self) -> Vec<String> {
+    pub(crate) fn endpoints(&self) -> Vec<String> {
         self.members.iter().map(|(url, ..)| url.clone()).collect()
     }
 
     /// Runs `op` on one member after another, starting with the last that answered, until one
     /// answers with something other than unavailability. Unary calls are bounded by the request
     /// timeout; `op` must be safe to repeat (every registry write is).
-    pub async fn call<T, F, Fut>(&self, what: &'static str, op: F) -> Result<T, Error>
+    pub(crate) async fn call<T, F, Fut>(&self, what: &'static str, op: F) -> Result<T, Error>
     where
         F: Fn(AuthChannel) -> Fut,
         Fut: std::future::Future<Output = Result<T, Status>>,

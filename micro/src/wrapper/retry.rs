@@ -37,7 +37,7 @@ impl Default for RetryOptions {
 
 /// go-micro's `RetryOnError` codes: a timeout (408) or a server-side failure (500, 502, 503,
 /// 504); a client's mistake (4xx) would fail again.
-pub fn transient(error: &crate::Error) -> bool {
+pub(super) fn transient(error: &crate::Error) -> bool {
     matches!(error.code, 408 | 500 | 502 | 503 | 504)
 }
 

@@ -27,12 +27,12 @@ use crate::node::Core;
 
 type Forward<Q, T> = fn(AuthClient<Channel>, Request<Q>) -> BoxFuture<'static, Result<T, Status>>;
 
-pub struct AuthService {
+pub(crate) struct AuthService {
     core: Arc<Core>,
 }
 
 impl AuthService {
-    pub fn new(core: Arc<Core>) -> AuthServer<Self> {
+    pub(crate) fn new(core: Arc<Core>) -> AuthServer<Self> {
         AuthServer::new(AuthService { core })
     }
 

@@ -15,14 +15,14 @@ use tonic::{Code, Request, Status};
 use crate::node::Core;
 
 /// The metadata keys etcd reads a token from (`rpctypes.TokenFieldNameGRPC`/`...Swagger`).
-pub const TOKEN: &str = "token";
+pub(crate) const TOKEN: &str = "token";
 const AUTHORIZATION: &str = "authorization";
 
 /// Longest wait for this member to apply the entry that issued a token.
 const TOKEN_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// etcd's gRPC code for each auth error (`rpctypes/error.go`).
-pub fn status(e: &AuthError) -> Status {
+pub(crate) fn status(e: &AuthError) -> Status {
     use AuthError as E;
     let code = match e {
         E::UserEmpty | E::RoleEmpty | E::AuthFailed | E::InvalidAuthMgmt | E::AuthOldRevision => {
@@ -37,12 +37,12 @@ pub fn status(e: &AuthError) -> Status {
 
 /// Who is calling: the token the call carried, if any.
 #[derive(Clone, Debug, Default)]
-pub struct Caller {
+pub(crate) struct Caller {
     token: Option<String>,
 }
 
 impl Caller {
-    pub fn of<T>(req: &Request<T>) -> Self {
+    pub(crate) fn of<T>(req: &Request<T>) -> Self {
         let md = req.metadata();
         let token = md
             .get(TOKEN)
@@ -52,13 +52,13 @@ impl Caller {
         Caller { token }
     }
 
-    pub fn token(&self) -> Option<&str> {
+    pub(crate) fn token(&self) -> Option<&str> {
         self.token.as_deref()
     }
 
     /// The user the token names; an unknown token is etcd's "invalid auth token", whether or
     /// not auth is enabled (etcd drops every token when auth is disabled).
-    pub fn user<'a>(&self, a: &'a Auth) -> Result<Option<&'a str>, AuthError> {
+    pub(crate) fn user<'a>(&self, a: &'a Auth) -> Result<Option<&'a str>, AuthError> {
         match &self.token {
             None => Ok(None),
             Some(t) => a
@@ -107,41 +107,41 @@ impl Caller {
     /// Only that a token, if the call carries one, is known here: etcd looks the token up
     /// (`AuthInfoFromCtx`) before proposing any Raft request, so Compact, LeaseGrant and Alarm
     /// need no permission but a bad token is "invalid auth token".
-    pub async fn known(&self, core: &Core) -> Result<(), Status> {
+    pub(crate) async fn known(&self, core: &Core) -> Result<(), Status> {
         self.with(core, |_, _, _| Ok(())).await
     }
 
     /// Root only (etcd's `IsAdminPermitted`): auth management, Defragment, Hash, HashKV.
-    pub async fn admin(&self, core: &Core) -> Result<(), Status> {
+    pub(crate) async fn admin(&self, core: &Core) -> Result<(), Status> {
         self.with(core, |_, a, u| a.check_admin(u)).await
     }
 
     /// [`Caller::admin`] as etcd's maintenance server answers it: the auth store's own error,
     /// not turned into its gRPC form (code UNKNOWN, "auth: ..."; etcd 3.4 does so for
     /// Defragment, Hash, HashKV and Snapshot).
-    pub async fn admin_raw(&self, core: &Core) -> Result<(), Status> {
+    pub(crate) async fn admin_raw(&self, core: &Core) -> Result<(), Status> {
         self.admin(core).await.map_err(|s| raw(&s))
     }
 
     /// [`Caller::known`] as etcd's maintenance server answers Alarm: UNKNOWN
     /// "auth: invalid auth token" (its Alarm hands the auth store's error back unconverted).
-    pub async fn known_raw(&self, core: &Core) -> Result<(), Status> {
+    pub(crate) async fn known_raw(&self, core: &Core) -> Result<(), Status> {
         self.known(core).await.map_err(|s| raw(&s))
     }
 
     /// The name the token names, for the calls a user may make on itself (UserGet).
-    pub async fn name(&self, core: &Core) -> Result<Option<String>, Status> {
+    pub(crate) async fn name(&self, core: &Core) -> Result<Option<String>, Status> {
         self.with(core, |_, _, u| Ok(u.map(str::to_owned))).await
     }
 
-    pub async fn may_range(&self, core: &Core, r: &RangeRequest) -> Result<(), Status> {
+    pub(crate) async fn may_range(&self, core: &Core, r: &RangeRequest) -> Result<(), Status> {
         self.with(core, |_, a, u| a.check(u, &r.key, &r.range_end, Need::Read))
             .await
     }
 
     /// Write on the key, write on every key of the lease it attaches to (etcd's
     /// `checkLeasePuts`), read on the key if the previous value is asked for.
-    pub async fn may_put(&self, core: &Core, r: &PutRequest) -> Result<(), Status> {
+    pub(crate) async fn may_put(&self, core: &Core, r: &PutRequest) -> Result<(), Status> {
         self.with(core, |s, a, u| {
             a.check(u, &r.key, &[], Need::Write)?;
             lease_puts(s, a, u, r.lease)?;
@@ -153,7 +153,11 @@ impl Caller {
         .await
     }
 
-    pub async fn may_delete(&self, core: &Core, r: &DeleteRangeRequest) -> Result<(), Status> {
+    pub(crate) async fn may_delete(
+        &self,
+        core: &Core,
+        r: &DeleteRangeRequest,
+    ) -> Result<(), Status> {
         self.with(core, |_, a, u| {
             a.check(u, &r.key, &r.range_end, Need::Write)?;
             if r.prev_kv {
@@ -166,17 +170,17 @@ impl Caller {
 
     /// Every key the txn compares, reads or writes, in either branch (etcd's `checkTxnAuth`;
     /// nested txns are checked too, which etcd 3.4 forgets).
-    pub async fn may_txn(&self, core: &Core, t: &TxnRequest) -> Result<(), Status> {
+    pub(crate) async fn may_txn(&self, core: &Core, t: &TxnRequest) -> Result<(), Status> {
         self.with(core, |_, a, u| txn(a, u, t)).await
     }
 
     /// Write on every key attached to the lease (etcd checks revokes so).
-    pub async fn may_revoke(&self, core: &Core, lease: i64) -> Result<(), Status> {
+    pub(crate) async fn may_revoke(&self, core: &Core, lease: i64) -> Result<(), Status> {
         self.with(core, |s, a, u| lease_puts(s, a, u, lease)).await
     }
 
     /// Why a watch may not be created (etcd cancels it with this reason), `None` if it may.
-    pub async fn watch_denied(&self, core: &Core, c: &WatchCreateRequest) -> Option<String> {
+    pub(crate) async fn watch_denied(&self, core: &Core, c: &WatchCreateRequest) -> Option<String> {
         // etcd turns an end of "\0" into "no end" before checking: a single key.
         let end: &[u8] = if c.range_end == [0] {
             &[]

@@ -36,12 +36,12 @@ const MOVE_LEADER: &str = "/etcdserverpb.Maintenance/MoveLeader";
 /// [`membership::join::publish_loop`]); carried to the leader like the changes above.
 const PUBLISH: &str = "/registrypb.Membership/Publish";
 
-pub struct ClusterService {
+pub(crate) struct ClusterService {
     core: Arc<Core>,
 }
 
 impl ClusterService {
-    pub fn new(core: Arc<Core>) -> ClusterServer<Self> {
+    pub(crate) fn new(core: Arc<Core>) -> ClusterServer<Self> {
         ClusterServer::new(ClusterService { core })
     }
 }
@@ -61,7 +61,7 @@ impl Cluster for ClusterService {
 }
 
 /// The membership changes and MoveLeader as handlers of the client port's server.
-pub fn routes(core: Arc<Core>) -> Routes {
+pub(crate) fn routes(core: Arc<Core>) -> Routes {
     Routes::new()
         .handler(ADD, on(&core, member_add))
         .handler(REMOVE, on(&core, member_remove))

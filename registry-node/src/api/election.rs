@@ -25,13 +25,13 @@ const NOT_LEADER: &str = "election: not leader";
 const NO_LEADER: &str = "election: no leader";
 const MISSING_LEADER: &str = "\"leader\" field must be provided";
 
-pub struct ElectionService {
+pub(crate) struct ElectionService {
     ch: Channel,
 }
 
 impl ElectionService {
     /// The service on `ch`, a channel to this member's own client port.
-    pub fn new(ch: Channel) -> ElectionServer<Self> {
+    pub(crate) fn new(ch: Channel) -> ElectionServer<Self> {
         ElectionServer::new(ElectionService { ch })
     }
 

@@ -3,14 +3,14 @@
 use tonic::{Code, Status};
 
 /// etcd's texts for conditions the API layer itself detects.
-pub const NO_LEADER: &str = "etcdserver: no leader";
-pub const LEADER_CHANGED: &str = "etcdserver: leader changed";
-pub const TIMED_OUT: &str = "etcdserver: request timed out";
-pub const STOPPED: &str = "etcdserver: server stopped";
-pub const TOO_LARGE: &str = "etcdserver: request is too large";
-pub const EMPTY_KEY: &str = "etcdserver: key is not provided";
+pub(crate) const NO_LEADER: &str = "etcdserver: no leader";
+pub(crate) const LEADER_CHANGED: &str = "etcdserver: leader changed";
+pub(crate) const TIMED_OUT: &str = "etcdserver: request timed out";
+pub(crate) const STOPPED: &str = "etcdserver: server stopped";
+pub(crate) const TOO_LARGE: &str = "etcdserver: request is too large";
+pub(crate) const EMPTY_KEY: &str = "etcdserver: key is not provided";
 
-pub fn status_of(e: &mvcc::Error) -> Status {
+pub(crate) fn status_of(e: &mvcc::Error) -> Status {
     use mvcc::Error as E;
     let code = match e {
         E::EmptyKey | E::KeyNotFound | E::TooManyOps | E::DuplicateKey => Code::InvalidArgument,
@@ -26,33 +26,33 @@ pub fn status_of(e: &mvcc::Error) -> Status {
     Status::new(code, e.to_string())
 }
 
-pub fn no_leader() -> Status {
+pub(crate) fn no_leader() -> Status {
     Status::unavailable(NO_LEADER)
 }
 
-pub fn leader_changed() -> Status {
+pub(crate) fn leader_changed() -> Status {
     Status::unavailable(LEADER_CHANGED)
 }
 
-pub fn timed_out() -> Status {
+pub(crate) fn timed_out() -> Status {
     Status::unavailable(TIMED_OUT)
 }
 
 /// The client's own deadline passed (grpc-go's server answers a handler that returns the
 /// expired context's error so; tonic would say CANCELLED `Timeout expired`).
-pub fn deadline_exceeded() -> Status {
+pub(crate) fn deadline_exceeded() -> Status {
     Status::deadline_exceeded("context deadline exceeded")
 }
 
-pub fn stopped() -> Status {
+pub(crate) fn stopped() -> Status {
     Status::unavailable(STOPPED)
 }
 
-pub fn empty_key() -> Status {
+pub(crate) fn empty_key() -> Status {
     Status::invalid_argument(EMPTY_KEY)
 }
 
-pub fn too_large() -> Status {
+pub(crate) fn too_large() -> Status {
     Status::invalid_argument(TOO_LARGE)
 }
 
@@ -60,7 +60,7 @@ pub fn too_large() -> Status {
 /// safe to send again: the leader answered etcd's "leader changed" or "no leader" (it proposed
 /// nothing), or the channel to it never connected (the request never left this member). A
 /// connection that broke after it was up is not safe: the leader may have applied the call.
-pub fn safe_to_retry(s: &Status) -> bool {
+pub(crate) fn safe_to_retry(s: &Status) -> bool {
     s.code() == Code::Unavailable
         && (s.message() == LEADER_CHANGED || s.message() == NO_LEADER || never_connected(s))
 }

@@ -33,9 +33,9 @@ use crate::raft::peer::client::PeerNetwork;
 use crate::raft::NodeId;
 
 /// `Propose` calls of one follower on their way at once.
-pub const MAX_IN_FLIGHT: usize = 4;
+pub(crate) const MAX_IN_FLIGHT: usize = 4;
 /// At most this many writes in one call.
-pub const MAX_BATCH: usize = 256;
+pub(crate) const MAX_BATCH: usize = 256;
 /// How long a follower waits for the leader's answers.
 const PROPOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -192,7 +192,7 @@ fn outcome_of(r: ProposeResult) -> Result<Outcome, Redirect> {
 }
 
 /// The etcd response for a forwarded write's outcome.
-pub fn response_of(o: Outcome) -> Option<mvcc::Response> {
+pub(crate) fn response_of(o: Outcome) -> Option<mvcc::Response> {
     Some(match o {
         Outcome::Put(r) => mvcc::Response::Put(r),
         Outcome::DeleteRange(r) => mvcc::Response::DeleteRange(r),
@@ -204,7 +204,7 @@ pub fn response_of(o: Outcome) -> Option<mvcc::Response> {
 
 /// Leader side of `Propose`: every request proposed here (concurrently, so they share
 /// entries), each answered in order.
-pub async fn serve(core: &Core, req: ProposeRequest) -> ProposeResponse {
+pub(crate) async fn serve(core: &Core, req: ProposeRequest) -> ProposeResponse {
     use proto::registrypb::internal_request::Request as Kind;
     let results = futures::future::join_all(req.requests.iter().map(|r| async move {
         let is_kv_write = matches!(

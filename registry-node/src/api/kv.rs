@@ -21,18 +21,18 @@ use super::unary::handler;
 use crate::node::Core;
 
 /// The KV service of one member.
-pub struct KvService {
+pub(crate) struct KvService {
     core: Arc<Core>,
 }
 
 impl KvService {
-    pub fn new(core: Arc<Core>) -> KvServer<Self> {
+    pub(crate) fn new(core: Arc<Core>) -> KvServer<Self> {
         KvServer::new(KvService { core }).max_decoding_message_size(crate::node::MAX_CLIENT_MESSAGE)
     }
 
     /// Range, Put, DeleteRange and Txn as unary handlers of the client API's server (see
     /// [`super::unary`]); Compact stays with the tonic service ([`KvService::new`]).
-    pub fn routes(core: Arc<Core>) -> Routes {
+    pub(crate) fn routes(core: Arc<Core>) -> Routes {
         let svc = Arc::new(KvService { core });
         Routes::new()
             .max_message_size(crate::node::MAX_CLIENT_MESSAGE)

@@ -18,12 +18,12 @@ use super::error;
 use super::route::{forwarded_request, CallCtx, Redirect};
 use crate::node::Core;
 
-pub struct LeaseService {
+pub(crate) struct LeaseService {
     core: Arc<Core>,
 }
 
 impl LeaseService {
-    pub fn new(core: Arc<Core>) -> LeaseServer<Self> {
+    pub(crate) fn new(core: Arc<Core>) -> LeaseServer<Self> {
         LeaseServer::new(LeaseService { core })
     }
 
@@ -187,7 +187,7 @@ impl Lease for LeaseService {
 }
 
 /// Whether a stream asked to fail fast without a leader (etcd's `hasleader` metadata).
-pub fn requires_leader<T>(req: &Request<T>) -> bool {
+pub(crate) fn requires_leader<T>(req: &Request<T>) -> bool {
     req.metadata()
         .get("hasleader")
         .and_then(|v| v.to_str().ok())

@@ -30,13 +30,13 @@ use super::auth_check::TOKEN;
 /// clientv3/concurrency's default session TTL, for a request without a lease.
 const SESSION_TTL: i64 = 60;
 
-pub struct LockService {
+pub(crate) struct LockService {
     ch: Channel,
 }
 
 impl LockService {
     /// The service on `ch`, a channel to this member's own client port.
-    pub fn new(ch: Channel) -> LockServer<Self> {
+    pub(crate) fn new(ch: Channel) -> LockServer<Self> {
         LockServer::new(LockService { ch })
     }
 }

@@ -29,20 +29,20 @@ use crate::node::Core;
 mod snapshot;
 
 /// The etcd version we speak; tools parse it as semver.
-pub const ETCD_VERSION: &str = "3.4.23";
+pub(crate) const ETCD_VERSION: &str = "3.4.23";
 
-pub struct MaintenanceService {
+pub(crate) struct MaintenanceService {
     core: Arc<Core>,
 }
 
 impl MaintenanceService {
-    pub fn new(core: Arc<Core>) -> MaintenanceServer<Self> {
+    pub(crate) fn new(core: Arc<Core>) -> MaintenanceServer<Self> {
         MaintenanceServer::new(MaintenanceService { core })
     }
 }
 
 /// The chunks of a snapshot, then its sha256.
-pub type SnapshotStream =
+pub(crate) type SnapshotStream =
     std::pin::Pin<Box<dyn futures::Stream<Item = Result<SnapshotResponse, Status>> + Send>>;
 
 #[tonic::async_trait]
@@ -184,7 +184,7 @@ const QUOTA_CHECK: std::time::Duration = std::time::Duration::from_millis(100);
 /// refuses writes (`mvcc`'s capped apply). The check runs every [`QUOTA_CHECK`] when the
 /// store changed, so writes in that window still pass (etcd checks each request). Runs until
 /// `stop`.
-pub async fn watch_quota(core: Arc<Core>, stop: CancellationToken) {
+pub(crate) async fn watch_quota(core: Arc<Core>, stop: CancellationToken) {
     let quota = core.config.raft.quota_backend_bytes;
     let mut checked = -1;
     loop {
@@ -236,7 +236,7 @@ pub(crate) fn mismatched(local: (u32, i64), answers: &[(u64, Option<(u32, i64)>)
 /// etcd's periodic corruption check, on the leader: every `corrupt_check_ms` it asks every
 /// other member for its HashKV at the leader's revision and raises CORRUPT (through Raft) for
 /// each member whose hash differs. Runs until `stop`; off when the interval is 0.
-pub async fn check_corruption(core: Arc<Core>, stop: CancellationToken) {
+pub(crate) async fn check_corruption(core: Arc<Core>, stop: CancellationToken) {
     let every = std::time::Duration::from_millis(core.config.raft.corrupt_check_ms);
     if every.is_zero() {
         return;

@@ -27,10 +27,10 @@ use crate::raft::peer::client::{PeerError, PeerNetwork};
 use crate::raft::{CommandResult, MemberNode, NodeId, TypeConfig};
 
 /// Metadata key marking a call carried from a follower to the leader.
-pub const FORWARDED: &str = "x-registry-forwarded";
+pub(crate) const FORWARDED: &str = "x-registry-forwarded";
 
 /// How long a request may wait for a leader or a forwarded answer without a client deadline.
-pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(5);
+pub(crate) const DEFAULT_DEADLINE: Duration = Duration::from_secs(5);
 
 /// Why a request could not be served here.
 #[derive(Clone)]
@@ -108,10 +108,10 @@ where
 }
 
 /// Linearizable reads on the leader waiting for a leadership check (see [`Rounds`]).
-pub type ReadBatch = Rounds<Result<ReadIndex, Redirect>>;
+pub(crate) type ReadBatch = Rounds<Result<ReadIndex, Redirect>>;
 
 /// Linearizable reads of a follower waiting for a read index from the leader (see [`Rounds`]).
-pub type FollowerReads = Rounds<Result<ReadIndex, Redirect>>;
+pub(crate) type FollowerReads = Rounds<Result<ReadIndex, Redirect>>;
 
 /// A read index the leader confirmed: reads served from a state machine that has applied
 /// `index` are linearizable.
@@ -222,7 +222,7 @@ impl CallCtx {
 }
 
 /// Marks `req` as forwarded and gives it what is left of the caller's deadline.
-pub fn forwarded_request<T>(msg: T, ctx: &CallCtx) -> Request<T> {
+pub(crate) fn forwarded_request<T>(msg: T, ctx: &CallCtx) -> Request<T> {
     let mut req = Request::new(msg);
     req.metadata_mut()
         .insert(FORWARDED, tonic::metadata::MetadataValue::from_static("1"));

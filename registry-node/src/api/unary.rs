@@ -16,13 +16,13 @@ use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status};
 
 /// `f` (a call of a tonic trait method) as a [`Handler`].
-pub struct TonicUnary<F, Req, Resp> {
+pub(crate) struct TonicUnary<F, Req, Resp> {
     f: F,
     _types: PhantomData<fn(Req) -> Resp>,
 }
 
 /// A handler calling `f` with each decoded request.
-pub fn handler<F, Req, Resp, Fut>(f: F) -> Arc<dyn Handler>
+pub(crate) fn handler<F, Req, Resp, Fut>(f: F) -> Arc<dyn Handler>
 where
     F: Fn(Request<Req>) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<Response<Resp>, Status>> + Send + 'static,

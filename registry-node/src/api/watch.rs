@@ -24,12 +24,12 @@ use crate::watch::Watcher;
 
 const CANCEL_COMPACTED: &str = "etcdserver: mvcc: required revision has been compacted";
 
-pub struct WatchService {
+pub(crate) struct WatchService {
     core: Arc<Core>,
 }
 
 impl WatchService {
-    pub fn new(core: Arc<Core>) -> WatchServer<Self> {
+    pub(crate) fn new(core: Arc<Core>) -> WatchServer<Self> {
         WatchServer::new(WatchService { core })
     }
 }
@@ -321,14 +321,14 @@ impl WatchStream {
 
 /// Notices a member that has had no leader for three election timeouts (etcd's
 /// `monitorLeader`), so streams that asked for a leader can be ended.
-pub struct LeaderWatch {
+pub(crate) struct LeaderWatch {
     ticker: tokio::time::Interval,
     since: Option<tokio::time::Instant>,
     limit: Duration,
 }
 
 impl LeaderWatch {
-    pub fn new(core: &Core) -> Self {
+    pub(crate) fn new(core: &Core) -> Self {
         let election = Duration::from_millis(core.config.raft.election_timeout_ms);
         LeaderWatch {
             ticker: tokio::time::interval(election / 2),
@@ -337,12 +337,12 @@ impl LeaderWatch {
         }
     }
 
-    pub async fn tick(&mut self) {
+    pub(crate) async fn tick(&mut self) {
         self.ticker.tick().await;
     }
 
     /// Whether the member has been without a leader for too long.
-    pub fn lost(&mut self, core: &Core) -> bool {
+    pub(crate) fn lost(&mut self, core: &Core) -> bool {
         if matches!(core.leader_redirect(), Some(Redirect::NoLeader)) {
             let since = *self.since.get_or_insert_with(tokio::time::Instant::now);
             since.elapsed() >= self.limit

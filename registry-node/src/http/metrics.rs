@@ -63,7 +63,7 @@ impl EncodeMetric for WalFsync {
     }
 }
 
-pub struct Metrics {
+pub(crate) struct Metrics {
     registry: Registry,
     wal_fsync: WalFsync,
     db_in_use: Gauge,
@@ -254,7 +254,7 @@ fn split(path: &str) -> (String, String) {
 
 impl Metrics {
     /// The gRPC server's observer ([`grpc_lite::server::Routes::observe`]).
-    pub fn observer(self: &Arc<Self>) -> Observer {
+    pub(crate) fn observer(self: &Arc<Self>) -> Observer {
         let metrics = Arc::clone(self);
         Arc::new(move |path: &str, code: Option<Code>| metrics.observe(path, code))
     }
@@ -353,7 +353,7 @@ impl Metrics {
 
 /// Counts leader changes and keeps the grpc.health.v1 status of the client port: SERVING
 /// while a leader is known, NOT_SERVING otherwise. Runs until `stop`.
-pub async fn follow(
+pub(crate) async fn follow(
     core: Arc<Core>,
     metrics: Arc<Metrics>,
     health: HealthReporter,

@@ -7,8 +7,8 @@
 //! gateway dials its own gRPC server), so every rule (routing, forwarding, validation, errors)
 //! lives in the services alone.
 
-pub mod gateway;
-pub mod metrics;
+pub(crate) mod gateway;
+pub(crate) mod metrics;
 
 use openraft::async_runtime::WatchReceiver;
 use std::net::SocketAddr;
@@ -25,10 +25,10 @@ use tonic::transport::{Channel, Endpoint};
 use crate::api::maintenance::ETCD_VERSION;
 use crate::node::Core;
 
-pub use metrics::Metrics;
+pub(crate) use metrics::Metrics;
 
 /// etcd 3.4's cluster version as `/version` reports it.
-pub const CLUSTER_VERSION: &str = "3.4.0";
+pub(crate) const CLUSTER_VERSION: &str = "3.4.0";
 
 /// What the HTTP side of a member shares.
 pub(crate) struct Http {
@@ -39,7 +39,7 @@ pub(crate) struct Http {
 }
 
 /// The HTTP handler of a member; `channel` reaches its own client port.
-pub fn handler(core: Arc<Core>, channel: Channel, metrics: Arc<Metrics>) -> HttpHandler {
+pub(crate) fn handler(core: Arc<Core>, channel: Channel, metrics: Arc<Metrics>) -> HttpHandler {
     let http = Arc::new(Http {
         channel,
         core,
@@ -196,7 +196,7 @@ pub(crate) fn json(status: StatusCode, body: String) -> Response<HttpBody> {
 }
 
 /// What the client port serves besides the etcd services, ready to add to its routes.
-pub struct Served {
+pub(crate) struct Served {
     /// A channel to the member's own gRPC services (the lock and election services use it).
     pub channel: Channel,
     pub handler: HttpHandler,
@@ -206,7 +206,7 @@ pub struct Served {
 
 /// The HTTP side of the member whose client port is `local`, its metrics, and grpc.health.v1
 /// (its status follows the leader until `stop`).
-pub fn start(
+pub(crate) fn start(
     core: Arc<Core>,
     local: SocketAddr,
     stop: tokio_util::sync::CancellationToken,

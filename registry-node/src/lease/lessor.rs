@@ -14,11 +14,11 @@ use std::collections::{BinaryHeap, HashMap, HashSet};
 use crate::store::LeaseChange;
 
 /// Milliseconds on the caller's monotonic clock.
-pub type Millis = u64;
+pub(crate) type Millis = u64;
 
 /// A lease as the replicated store knows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LeaseTtl {
+pub(crate) struct LeaseTtl {
     pub id: i64,
     pub ttl: i64,
     /// Checkpointed remaining TTL in seconds (0: none).
@@ -26,7 +26,7 @@ pub struct LeaseTtl {
 }
 
 #[derive(Debug, Default)]
-pub struct Lessor {
+pub(crate) struct Lessor {
     primary: bool,
     expiry: HashMap<i64, (Millis, i64)>,
     /// Min-heap of (expiry, id); stale entries are skipped when popped.
@@ -40,12 +40,12 @@ fn secs(s: i64) -> Millis {
 }
 
 impl Lessor {
-    pub fn is_primary(&self) -> bool {
+    pub(crate) fn is_primary(&self) -> bool {
         self.primary
     }
 
     /// Becomes primary: every lease gets `now + extend + (remaining or ttl)`.
-    pub fn promote(
+    pub(crate) fn promote(
         &mut self,
         now: Millis,
         extend: Millis,
@@ -60,7 +60,7 @@ impl Lessor {
     }
 
     /// Stops being primary: no expiry, no renewal.
-    pub fn demote(&mut self) {
+    pub(crate) fn demote(&mut self) {
         self.primary = false;
         self.expiry.clear();
         self.queue.clear();
@@ -74,7 +74,7 @@ impl Lessor {
 
     /// Brings the expiry table in line with the store's leases: new ones (granted since) start
     /// their full TTL now, gone ones (revoked) are dropped.
-    pub fn sync(&mut self, now: Millis, leases: impl IntoIterator<Item = LeaseTtl>) {
+    pub(crate) fn sync(&mut self, now: Millis, leases: impl IntoIterator<Item = LeaseTtl>) {
         if !self.primary {
             return;
         }
@@ -91,7 +91,7 @@ impl Lessor {
 
     /// Follows the grants and revokes the store applied since the last call (the state
     /// machine's lease feed): O(changes), where [`Lessor::sync`] is O(leases).
-    pub fn apply_changes(&mut self, now: Millis, changes: &[LeaseChange]) {
+    pub(crate) fn apply_changes(&mut self, now: Millis, changes: &[LeaseChange]) {
         for c in changes {
             match *c {
                 LeaseChange::Granted { id, ttl } => self.granted(id, ttl, now),
@@ -105,7 +105,7 @@ impl Lessor {
 
     /// A grant was applied on this member as primary: the lease's TTL starts now, as etcd's
     /// lessor starts it when it applies the grant (not at the next [`Lessor::sync`]).
-    pub fn granted(&mut self, id: i64, ttl: i64, now: Millis) {
+    pub(crate) fn granted(&mut self, id: i64, ttl: i64, now: Millis) {
         if self.primary && !self.expiry.contains_key(&id) {
             self.set(id, now + secs(ttl), ttl);
         }
@@ -116,7 +116,7 @@ impl Lessor {
     /// the last [`Lessor::sync`], which is then forgotten at once — a client must learn that
     /// its lease is gone, etcd answers TTL 0). `store_ttl` also covers a lease granted so
     /// recently that this table has not seen it yet.
-    pub fn renew(&mut self, id: i64, now: Millis, store_ttl: Option<i64>) -> Option<i64> {
+    pub(crate) fn renew(&mut self, id: i64, now: Millis, store_ttl: Option<i64>) -> Option<i64> {
         if !self.primary || self.revoking.contains(&id) {
             return None;
         }
@@ -133,7 +133,7 @@ impl Lessor {
     /// (`int64(Remaining().Seconds())`), if primary and known. The clock is in whole
     /// milliseconds, so the true time is up to 1 ms past `now`: a lease asked about in the
     /// millisecond of its grant has 29.999… s of 30 left, 29 as etcd says.
-    pub fn remaining(&self, id: i64, now: Millis) -> Option<i64> {
+    pub(crate) fn remaining(&self, id: i64, now: Millis) -> Option<i64> {
         if !self.primary {
             return None;
         }
@@ -143,7 +143,7 @@ impl Lessor {
 
     /// Up to `max` leases expired at `now` and not yet being revoked (the earliest first),
     /// marked as being revoked; the rest stay queued for a later call.
-    pub fn take_expired(&mut self, now: Millis, max: usize) -> Vec<i64> {
+    pub(crate) fn take_expired(&mut self, now: Millis, max: usize) -> Vec<i64> {
         let mut out = Vec::new();
         if !self.primary {
             return out;
@@ -162,7 +162,7 @@ impl Lessor {
     }
 
     /// A proposed revoke failed: the ids may be expired again on a later tick.
-    pub fn revoke_failed(&mut self, ids: &[i64], now: Millis) {
+    pub(crate) fn revoke_failed(&mut self, ids: &[i64], now: Millis) {
         for id in ids {
             if self.revoking.remove(id) {
                 if let Some((_, ttl)) = self.expiry.get(id).copied() {
@@ -180,7 +180,12 @@ impl Lessor {
     /// checkpoint of every kept-alive lease made one Raft entry of 100,000 ids every round
     /// (issue 21). What checkpoints are for is the lease nobody renews any more: it must not
     /// get its full TTL back at every election.
-    pub fn checkpoints(&self, now: Millis, min_ttl: i64, unrenewed: Millis) -> Vec<(i64, i64)> {
+    pub(crate) fn checkpoints(
+        &self,
+        now: Millis,
+        min_ttl: i64,
+        unrenewed: Millis,
+    ) -> Vec<(i64, i64)> {
         let mut v: Vec<(i64, i64)> = self
             .expiry
             .iter()
@@ -194,16 +199,12 @@ impl Lessor {
     }
 
     /// When the next lease expires, if any (for the ticker).
-    pub fn next_expiry(&self) -> Option<Millis> {
+    pub(crate) fn next_expiry(&self) -> Option<Millis> {
         self.queue.peek().map(|Reverse((at, _))| *at)
     }
 
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.expiry.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.expiry.is_empty()
     }
 }
 
@@ -341,7 +342,7 @@ mod tests {
                 LeaseChange::Revoked { id: 2 },
             ],
         );
-        assert!(s.is_empty());
+        assert_eq!(s.len(), 0);
         assert!(
             s.take_expired(60_000, usize::MAX).is_empty(),
             "revoked: never expired"

@@ -4,7 +4,7 @@
 //! remaining TTLs so that a full restart neither expires every lease at once nor keeps dead
 //! ones forever.
 
-pub mod lessor;
+pub(crate) mod lessor;
 
 use openraft::async_runtime::WatchReceiver;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,7 +18,7 @@ use proto::registrypb::{InternalRequest, LeaseRevokeBatch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-pub use lessor::{LeaseTtl, Lessor, Millis};
+pub(crate) use lessor::{LeaseTtl, Lessor, Millis};
 
 use crate::node::Core;
 use crate::store::Drained;
@@ -128,7 +128,7 @@ const CHECKPOINT_EVERY: Duration = Duration::from_secs(5);
 /// Drives the lessor of `core` until `shutdown`: promotes as soon as this member becomes
 /// leader (so leases granted in its term start their TTL at once), and every tick — or when the
 /// next lease is due — confirms leadership with a quorum before expiring anything.
-pub async fn run(core: Arc<Core>, shutdown: CancellationToken) {
+pub(crate) async fn run(core: Arc<Core>, shutdown: CancellationToken) {
     let mgr = &core.leases;
     let mut metrics = core.raft.metrics();
     let mut next_work = Instant::now();

@@ -16,7 +16,7 @@ const MAX_LEARNERS: usize = 1;
 /// A learner may be promoted once it has this share of the leader's log (`readyPercent`).
 const READY_PERCENT: f64 = 0.9;
 
-pub fn member_not_found() -> Status {
+pub(crate) fn member_not_found() -> Status {
     Status::not_found("etcdserver: member not found")
 }
 
@@ -32,7 +32,7 @@ fn bad_urls() -> Status {
 
 /// A member's peer URLs as given: etcd's URL rules (`http(s)://host:port`), and one URL, since a
 /// member of this registry has one peer URL.
-pub fn one_peer_url(urls: &[String]) -> Result<String, Status> {
+pub(crate) fn one_peer_url(urls: &[String]) -> Result<String, Status> {
     let [url] = urls else {
         if urls.is_empty() {
             return Err(bad_urls());
@@ -55,7 +55,7 @@ pub fn one_peer_url(urls: &[String]) -> Result<String, Status> {
 }
 
 /// A new member's id, as etcd makes one: from its peer URL, the cluster and the time.
-pub fn new_member_id(peer_url: &str, cluster_id: u64) -> NodeId {
+pub(crate) fn new_member_id(peer_url: &str, cluster_id: u64) -> NodeId {
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_nanos() as u64)
@@ -84,7 +84,12 @@ fn voters(ms: &Membership, except: Option<NodeId>) -> (usize, usize) {
 }
 
 /// MemberAdd: may member `id` with `peer_url` join?
-pub fn may_add(ms: &Membership, id: NodeId, peer_url: &str, learner: bool) -> Result<(), Status> {
+pub(crate) fn may_add(
+    ms: &Membership,
+    id: NodeId,
+    peer_url: &str,
+    learner: bool,
+) -> Result<(), Status> {
     if !learner {
         // IsReadyToAddVotingMember: the started voters must stay a quorum with the new one.
         let (n, s) = voters(ms, None);
@@ -112,7 +117,7 @@ pub fn may_add(ms: &Membership, id: NodeId, peer_url: &str, learner: bool) -> Re
 }
 
 /// MemberRemove: may `id` go? Returns whether it is a learner.
-pub fn may_remove(ms: &Membership, id: NodeId) -> Result<bool, Status> {
+pub(crate) fn may_remove(ms: &Membership, id: NodeId) -> Result<bool, Status> {
     if ms.get_node(&id).is_none() {
         return Err(member_not_found());
     }
@@ -128,7 +133,11 @@ pub fn may_remove(ms: &Membership, id: NodeId) -> Result<bool, Status> {
 }
 
 /// MemberUpdate: the member's record with `peer_url`, unless another member has it.
-pub fn may_update(ms: &Membership, id: NodeId, peer_url: &str) -> Result<MemberNode, Status> {
+pub(crate) fn may_update(
+    ms: &Membership,
+    id: NodeId,
+    peer_url: &str,
+) -> Result<MemberNode, Status> {
     let Some(node) = ms.get_node(&id) else {
         return Err(member_not_found());
     };
@@ -148,7 +157,7 @@ pub fn may_update(ms: &Membership, id: NodeId, peer_url: &str) -> Result<MemberN
 
 /// MemberPromote: `matched` is the learner's last replicated index the leader knows,
 /// `leader_last` the leader's own last index.
-pub fn may_promote(
+pub(crate) fn may_promote(
     ms: &Membership,
     id: NodeId,
     matched: Option<u64>,

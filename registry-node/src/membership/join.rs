@@ -50,7 +50,7 @@ const JOINED_FILE: &str = "member.json";
 /// cluster file gives the token, data dir and timers; client URLs come from the file's member
 /// of the same name if any, else this member's own listen address, else they are published
 /// by each member when it starts.
-pub fn config_with_initial_cluster(
+pub(crate) fn config_with_initial_cluster(
     file: &ClusterFile,
     path: &Path,
     name: &str,
@@ -104,7 +104,7 @@ pub fn config_with_initial_cluster(
 
 /// Before Raft starts: a member started with `existing` takes its id and cluster id from its
 /// data directory or, on its first start, from the running cluster.
-pub async fn prepare(mut config: NodeConfig) -> Result<NodeConfig, String> {
+pub(crate) async fn prepare(mut config: NodeConfig) -> Result<NodeConfig, String> {
     if config.initial_cluster_state != ClusterState::Existing {
         return Ok(config);
     }
@@ -228,7 +228,7 @@ async fn member_list(tls: &ClientTls, peer_url: &str) -> Result<(u64, Vec<Member
 /// so this does nothing for them. A member the committed membership no longer holds, once it
 /// was in it, has been removed: it stops (cancels `core.stopping`), as etcd's removed member
 /// does, instead of serving reads it can no longer keep up to date.
-pub async fn publish_loop(core: Arc<Core>, stop: CancellationToken) {
+pub(crate) async fn publish_loop(core: Arc<Core>, stop: CancellationToken) {
     let me = core.config.id;
     let name = core.config.name.clone();
     let client_url = core
@@ -305,7 +305,7 @@ async fn removed_by_peers(tls: &ClientTls, me: NodeId, peers: &[String]) -> bool
 }
 
 /// Resolves once any of `members` stops by itself (removed from the cluster); never if none.
-pub async fn any_stopped(members: Vec<CancellationToken>) {
+pub(crate) async fn any_stopped(members: Vec<CancellationToken>) {
     if members.is_empty() {
         return std::future::pending().await;
     }

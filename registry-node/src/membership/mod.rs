@@ -10,7 +10,7 @@
 //! cluster ([`join`]) and publishes itself ([`join::publish_loop`]).
 
 pub(crate) mod checks;
-pub mod join;
+pub(crate) mod join;
 
 use openraft::async_runtime::WatchReceiver;
 use std::collections::{BTreeMap, BTreeSet};
@@ -29,12 +29,12 @@ use crate::node::Core;
 use crate::raft::{MemberNode, NodeId, TypeConfig};
 
 /// The Raft membership of the registry.
-pub type Membership = openraft::Membership<NodeId, MemberNode>;
+pub(crate) type Membership = openraft::Membership<NodeId, MemberNode>;
 type Metrics = openraft::RaftMetrics<TypeConfig>;
 
 /// The members as etcd lists them, by id: a member that has not published itself yet has an
 /// empty name and no client URLs ("unstarted" in `etcdctl member list`).
-pub fn members_of(m: &Membership) -> Vec<Member> {
+pub(crate) fn members_of(m: &Membership) -> Vec<Member> {
     let learners: BTreeSet<NodeId> = m.learner_ids().collect();
     m.nodes()
         .map(|(id, node)| Member {
@@ -52,7 +52,7 @@ pub fn members_of(m: &Membership) -> Vec<Member> {
 }
 
 /// This member's current view of the membership.
-pub fn current_members(core: &Core) -> Vec<Member> {
+pub(crate) fn current_members(core: &Core) -> Vec<Member> {
     members_of(
         core.raft
             .metrics()
@@ -246,7 +246,7 @@ pub(crate) async fn publish(
 }
 
 /// etcd's `etcdserver: not leader` (MoveLeader on a follower; etcdctl finds the leader itself).
-pub fn not_leader_status() -> Status {
+pub(crate) fn not_leader_status() -> Status {
     Status::failed_precondition("etcdserver: not leader")
 }
 

@@ -23,14 +23,15 @@ use crate::batching::Batching;
 
 /// Entries of batched proposals on their way through Raft at once, by default
 /// (`[raft] proposals_in_flight`).
-pub const MAX_IN_FLIGHT: usize = 3;
+pub(crate) const MAX_IN_FLIGHT: usize = 3;
 /// At most this many requests in one entry.
-pub const MAX_BATCH: usize = 256;
+pub(crate) const MAX_BATCH: usize = 256;
 /// A batch is closed once its encoded requests reach this many bytes.
-pub const MAX_BATCH_BYTES: usize = 1024 * 1024;
+pub(crate) const MAX_BATCH_BYTES: usize = 1024 * 1024;
 
 /// What one proposal gets back.
-pub type Outcome = Result<CommandResult, RaftError<TypeConfig, ClientWriteError<TypeConfig>>>;
+pub(crate) type Outcome =
+    Result<CommandResult, RaftError<TypeConfig, ClientWriteError<TypeConfig>>>;
 
 type Waiter = (Vec<u8>, oneshot::Sender<Outcome>);
 

@@ -8,7 +8,7 @@ use proto::registrypb::InternalRequest;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// Raft member id; equal to the etcd member id reported to clients.
-pub type NodeId = u64;
+pub(crate) type NodeId = u64;
 
 openraft::declare_raft_types!(
     /// The registry's Raft types (openraft's defaults otherwise: u64 terms, the leader id that
@@ -21,15 +21,15 @@ openraft::declare_raft_types!(
 );
 
 /// A snapshot's bytes: the encoded [`mvcc::Store`].
-pub type SnapshotData = Vec<u8>;
+pub(crate) type SnapshotData = Vec<u8>;
 
 /// openraft's types for this configuration.
-pub type LogId = openraft::type_config::alias::LogIdOf<TypeConfig>;
-pub type Vote = openraft::type_config::alias::VoteOf<TypeConfig>;
-pub type Entry = openraft::type_config::alias::EntryOf<TypeConfig>;
-pub type StoredMembership = openraft::type_config::alias::StoredMembershipOf<TypeConfig>;
-pub type SnapshotMeta = openraft::type_config::alias::SnapshotMetaOf<TypeConfig>;
-pub type Snapshot = openraft::type_config::alias::SnapshotOf<TypeConfig, SnapshotData>;
+pub(crate) type LogId = openraft::type_config::alias::LogIdOf<TypeConfig>;
+pub(crate) type Vote = openraft::type_config::alias::VoteOf<TypeConfig>;
+pub(crate) type Entry = openraft::type_config::alias::EntryOf<TypeConfig>;
+pub(crate) type StoredMembership = openraft::type_config::alias::StoredMembershipOf<TypeConfig>;
+pub(crate) type SnapshotMeta = openraft::type_config::alias::SnapshotMetaOf<TypeConfig>;
+pub(crate) type Snapshot = openraft::type_config::alias::SnapshotOf<TypeConfig, SnapshotData>;
 
 /// A member as the Raft membership records it: enough to reach it and to list it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -93,7 +93,7 @@ impl Command {
 /// First byte of a batch command. An encoded protobuf message never starts with 0 (field
 /// number 0 is invalid), so batches are told apart from single requests, and entries written
 /// before batching existed still decode.
-pub const BATCH_MARK: u8 = 0;
+pub(crate) const BATCH_MARK: u8 = 0;
 
 impl fmt::Display for Command {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -110,11 +110,11 @@ impl fmt::Debug for Command {
 mod bytes_as_seq {
     use serde::{Deserializer, Serializer};
 
-    pub fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
+    pub(super) fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
         s.serialize_bytes(v)
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
         d.deserialize_byte_buf(BytesVisitor)
     }
 

@@ -15,19 +15,19 @@ use proto::raftpb as pb;
 use super::types::{Entry, LogId, StoredMembership, Vote};
 use super::{Command, MemberNode, NodeId, TypeConfig};
 
-pub type TransferLeaderResponse = openraft::raft::TransferLeaderResponse<TypeConfig>;
+pub(crate) type TransferLeaderResponse = openraft::raft::TransferLeaderResponse<TypeConfig>;
 type TransferLeaderError = openraft::raft::TransferLeaderError<TypeConfig>;
 
 /// A message from a peer that does not make sense.
 #[derive(Debug, thiserror::Error)]
 #[error("malformed peer message: {0}")]
-pub struct Malformed(pub String);
+pub(crate) struct Malformed(pub String);
 
 fn missing(what: &str) -> Malformed {
     Malformed(format!("{what} missing"))
 }
 
-pub fn log_id(l: &LogId) -> pb::LogId {
+pub(crate) fn log_id(l: &LogId) -> pb::LogId {
     pb::LogId {
         term: l.leader_id.term,
         leader: l.leader_id.node_id,
@@ -35,11 +35,11 @@ pub fn log_id(l: &LogId) -> pb::LogId {
     }
 }
 
-pub fn log_id_opt(l: &Option<LogId>) -> Option<pb::LogId> {
+pub(crate) fn log_id_opt(l: &Option<LogId>) -> Option<pb::LogId> {
     l.as_ref().map(log_id)
 }
 
-pub fn from_log_id(l: pb::LogId) -> LogId {
+pub(crate) fn from_log_id(l: pb::LogId) -> LogId {
     LogId::new(
         LeaderId {
             term: l.term,
@@ -53,7 +53,7 @@ fn from_log_id_opt(l: Option<pb::LogId>) -> Option<LogId> {
     l.map(from_log_id)
 }
 
-pub fn vote(v: &Vote) -> pb::Vote {
+pub(crate) fn vote(v: &Vote) -> pb::Vote {
     pb::Vote {
         term: v.leader_id.term,
         node_id: v.leader_id.node_id,
@@ -61,7 +61,7 @@ pub fn vote(v: &Vote) -> pb::Vote {
     }
 }
 
-pub fn from_vote(v: Option<pb::Vote>) -> Result<Vote, Malformed> {
+pub(crate) fn from_vote(v: Option<pb::Vote>) -> Result<Vote, Malformed> {
     let v = v.ok_or_else(|| missing("vote"))?;
     Ok(if v.committed {
         Vote::new_committed(v.term, v.node_id)
@@ -70,7 +70,7 @@ pub fn from_vote(v: Option<pb::Vote>) -> Result<Vote, Malformed> {
     })
 }
 
-pub fn membership(m: &Membership<NodeId, MemberNode>) -> pb::Membership {
+pub(crate) fn membership(m: &Membership<NodeId, MemberNode>) -> pb::Membership {
     pb::Membership {
         configs: m
             .get_joint_config()
@@ -93,7 +93,7 @@ pub fn membership(m: &Membership<NodeId, MemberNode>) -> pb::Membership {
     }
 }
 
-pub fn from_membership(
+pub(crate) fn from_membership(
     m: Option<pb::Membership>,
 ) -> Result<Membership<NodeId, MemberNode>, Malformed> {
     let m = m.ok_or_else(|| missing("membership"))?;
@@ -117,11 +117,11 @@ pub fn from_membership(
     Membership::new(configs, nodes).map_err(|e| Malformed(format!("membership: {e}")))
 }
 
-pub fn stored_membership(m: &StoredMembership) -> (Option<pb::LogId>, pb::Membership) {
+pub(crate) fn stored_membership(m: &StoredMembership) -> (Option<pb::LogId>, pb::Membership) {
     (log_id_opt(m.log_id()), membership(m.membership()))
 }
 
-pub fn from_stored_membership(
+pub(crate) fn from_stored_membership(
     log_id: Option<pb::LogId>,
     m: Option<pb::Membership>,
 ) -> Result<StoredMembership, Malformed> {
@@ -131,7 +131,7 @@ pub fn from_stored_membership(
     ))
 }
 
-pub fn entry(e: &Entry) -> pb::Entry {
+pub(crate) fn entry(e: &Entry) -> pb::Entry {
     use pb::entry::Payload;
     let payload = match &e.payload {
         EntryPayload::Blank => Payload::Blank(pb::Blank {}),
@@ -144,7 +144,7 @@ pub fn entry(e: &Entry) -> pb::Entry {
     }
 }
 
-pub fn from_entry(e: pb::Entry) -> Result<Entry, Malformed> {
+pub(crate) fn from_entry(e: pb::Entry) -> Result<Entry, Malformed> {
     use pb::entry::Payload;
     let log_id = from_log_id(e.log_id.ok_or_else(|| missing("entry log id"))?);
     let payload = match e.payload.ok_or_else(|| missing("entry payload"))? {
@@ -155,7 +155,7 @@ pub fn from_entry(e: pb::Entry) -> Result<Entry, Malformed> {
     Ok(Entry { log_id, payload })
 }
 
-pub fn append_request(r: &AppendEntriesRequest<TypeConfig>) -> pb::AppendRequest {
+pub(crate) fn append_request(r: &AppendEntriesRequest<TypeConfig>) -> pb::AppendRequest {
     pb::AppendRequest {
         vote: Some(vote(&r.vote)),
         prev_log_id: log_id_opt(&r.prev_log_id),
@@ -164,7 +164,7 @@ pub fn append_request(r: &AppendEntriesRequest<TypeConfig>) -> pb::AppendRequest
     }
 }
 
-pub fn from_append_request(
+pub(crate) fn from_append_request(
     r: pb::AppendRequest,
 ) -> Result<AppendEntriesRequest<TypeConfig>, Malformed> {
     Ok(AppendEntriesRequest {
@@ -179,7 +179,7 @@ pub fn from_append_request(
     })
 }
 
-pub fn append_response(r: &AppendEntriesResponse<TypeConfig>) -> pb::AppendResponse {
+pub(crate) fn append_response(r: &AppendEntriesResponse<TypeConfig>) -> pb::AppendResponse {
     use pb::append_response::Result as R;
     let result = match r {
         AppendEntriesResponse::Success => R::Accepted(pb::Accepted { last: None }),
@@ -203,7 +203,7 @@ const NOTHING: pb::LogId = pb::LogId {
     index: u64::MAX,
 };
 
-pub fn from_append_response(
+pub(crate) fn from_append_response(
     r: pb::AppendResponse,
 ) -> Result<AppendEntriesResponse<TypeConfig>, Malformed> {
     use pb::append_response::Result as R;
@@ -220,7 +220,7 @@ pub fn from_append_response(
     })
 }
 
-pub fn vote_request(r: &VoteRequest<TypeConfig>, pre_vote: bool) -> pb::VoteRequest {
+pub(crate) fn vote_request(r: &VoteRequest<TypeConfig>, pre_vote: bool) -> pb::VoteRequest {
     pb::VoteRequest {
         vote: Some(vote(&r.vote)),
         last_log_id: log_id_opt(&r.last_log_id),
@@ -230,13 +230,15 @@ pub fn vote_request(r: &VoteRequest<TypeConfig>, pre_vote: bool) -> pb::VoteRequ
 }
 
 /// The request, and whether it is a pre-vote.
-pub fn from_vote_request(r: pb::VoteRequest) -> Result<(VoteRequest<TypeConfig>, bool), Malformed> {
+pub(crate) fn from_vote_request(
+    r: pb::VoteRequest,
+) -> Result<(VoteRequest<TypeConfig>, bool), Malformed> {
     let mut req = VoteRequest::new(from_vote(r.vote)?, from_log_id_opt(r.last_log_id));
     req.leadership_transfer = r.leadership_transfer;
     Ok((req, r.pre_vote))
 }
 
-pub fn vote_response(r: &VoteResponse<TypeConfig>) -> pb::VoteResponse {
+pub(crate) fn vote_response(r: &VoteResponse<TypeConfig>) -> pb::VoteResponse {
     pb::VoteResponse {
         vote: Some(vote(&r.vote)),
         vote_granted: r.vote_granted,
@@ -244,7 +246,9 @@ pub fn vote_response(r: &VoteResponse<TypeConfig>) -> pb::VoteResponse {
     }
 }
 
-pub fn from_vote_response(r: pb::VoteResponse) -> Result<VoteResponse<TypeConfig>, Malformed> {
+pub(crate) fn from_vote_response(
+    r: pb::VoteResponse,
+) -> Result<VoteResponse<TypeConfig>, Malformed> {
     Ok(VoteResponse::new(
         from_vote(r.vote)?,
         from_log_id_opt(r.last_log_id),
@@ -252,7 +256,7 @@ pub fn from_vote_response(r: pb::VoteResponse) -> Result<VoteResponse<TypeConfig
     ))
 }
 
-pub fn transfer_request(r: &TransferLeaderRequest<TypeConfig>) -> pb::TransferLeaderRequest {
+pub(crate) fn transfer_request(r: &TransferLeaderRequest<TypeConfig>) -> pb::TransferLeaderRequest {
     pb::TransferLeaderRequest {
         from_leader: Some(vote(r.from_leader())),
         to: *r.to_node_id(),
@@ -260,7 +264,7 @@ pub fn transfer_request(r: &TransferLeaderRequest<TypeConfig>) -> pb::TransferLe
     }
 }
 
-pub fn from_transfer_request(
+pub(crate) fn from_transfer_request(
     r: pb::TransferLeaderRequest,
 ) -> Result<TransferLeaderRequest<TypeConfig>, Malformed> {
     Ok(TransferLeaderRequest::new(
@@ -270,7 +274,7 @@ pub fn from_transfer_request(
     ))
 }
 
-pub fn transfer_response(r: &TransferLeaderResponse) -> pb::TransferLeaderResponse {
+pub(crate) fn transfer_response(r: &TransferLeaderResponse) -> pb::TransferLeaderResponse {
     use pb::transfer_leader_response::Result as R;
     let result = match r {
         Ok(()) => R::Done(pb::Blank {}),
@@ -292,7 +296,7 @@ pub fn transfer_response(r: &TransferLeaderResponse) -> pb::TransferLeaderRespon
     }
 }
 
-pub fn from_transfer_response(
+pub(crate) fn from_transfer_response(
     r: pb::TransferLeaderResponse,
 ) -> Result<TransferLeaderResponse, Malformed> {
     use pb::transfer_leader_response::Result as R;

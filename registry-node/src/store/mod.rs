@@ -22,8 +22,8 @@ use tokio::sync::{broadcast, watch};
 
 use crate::raft::types::{Entry, LogId, Snapshot, SnapshotData, SnapshotMeta, StoredMembership};
 use crate::raft::{CommandResult, TypeConfig};
-pub use lease_feed::{Drained, LeaseChange, LeaseFeed};
-pub use snapshot::SnapshotStore;
+pub(crate) use lease_feed::{Drained, LeaseChange, LeaseFeed};
+pub(crate) use snapshot::SnapshotStore;
 
 /// What one applied entry tells the watch hub: the events of one revision, in order.
 #[derive(Debug, Clone)]

@@ -19,7 +19,7 @@ use crate::raft::codec;
 use crate::raft::types::{LogId, SnapshotMeta};
 
 /// A saved snapshot: its metadata and the encoded store.
-pub type Saved = (SnapshotMeta, Vec<u8>);
+pub(super) type Saved = (SnapshotMeta, Vec<u8>);
 
 const MAGIC: &[u8; 8] = b"RSNAP001";
 const FILE: &str = "snapshot";
@@ -29,7 +29,7 @@ const SLED_FILES: [&str; 2] = ["conf", "db"];
 
 /// The snapshot file of a member's state machine.
 #[derive(Clone)]
-pub struct SnapshotStore {
+pub(crate) struct SnapshotStore {
     dir: PathBuf,
     /// Serialises saves, and remembers the last log id of the snapshot on disk so that a
     /// build that finishes after a newer snapshot was installed does not replace it.
@@ -46,7 +46,7 @@ fn invalid(what: &str) -> io::Error {
 
 impl SnapshotStore {
     /// Opens (creating it if needed) the state folder `dir`.
-    pub fn open(dir: &Path) -> io::Result<Self> {
+    pub(crate) fn open(dir: &Path) -> io::Result<Self> {
         fs::create_dir_all(dir)?;
         if SLED_FILES.iter().any(|f| dir.join(f).exists()) && !dir.join(FILE).exists() {
             return Err(io_err(format!(
@@ -70,7 +70,7 @@ impl SnapshotStore {
     }
 
     /// The latest saved snapshot.
-    pub fn load(&self) -> io::Result<Option<Saved>> {
+    pub(crate) fn load(&self) -> io::Result<Option<Saved>> {
         let fail = |e: io::Error| io::Error::new(e.kind(), format!("read snapshot: {e}"));
         let mut file = match File::open(self.dir.join(FILE)) {
             Ok(f) => f,
@@ -83,7 +83,7 @@ impl SnapshotStore {
     }
 
     /// Saves `meta` + `data` atomically and durably, unless the snapshot on disk is newer.
-    pub fn save(&self, meta: &SnapshotMeta, data: &[u8]) -> io::Result<()> {
+    pub(crate) fn save(&self, meta: &SnapshotMeta, data: &[u8]) -> io::Result<()> {
         let fail = |e: io::Error| {
             io::Error::new(
                 e.kind(),
@@ -120,7 +120,7 @@ impl SnapshotStore {
     }
 
     /// Bytes of the snapshot file (0 before the first snapshot).
-    pub fn size_on_disk(&self) -> u64 {
+    pub(crate) fn size_on_disk(&self) -> u64 {
         fs::metadata(self.dir.join(FILE)).map_or(0, |m| m.len())
     }
 }

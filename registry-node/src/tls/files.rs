@@ -165,10 +165,10 @@ pub(crate) fn server_config(
 /// Accepts any server certificate (signatures are still checked): auto TLS's self-signed
 /// certificates cannot be checked by anyone, and a member's gateway dials its own port.
 #[derive(Debug)]
-pub struct SkipVerify(Arc<CryptoProvider>);
+pub(crate) struct SkipVerify(Arc<CryptoProvider>);
 
 impl SkipVerify {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         SkipVerify(provider())
     }
 }

@@ -48,7 +48,7 @@ const MAX_CALL_BYTES: usize = 1024 * 1024;
 
 /// `micro web [--address :8082]` and go-micro's flags (`--registry_address`, ...).
 #[derive(Debug, Clone, Args)]
-pub struct WebArgs {
+pub(crate) struct WebArgs {
     /// Where the dashboard listens (`:8082`: every interface, as go-micro's `micro web`).
     #[arg(long, default_value = ":8082")]
     pub address: String,
@@ -64,7 +64,7 @@ struct Web {
 }
 
 /// Serves the dashboard until `shutdown` is cancelled.
-pub async fn run(args: WebArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
+pub(crate) async fn run(args: WebArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
     let listener = gateway::bind(&args.address).await?;
     let address = listener.local_addr()?;
     // The line tests and users wait for: the dashboard answers from here on.

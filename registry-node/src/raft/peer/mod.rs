@@ -15,9 +15,9 @@
 //! `--initial-cluster-token` or member list), or one the member does not know, is refused
 //! with a message naming both, as etcd refuses a peer whose cluster id differs.
 
-pub mod client;
-pub mod network;
-pub mod server;
+pub(crate) mod client;
+pub(crate) mod network;
+pub(crate) mod server;
 
 use tonic::metadata::{MetadataMap, MetadataValue};
 use tonic::Status;
@@ -26,20 +26,20 @@ use super::NodeId;
 
 /// Largest message either way. An append larger than [`APPEND_BUDGET`] goes in parts; a single
 /// entry is at most a client request (etcd's 1.5 MiB) or a batch of writes (1 MiB).
-pub const MAX_MESSAGE: usize = 16 * 1024 * 1024;
+pub(crate) const MAX_MESSAGE: usize = 16 * 1024 * 1024;
 
 /// Entries of one append request are cut after this many encoded bytes.
-pub const APPEND_BUDGET: usize = 4 * 1024 * 1024;
+pub(crate) const APPEND_BUDGET: usize = 4 * 1024 * 1024;
 
 /// Requests on their way to one member (client side) or being handled for one stream (server
 /// side) at once; more wait (back-pressure) instead of queueing without bound.
-pub const MAX_IN_FLIGHT: usize = 256;
+pub(crate) const MAX_IN_FLIGHT: usize = 256;
 
 /// Bytes of snapshot data per chunk.
-pub const SNAPSHOT_CHUNK: usize = 1024 * 1024;
+pub(crate) const SNAPSHOT_CHUNK: usize = 1024 * 1024;
 
 /// Largest snapshot a member accepts (it is held in memory to be installed).
-pub const MAX_SNAPSHOT: u64 = 8 * 1024 * 1024 * 1024;
+pub(crate) const MAX_SNAPSHOT: u64 = 8 * 1024 * 1024 * 1024;
 
 const CLUSTER: &str = "x-raft-cluster";
 const FROM: &str = "x-raft-from";
@@ -133,6 +133,10 @@ impl Identity {
         Ok(())
     }
 }
+
+/// The member link against strangers and floods, on a real in-process cluster.
+#[cfg(test)]
+mod link_tests;
 
 #[cfg(test)]
 mod tests {

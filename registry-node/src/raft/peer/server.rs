@@ -28,7 +28,7 @@ use crate::raft::{wire, NodeId, Raft};
 
 /// The peer service of one member.
 #[derive(Clone)]
-pub struct PeerService {
+pub(crate) struct PeerService {
     me: Identity,
     raft: Raft,
     isolated: Arc<AtomicBool>,
@@ -42,7 +42,12 @@ pub struct PeerService {
 type AnswerStream = Pin<Box<dyn Stream<Item = Result<PeerResponse, Status>> + Send>>;
 
 impl PeerService {
-    pub fn new(me: Identity, raft: Raft, isolated: Arc<AtomicBool>, core: Arc<Core>) -> Self {
+    pub(crate) fn new(
+        me: Identity,
+        raft: Raft,
+        isolated: Arc<AtomicBool>,
+        core: Arc<Core>,
+    ) -> Self {
         let configured = core.config.members.iter().map(|m| m.id).collect();
         PeerService {
             me,
@@ -53,7 +58,7 @@ impl PeerService {
         }
     }
 
-    pub fn into_server(self) -> RaftPeerServer<Self> {
+    pub(crate) fn into_server(self) -> RaftPeerServer<Self> {
         RaftPeerServer::new(self)
             .max_decoding_message_size(MAX_MESSAGE)
             .max_encoding_message_size(MAX_MESSAGE)

@@ -3,13 +3,13 @@
 
 use std::time::Duration;
 
+use super::client::{PeerError, PeerNetwork};
+use super::Identity;
+use crate::testing::TestCluster;
 use proto::raftpb::peer_request::Body as Req;
 use proto::raftpb::raft_peer_client::RaftPeerClient;
 use proto::raftpb::{PeerRequest, SnapshotChunk, SnapshotHead};
 use proto::registrypb::ReadIndexRequest;
-use registry_node::raft::peer::client::{PeerError, PeerNetwork};
-use registry_node::raft::peer::Identity;
-use registry_node::testing::TestCluster;
 
 const WAIT: Duration = Duration::from_secs(10);
 
