@@ -47,4 +47,8 @@ pub use compaction::CompactionSection;
 pub use config::{
     ClusterFile, ClusterSection, ConfigError, MemberSection, MemberSpec, NodeConfig, RaftSection,
 };
-pub use node::{Node, NodeError, NodeHandle};
+pub use api::forward::ForwardCounts;
+pub use api::route::ReadCounts;
+pub use membership::join::ClusterState;
+pub use node::{Node, NodeError, NodeHandle, RaftStatus};
+pub use tls::{TlsArgs, TlsSection};

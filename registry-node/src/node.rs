@@ -52,7 +52,7 @@ pub enum NodeError {
     #[error("raft config: {0}")]
     RaftConfig(#[from] openraft::ConfigError),
     #[error("raft: {0}")]
-    Raft(#[from] openraft::error::Fatal<TypeConfig>),
+    Raft(String),
     #[error("raft thread: {0}")]
     Runtime(std::io::Error),
     #[error("joining the cluster: {0}")]
@@ -60,7 +60,7 @@ pub enum NodeError {
 }
 
 /// What every request handler of a member shares.
-pub struct Core {
+pub(crate) struct Core {
     pub config: NodeConfig,
     pub raft: Raft,
     pub sm: StateMachine,
@@ -88,7 +88,7 @@ pub struct Core {
 
 impl Core {
     /// etcd's response header for this member at `revision`.
-    pub fn header(&self, revision: i64) -> ResponseHeader {
+    pub(crate) fn header(&self, revision: i64) -> ResponseHeader {
         ResponseHeader {
             cluster_id: self.config.cluster_id,
             member_id: self.config.id,
@@ -98,7 +98,7 @@ impl Core {
     }
 
     /// Keeps the revision of `h` (set where the request was applied) and stamps this member.
-    pub fn restamp(&self, h: Option<ResponseHeader>) -> ResponseHeader {
+    pub(crate) fn restamp(&self, h: Option<ResponseHeader>) -> ResponseHeader {
         let revision = h
             .map(|h| h.revision)
             .unwrap_or_else(|| self.sm.read(|s| s.revision()));
@@ -106,7 +106,7 @@ impl Core {
     }
 
     /// A (cached, lazily connected) channel to another member's client URL.
-    pub fn client_channel(&self, url: &str) -> Result<Channel, Status> {
+    pub(crate) fn client_channel(&self, url: &str) -> Result<Channel, Status> {
         let mut map = self.channels.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(ch) = map.get(url) {
             return Ok(ch.clone());
@@ -124,7 +124,7 @@ impl Core {
     }
 
     /// Bytes on disk of this member's data directory.
-    pub fn db_size(&self) -> u64 {
+    pub(crate) fn db_size(&self) -> u64 {
         dir_size(&self.config.data_dir)
     }
 }
@@ -142,9 +142,23 @@ fn dir_size(path: &std::path::Path) -> u64 {
         .sum()
 }
 
+/// A member's Raft state at one moment: log indexes and who leads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RaftStatus {
+    pub id: NodeId,
+    pub term: u64,
+    pub leader: Option<NodeId>,
+    pub last_log_index: Option<u64>,
+    pub applied: Option<u64>,
+    /// Up to where the log was purged (compacted into a snapshot).
+    pub purged: Option<u64>,
+    /// The index of the snapshot this member holds.
+    pub snapshot: Option<u64>,
+}
+
 /// A running member.
 pub struct NodeHandle {
-    pub core: Arc<Core>,
+    pub(crate) core: Arc<Core>,
     pub client_addr: std::net::SocketAddr,
     pub peer_addr: std::net::SocketAddr,
     isolated: Arc<AtomicBool>,
@@ -260,7 +274,8 @@ impl Node {
                     .handle
                     .spawn(async move { Raft::new(id, rc, network, log, sm).await })
                     .await
-                    .map_err(|e| NodeError::Runtime(std::io::Error::other(e)))??
+                    .map_err(|e| NodeError::Runtime(std::io::Error::other(e)))?
+                    .map_err(|e| NodeError::Raft(e.to_string()))?
             };
             let shutdown = CancellationToken::new();
             let core = Arc::new(Core {
@@ -436,8 +451,33 @@ impl NodeHandle {
         &self.core.config.name
     }
 
-    pub fn raft(&self) -> &Raft {
+    pub(crate) fn raft(&self) -> &Raft {
         &self.core.raft
+    }
+
+    /// What this member's Raft knows now (openraft's metrics, in plain numbers).
+    pub fn raft_status(&self) -> RaftStatus {
+        let m = self.core.raft.metrics();
+        let m = m.borrow_watched();
+        RaftStatus {
+            id: m.id,
+            term: m.current_term,
+            leader: m.current_leader,
+            last_log_index: m.last_log_index,
+            applied: m.last_applied.map(|l| l.index()),
+            purged: m.purged.map(|l| l.index()),
+            snapshot: m.snapshot.map(|l| l.index()),
+        }
+    }
+
+    /// Where this member served linearizable reads so far (tests of follower reads).
+    pub fn read_counts(&self) -> crate::api::route::ReadCounts {
+        self.core.read_stats.counts()
+    }
+
+    /// How many writes this member, as a follower, carried to the leader and in how many calls.
+    pub fn forward_counts(&self) -> crate::api::forward::ForwardCounts {
+        self.core.forward.counts()
     }
 
     /// `http://<client addr>` (`https://` with TLS), for clients.

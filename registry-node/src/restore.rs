@@ -91,10 +91,10 @@ pub(crate) enum RestoreError {
 /// What a restore wrote for one member.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Restored {
-    pub name: String,
-    pub data_dir: PathBuf,
+    pub(crate) name: String,
+    pub(crate) data_dir: PathBuf,
     /// The store's revision in the file (writes continue at the next one).
-    pub revision: i64,
+    pub(crate) revision: i64,
 }
 
 /// Restores `file` into a fresh data directory for each of `configs` (their cluster's members

@@ -55,7 +55,7 @@ pub struct TlsSection {
 
 impl TlsSection {
     /// The section with its relative paths taken from `base` (the cluster file's folder).
-    pub fn resolved(&self, base: &Path) -> TlsSection {
+    pub(crate) fn resolved(&self, base: &Path) -> TlsSection {
         let at = |p: &Option<PathBuf>| p.as_ref().map(|p| base.join(p));
         TlsSection {
             cert_file: at(&self.cert_file),
@@ -74,41 +74,41 @@ impl TlsSection {
 pub struct TlsArgs {
     /// Path to the client server TLS cert file (etcd's --cert-file).
     #[arg(long)]
-    pub cert_file: Option<PathBuf>,
+    pub(crate) cert_file: Option<PathBuf>,
     /// Path to the client server TLS key file.
     #[arg(long)]
-    pub key_file: Option<PathBuf>,
+    pub(crate) key_file: Option<PathBuf>,
     /// Path to the client server TLS trusted CA cert file; client certificates signed by it
     /// are then required (as in etcd 3.4).
     #[arg(long)]
-    pub trusted_ca_file: Option<PathBuf>,
+    pub(crate) trusted_ca_file: Option<PathBuf>,
     /// Enable client cert authentication.
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
-    pub client_cert_auth: Option<bool>,
+    pub(crate) client_cert_auth: Option<bool>,
     /// Client TLS using generated certificates.
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
-    pub auto_tls: Option<bool>,
+    pub(crate) auto_tls: Option<bool>,
     /// Path to the peer server TLS cert file.
     #[arg(long)]
-    pub peer_cert_file: Option<PathBuf>,
+    pub(crate) peer_cert_file: Option<PathBuf>,
     /// Path to the peer server TLS key file.
     #[arg(long)]
-    pub peer_key_file: Option<PathBuf>,
+    pub(crate) peer_key_file: Option<PathBuf>,
     /// Path to the peer server TLS trusted CA file.
     #[arg(long)]
-    pub peer_trusted_ca_file: Option<PathBuf>,
+    pub(crate) peer_trusted_ca_file: Option<PathBuf>,
     /// Enable peer client cert authentication.
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
-    pub peer_client_cert_auth: Option<bool>,
+    pub(crate) peer_client_cert_auth: Option<bool>,
     /// Peer TLS using generated certificates.
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
-    pub peer_auto_tls: Option<bool>,
+    pub(crate) peer_auto_tls: Option<bool>,
 }
 
 impl TlsArgs {
     /// Overrides `section` with every flag given (a relative path is taken from the working
     /// directory, as etcd takes it; the file's from the file's folder).
-    pub fn apply(&self, section: &mut TlsSection) -> std::io::Result<()> {
+    pub(crate) fn apply(&self, section: &mut TlsSection) -> std::io::Result<()> {
         let cwd = std::env::current_dir()?;
         let path = |flag: &Option<PathBuf>, field: &mut Option<PathBuf>| {
             if let Some(p) = flag {
@@ -139,7 +139,7 @@ impl TlsArgs {
 /// How a member dials `https://` URLs: the certificate it shows and how it checks the
 /// server's.
 #[derive(Clone, Default)]
-pub struct ClientTls {
+pub(crate) struct ClientTls {
     identity: Option<Identity>,
     verify: Verify,
 }
@@ -156,7 +156,7 @@ enum Verify {
 
 impl ClientTls {
     /// An endpoint for `url`, with TLS when it is `https://`.
-    pub fn endpoint(&self, url: &str) -> Result<Endpoint, String> {
+    pub(crate) fn endpoint(&self, url: &str) -> Result<Endpoint, String> {
         let endpoint =
             Endpoint::from_shared(url.to_owned()).map_err(|e| format!("bad url {url}: {e}"))?;
         if !url.starts_with("https://") {
@@ -181,15 +181,15 @@ impl ClientTls {
 
 /// A member's TLS, built once at start ([`Tls::build`]).
 #[derive(Clone, Default)]
-pub struct Tls {
+pub(crate) struct Tls {
     /// The client port's server side; `None`: plain TCP.
-    pub client_server: Option<Arc<rustls::ServerConfig>>,
+    pub(crate) client_server: Option<Arc<rustls::ServerConfig>>,
     /// The peer port's server side; `None`: plain TCP.
-    pub peer_server: Option<Arc<rustls::ServerConfig>>,
+    pub(crate) peer_server: Option<Arc<rustls::ServerConfig>>,
     /// The member link to other members' peer URLs.
-    pub peer_client: ClientTls,
+    pub(crate) peer_client: ClientTls,
     /// Calls forwarded to other members' client URLs.
-    pub client_client: ClientTls,
+    pub(crate) client_client: ClientTls,
     /// The member's own client port (its JSON gateway): its certificate, nothing checked.
     loopback: Option<ClientTls>,
 }
@@ -218,7 +218,7 @@ struct Built {
 
 impl Tls {
     /// The TLS of member `config`, checked as etcd checks it at start.
-    pub fn build(config: &NodeConfig) -> Result<Tls, String> {
+    pub(crate) fn build(config: &NodeConfig) -> Result<Tls, String> {
         let t = &config.tls;
         let me = config
             .member(config.id)
@@ -287,7 +287,7 @@ impl Tls {
 
     /// A lazily connected channel to the member's own client port at `local` over TLS;
     /// `None` when that port is plain.
-    pub fn loopback(&self, local: SocketAddr) -> Option<Channel> {
+    pub(crate) fn loopback(&self, local: SocketAddr) -> Option<Channel> {
         let tls = self.loopback.as_ref()?;
         let ip = match local.ip() {
             ip if ip.is_unspecified() && ip.is_ipv4() => std::net::Ipv4Addr::LOCALHOST.into(),

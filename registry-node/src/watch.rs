@@ -9,17 +9,17 @@ use proto::mvccpb::Event;
 /// One watch of a stream.
 #[derive(Debug, Clone)]
 pub(crate) struct Watcher {
-    pub id: i64,
+    pub(crate) id: i64,
     key: Vec<u8>,
     range_end: Vec<u8>,
     prev_kv: bool,
     no_put: bool,
     no_delete: bool,
-    pub progress_notify: bool,
+    pub(crate) progress_notify: bool,
     /// The first revision this watcher has not been sent yet.
-    pub next_rev: i64,
+    pub(crate) next_rev: i64,
     /// Whether anything was sent since the last progress notification.
-    pub active: bool,
+    pub(crate) active: bool,
 }
 
 impl Watcher {

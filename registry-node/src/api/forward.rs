@@ -43,7 +43,7 @@ type Waiter = (InternalRequest, oneshot::Sender<Result<Outcome, Redirect>>);
 
 /// The queue of writes a follower sends on to the leader.
 #[derive(Clone)]
-pub struct ForwardQueue {
+pub(crate) struct ForwardQueue {
     /// Queued writes with the leader's peer URL they are meant for.
     queue: Batching<(Leader, Waiter)>,
     stats: Arc<Stats>,
@@ -73,7 +73,7 @@ impl Default for ForwardQueue {
 
 impl ForwardQueue {
     /// Calls made and writes sent so far.
-    pub fn counts(&self) -> ForwardCounts {
+    pub(crate) fn counts(&self) -> ForwardCounts {
         ForwardCounts {
             calls: self.stats.calls.load(Ordering::Relaxed),
             writes: self.stats.writes.load(Ordering::Relaxed),
@@ -84,7 +84,7 @@ impl ForwardQueue {
     /// for its answer. `Redirect::NoLeader` when the member asked is not (or no longer) the
     /// leader or could not be reached before sending; a failure after sending is returned as
     /// it is, since the write may have been applied.
-    pub async fn send(
+    pub(crate) async fn send(
         &self,
         peers: &PeerNetwork,
         leader: NodeId,

@@ -196,7 +196,7 @@ pub(crate) fn requires_leader<T>(req: &Request<T>) -> bool {
 
 impl Core {
     /// Where the leader is, if it is not this member.
-    pub fn leader_redirect(&self) -> Option<Redirect> {
+    pub(crate) fn leader_redirect(&self) -> Option<Redirect> {
         let m = self.raft.metrics().borrow_watched().clone();
         match m.current_leader {
             Some(id) if id == self.config.id => None,

@@ -34,7 +34,7 @@ pub(crate) const DEFAULT_DEADLINE: Duration = Duration::from_secs(5);
 
 /// Why a request could not be served here.
 #[derive(Clone)]
-pub enum Redirect {
+pub(crate) enum Redirect {
     Leader(MemberNode),
     NoLeader,
     Fail(Status),
@@ -46,7 +46,7 @@ pub enum Redirect {
 /// leadership checks ([`ReadBatch`]: 64 concurrent reads cost one heartbeat round instead of
 /// 64; followers' `ReadIndex` requests join the same checks) and for a follower's `ReadIndex`
 /// requests to the leader ([`FollowerReads`]).
-pub struct Rounds<T>(Arc<Mutex<RoundsState<T>>>);
+pub(crate) struct Rounds<T>(Arc<Mutex<RoundsState<T>>>);
 
 struct RoundsState<T> {
     /// Whether a driver task is running.
@@ -116,10 +116,10 @@ pub(crate) type FollowerReads = Rounds<Result<ReadIndex, Redirect>>;
 /// A read index the leader confirmed: reads served from a state machine that has applied
 /// `index` are linearizable.
 #[derive(Clone, Copy, Debug)]
-pub struct ReadIndex {
-    pub index: u64,
-    pub term: u64,
-    pub leader_id: NodeId,
+pub(crate) struct ReadIndex {
+    pub(crate) index: u64,
+    pub(crate) term: u64,
+    pub(crate) leader_id: NodeId,
 }
 
 /// One leadership check with a quorum: the read index for every read that joined it.
@@ -145,15 +145,15 @@ async fn check_leadership(raft: crate::raft::Raft) -> Result<ReadIndex, Redirect
 
 /// How many reads were served where, for tests and diagnostics.
 #[derive(Default, Debug)]
-pub struct ReadStats {
+pub(crate) struct ReadStats {
     /// Linearizable reads served from this member's own state machine.
-    pub local: AtomicU64,
+    pub(crate) local: AtomicU64,
     /// Linearizable reads carried to the leader's client URL.
-    pub forwarded: AtomicU64,
+    pub(crate) forwarded: AtomicU64,
     /// `ReadIndex` requests this member sent to a leader.
-    pub read_index_sent: AtomicU64,
+    pub(crate) read_index_sent: AtomicU64,
     /// `ReadIndex` requests this member answered as leader.
-    pub read_index_served: AtomicU64,
+    pub(crate) read_index_served: AtomicU64,
 }
 
 /// A snapshot of [`ReadStats`].
@@ -166,7 +166,7 @@ pub struct ReadCounts {
 }
 
 impl ReadStats {
-    pub fn counts(&self) -> ReadCounts {
+    pub(crate) fn counts(&self) -> ReadCounts {
         ReadCounts {
             local: self.local.load(Ordering::Relaxed),
             forwarded: self.forwarded.load(Ordering::Relaxed),
@@ -182,9 +182,9 @@ const MAX_READ_LAG: u64 = 10_000;
 
 /// Context of one client call.
 #[derive(Clone)]
-pub struct CallCtx {
-    pub forwarded: bool,
-    pub deadline: Instant,
+pub(crate) struct CallCtx {
+    pub(crate) forwarded: bool,
+    pub(crate) deadline: Instant,
     /// Whether `deadline` is the client's own (`grpc-timeout`) rather than ours.
     client_deadline: bool,
     /// The caller's auth token, carried along when the call is forwarded (api/auth_check.rs).
@@ -192,7 +192,7 @@ pub struct CallCtx {
 }
 
 impl CallCtx {
-    pub fn of<T>(req: &Request<T>) -> Self {
+    pub(crate) fn of<T>(req: &Request<T>) -> Self {
         let forwarded = req.metadata().contains_key(FORWARDED);
         let timeout = req
             .metadata()
@@ -212,7 +212,7 @@ impl CallCtx {
 
     /// The answer once `deadline` has passed: etcd's DEADLINE_EXCEEDED when it was the
     /// client's deadline, etcd's own "request timed out" (UNAVAILABLE) when it was ours.
-    pub fn expired(&self) -> Status {
+    pub(crate) fn expired(&self) -> Status {
         if self.client_deadline {
             error::deadline_exceeded()
         } else {
@@ -244,7 +244,7 @@ fn redirect_of(f: ForwardToLeader<TypeConfig>) -> Redirect {
 impl Core {
     /// Proposes `req` through Raft on this member (which must be the leader) and waits for it
     /// to be applied. Concurrent proposals share one entry (see [`crate::raft::batch`]).
-    pub async fn propose(&self, req: &InternalRequest) -> Result<Arc<mvcc::Applied>, Redirect> {
+    pub(crate) async fn propose(&self, req: &InternalRequest) -> Result<Arc<mvcc::Applied>, Redirect> {
         let Some(outcome) = self
             .proposals
             .propose(&self.raft, req.encode_to_vec())
@@ -269,14 +269,14 @@ impl Core {
     /// Waits until this member, as leader, has applied everything committed before the call
     /// (openraft's read index), so a local read that follows is linearizable. Concurrent
     /// calls share one leadership check (see [`ReadBatch`]).
-    pub async fn read_barrier(&self) -> Result<(), Redirect> {
+    pub(crate) async fn read_barrier(&self) -> Result<(), Redirect> {
         let ri = self.leader_read_index().await?;
         self.wait_applied(ri.index, None).await
     }
 
     /// Confirms, as leader, leadership with a quorum in a check that starts after the call
     /// and returns the read index; shared by concurrent callers (see [`ReadBatch`]).
-    pub async fn leader_read_index(&self) -> Result<ReadIndex, Redirect> {
+    pub(crate) async fn leader_read_index(&self) -> Result<ReadIndex, Redirect> {
         let raft = self.raft.clone();
         self.reads
             .join(move || check_leadership(raft.clone()))
@@ -289,7 +289,7 @@ impl Core {
     /// and waits until it has applied that far (etcd's follower read). A forwarded call is
     /// served only by the leader. When the leader cannot be asked, or this member lags too
     /// far, the answer is [`Redirect::Leader`] so that the caller forwards the read.
-    pub async fn linearizable_barrier(&self, ctx: &CallCtx) -> Result<(), Redirect> {
+    pub(crate) async fn linearizable_barrier(&self, ctx: &CallCtx) -> Result<(), Redirect> {
         let (me, leader) = {
             let m = self.raft.metrics();
             let m = m.borrow_watched();
@@ -356,7 +356,7 @@ impl Core {
 
     /// Waits until the local state machine has applied `index`, up to `deadline` (then etcd's
     /// "request timed out").
-    pub async fn wait_applied(
+    pub(crate) async fn wait_applied(
         &self,
         index: u64,
         deadline: Option<Instant>,
@@ -381,7 +381,7 @@ impl Core {
     }
 
     /// The leader as this member's Raft metrics know it, when that is another member.
-    pub fn known_leader(&self) -> Option<MemberNode> {
+    pub(crate) fn known_leader(&self) -> Option<MemberNode> {
         let rx = self.raft.metrics();
         let m = rx.borrow_watched();
         let leader = m.current_leader.filter(|l| *l != m.id)?;
@@ -389,7 +389,7 @@ impl Core {
     }
 
     /// The id of `node` in the Raft membership.
-    pub fn member_id_of(&self, node: &MemberNode) -> Option<NodeId> {
+    pub(crate) fn member_id_of(&self, node: &MemberNode) -> Option<NodeId> {
         let rx = self.raft.metrics();
         let m = rx.borrow_watched();
         let found = m
@@ -402,7 +402,7 @@ impl Core {
     }
 
     /// The Raft membership's record of member `id`.
-    pub fn member(&self, id: NodeId) -> Option<MemberNode> {
+    pub(crate) fn member(&self, id: NodeId) -> Option<MemberNode> {
         let rx = self.raft.metrics();
         let m = rx.borrow_watched();
         m.membership_config.membership().get_node(&id).cloned()
@@ -410,7 +410,7 @@ impl Core {
 
     /// Runs `local` here, or `remote` against the leader's client channel when `local` says to,
     /// retrying while there is no leader or the leader changed, until the deadline.
-    pub async fn route<T, L, LF, R, RF>(
+    pub(crate) async fn route<T, L, LF, R, RF>(
         &self,
         ctx: &CallCtx,
         mut local: L,
@@ -453,7 +453,7 @@ impl Core {
     }
 
     /// Waits (bounded) for the Raft metrics to change, e.g. a leader to be elected.
-    pub async fn wait_for_leader_change(&self, deadline: Instant) {
+    pub(crate) async fn wait_for_leader_change(&self, deadline: Instant) {
         let mut metrics = self.raft.metrics();
         let step = Instant::now() + Duration::from_millis(100);
         let _ = tokio::time::timeout_at(step.min(deadline), metrics.changed()).await;

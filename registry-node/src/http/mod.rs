@@ -198,10 +198,10 @@ pub(crate) fn json(status: StatusCode, body: String) -> Response<HttpBody> {
 /// What the client port serves besides the etcd services, ready to add to its routes.
 pub(crate) struct Served {
     /// A channel to the member's own gRPC services (the lock and election services use it).
-    pub channel: Channel,
-    pub handler: HttpHandler,
-    pub observer: grpc_lite::server::Observer,
-    pub health: tonic_health::pb::health_server::HealthServer<tonic_health::server::HealthService>,
+    pub(crate) channel: Channel,
+    pub(crate) handler: HttpHandler,
+    pub(crate) observer: grpc_lite::server::Observer,
+    pub(crate) health: tonic_health::pb::health_server::HealthServer<tonic_health::server::HealthService>,
 }
 
 /// The HTTP side of the member whose client port is `local`, its metrics, and grpc.health.v1

@@ -19,10 +19,10 @@ pub(crate) type Millis = u64;
 /// A lease as the replicated store knows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct LeaseTtl {
-    pub id: i64,
-    pub ttl: i64,
+    pub(crate) id: i64,
+    pub(crate) ttl: i64,
     /// Checkpointed remaining TTL in seconds (0: none).
-    pub remaining: i64,
+    pub(crate) remaining: i64,
 }
 
 #[derive(Debug, Default)]

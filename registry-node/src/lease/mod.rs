@@ -25,10 +25,10 @@ use crate::store::Drained;
 
 /// Not the member that may answer for leases now.
 #[derive(Debug, Clone, Copy)]
-pub struct NotPrimary;
+pub(crate) struct NotPrimary;
 
 /// The lessor of one member and the clock it runs on.
-pub struct LeaseManager {
+pub(crate) struct LeaseManager {
     lessor: Mutex<Lessor>,
     epoch: Instant,
     /// When a quorum last confirmed this member as leader (ms since `epoch`, 0: never).
@@ -38,7 +38,7 @@ pub struct LeaseManager {
 }
 
 impl LeaseManager {
-    pub fn new(election_timeout_ms: u64) -> Self {
+    pub(crate) fn new(election_timeout_ms: u64) -> Self {
         LeaseManager {
             lessor: Mutex::new(Lessor::default()),
             epoch: Instant::now(),
@@ -47,7 +47,7 @@ impl LeaseManager {
         }
     }
 
-    pub fn now(&self) -> Millis {
+    pub(crate) fn now(&self) -> Millis {
         self.epoch.elapsed().as_millis() as Millis + 1
     }
 
@@ -57,7 +57,7 @@ impl LeaseManager {
 
     /// Waits (bounded by the election timeout) until this member, as leader, has had its
     /// leadership confirmed; true if it now serves leases.
-    pub async fn wait_serving(&self) -> bool {
+    pub(crate) async fn wait_serving(&self) -> bool {
         let deadline = Instant::now() + Duration::from_millis(self.confirm_window);
         loop {
             if self.serving(&self.lessor(), self.now()) {
@@ -81,7 +81,7 @@ impl LeaseManager {
     }
 
     /// Renews `id`: its TTL, 0 for an unknown lease, or `NotPrimary` to forward the call.
-    pub fn keep_alive(&self, core: &Core, id: i64) -> Result<i64, NotPrimary> {
+    pub(crate) fn keep_alive(&self, core: &Core, id: i64) -> Result<i64, NotPrimary> {
         let now = self.now();
         let store_ttl = core.sm.read(|s| s.lease(id).map(|l| l.ttl));
         let mut lessor = self.lessor();
@@ -92,13 +92,13 @@ impl LeaseManager {
     }
 
     /// A grant this member applied as leader: its TTL starts now (etcd starts it at apply).
-    pub fn granted(&self, id: i64, ttl: i64) {
+    pub(crate) fn granted(&self, id: i64, ttl: i64) {
         let now = self.now();
         self.lessor().granted(id, ttl, now);
     }
 
     /// Seconds left for `id` per this member's lessor, or `NotPrimary`.
-    pub fn remaining(&self, id: i64) -> Result<Option<i64>, NotPrimary> {
+    pub(crate) fn remaining(&self, id: i64) -> Result<Option<i64>, NotPrimary> {
         let now = self.now();
         let lessor = self.lessor();
         if !self.serving(&lessor, now) {

@@ -37,7 +37,7 @@ type Waiter = (Vec<u8>, oneshot::Sender<Outcome>);
 
 /// The proposal queue of a member.
 #[derive(Clone)]
-pub struct ProposalBatch {
+pub(crate) struct ProposalBatch {
     queue: Batching<Waiter>,
 }
 
@@ -49,14 +49,14 @@ impl Default for ProposalBatch {
 
 impl ProposalBatch {
     /// A queue that lets `in_flight` entries (at least one) be on their way at once.
-    pub fn new(in_flight: usize) -> Self {
+    pub(crate) fn new(in_flight: usize) -> Self {
         ProposalBatch {
             queue: Batching::new(in_flight),
         }
     }
 
     /// Queues `encoded` (an encoded `InternalRequest`) and waits for its applied result.
-    pub async fn propose(&self, raft: &Raft, encoded: Vec<u8>) -> Option<Outcome> {
+    pub(crate) async fn propose(&self, raft: &Raft, encoded: Vec<u8>) -> Option<Outcome> {
         // A lone request with a free slot goes straight from the caller's task, as a plain
         // entry: no driver task and no hand-off on the path of a single client's write.
         if let Some(permit) = self.queue.direct() {

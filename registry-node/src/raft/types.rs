@@ -13,7 +13,7 @@ pub(crate) type NodeId = u64;
 openraft::declare_raft_types!(
     /// The registry's Raft types (openraft's defaults otherwise: u64 terms, the leader id that
     /// allows one leader per term and node, as openraft 0.9 had it).
-    pub TypeConfig:
+    pub(crate) TypeConfig:
         D = Command,
         R = CommandResult,
         NodeId = NodeId,
@@ -33,10 +33,10 @@ pub(crate) type Snapshot = openraft::type_config::alias::SnapshotOf<TypeConfig, 
 
 /// A member as the Raft membership records it: enough to reach it and to list it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MemberNode {
-    pub name: String,
-    pub peer_url: String,
-    pub client_url: String,
+pub(crate) struct MemberNode {
+    pub(crate) name: String,
+    pub(crate) peer_url: String,
+    pub(crate) client_url: String,
 }
 
 impl fmt::Display for MemberNode {
@@ -49,20 +49,21 @@ impl fmt::Display for MemberNode {
 /// `InternalRaftRequest` in its log. Kept encoded so the log is compact and the state machine
 /// decodes exactly the bytes that were replicated.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Command(#[serde(with = "bytes_as_seq")] pub Vec<u8>);
+pub(crate) struct Command(#[serde(with = "bytes_as_seq")] pub Vec<u8>);
 
 impl Command {
-    pub fn new(req: &InternalRequest) -> Self {
+    #[cfg(test)]
+    fn new(req: &InternalRequest) -> Self {
         Command(req.encode_to_vec())
     }
 
-    pub fn decode(&self) -> Result<InternalRequest, prost::DecodeError> {
+    pub(crate) fn decode(&self) -> Result<InternalRequest, prost::DecodeError> {
         InternalRequest::decode(self.0.as_slice())
     }
 
     /// Many encoded requests in one entry (see [`crate::raft::batch`]): [`BATCH_MARK`], then
     /// each request length-prefixed. Applied in order, each its own revision.
-    pub fn batch(encoded: &[Vec<u8>]) -> Self {
+    pub(crate) fn batch(encoded: &[Vec<u8>]) -> Self {
         let len = encoded.iter().map(|r| r.len() + 10).sum::<usize>() + 1;
         let mut out = Vec::with_capacity(len);
         out.push(BATCH_MARK);
@@ -74,7 +75,7 @@ impl Command {
     }
 
     /// The requests of this entry: one, or those of a batch.
-    pub fn decode_all(&self) -> Result<Vec<InternalRequest>, prost::DecodeError> {
+    pub(crate) fn decode_all(&self) -> Result<Vec<InternalRequest>, prost::DecodeError> {
         let Some((&BATCH_MARK, mut rest)) = self.0.split_first() else {
             return Ok(vec![self.decode()?]);
         };
@@ -85,7 +86,7 @@ impl Command {
         Ok(out)
     }
 
-    pub fn is_batch(&self) -> bool {
+    pub(crate) fn is_batch(&self) -> bool {
         self.0.first() == Some(&BATCH_MARK)
     }
 }
@@ -152,7 +153,7 @@ mod bytes_as_seq {
 /// link as `Propose`, and the leader answers them from its own apply), so its serde form is
 /// empty: a deserialized value is `Lost`.
 #[derive(Debug, Default)]
-pub enum CommandResult {
+pub(crate) enum CommandResult {
     /// Entries without a command (blank, membership).
     #[default]
     Empty,

@@ -11,14 +11,14 @@ use std::sync::Mutex;
 
 /// One change to the store's lease table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LeaseChange {
+pub(crate) enum LeaseChange {
     Granted { id: i64, ttl: i64 },
     Revoked { id: i64 },
 }
 
 /// What the lessor gets when it drains the feed.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Drained {
+pub(crate) enum Drained {
     /// The changes applied since the last drain, in apply order.
     Changes(Vec<LeaseChange>),
     /// The store was replaced (snapshot install) or the feed was not listening: rescan it.
@@ -33,7 +33,7 @@ struct Inner {
 }
 
 #[derive(Debug, Default)]
-pub struct LeaseFeed {
+pub(crate) struct LeaseFeed {
     inner: Mutex<Inner>,
 }
 
@@ -45,7 +45,7 @@ impl LeaseFeed {
     /// Starts recording, forgetting anything older. Call it BEFORE scanning the store: every
     /// apply after the scan began is then in the feed (an apply seen by both is harmless, a
     /// grant and a revoke are idempotent for the lessor).
-    pub fn listen(&self) {
+    pub(crate) fn listen(&self) {
         let mut g = self.lock();
         g.listening = true;
         g.reset = false;
@@ -53,7 +53,7 @@ impl LeaseFeed {
     }
 
     /// Stops recording (the member is no longer the lessor's primary).
-    pub fn stop(&self) {
+    pub(crate) fn stop(&self) {
         let mut g = self.lock();
         g.listening = false;
         g.reset = false;
@@ -61,7 +61,7 @@ impl LeaseFeed {
     }
 
     /// Records the changes of one apply (called by the state machine under its write lock).
-    pub fn record(&self, changes: Vec<LeaseChange>) {
+    pub(crate) fn record(&self, changes: Vec<LeaseChange>) {
         if changes.is_empty() {
             return;
         }
@@ -72,7 +72,7 @@ impl LeaseFeed {
     }
 
     /// The store was replaced: the lessor must rescan it.
-    pub fn reset(&self) {
+    pub(crate) fn reset(&self) {
         let mut g = self.lock();
         if g.listening {
             g.reset = true;
@@ -81,7 +81,7 @@ impl LeaseFeed {
     }
 
     /// Takes what was recorded since the last drain.
-    pub fn drain(&self) -> Drained {
+    pub(crate) fn drain(&self) -> Drained {
         let mut g = self.lock();
         if !g.listening || std::mem::take(&mut g.reset) {
             return Drained::Reset;

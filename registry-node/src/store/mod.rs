@@ -27,9 +27,8 @@ pub(crate) use snapshot::SnapshotStore;
 
 /// What one applied entry tells the watch hub: the events of one revision, in order.
 #[derive(Debug, Clone)]
-pub struct AppliedEvents {
-    pub revision: i64,
-    pub events: Arc<Vec<proto::mvccpb::Event>>,
+pub(crate) struct AppliedEvents {
+    pub(crate) events: Arc<Vec<proto::mvccpb::Event>>,
 }
 
 struct Inner {
@@ -40,7 +39,7 @@ struct Inner {
 
 /// Shared handle: openraft drives it, API handlers read through it.
 #[derive(Clone)]
-pub struct StateMachine {
+pub(crate) struct StateMachine {
     inner: Arc<RwLock<Inner>>,
     mvcc_config: mvcc::Config,
     snapshots: SnapshotStore,
@@ -52,7 +51,7 @@ pub struct StateMachine {
 impl StateMachine {
     /// Opens the state folder `dir` and restores the latest snapshot, if any; openraft
     /// then re-applies the committed log entries after it.
-    pub fn open(dir: &Path, mvcc_config: mvcc::Config) -> io::Result<Self> {
+    pub(crate) fn open(dir: &Path, mvcc_config: mvcc::Config) -> io::Result<Self> {
         let snapshots = SnapshotStore::open(dir)?;
         let mut inner = Inner {
             store: untracked(mvcc::Store::new(mvcc_config.clone())),
@@ -77,29 +76,24 @@ impl StateMachine {
     }
 
     /// Runs `f` on the current store (a consistent view: applies wait for it).
-    pub fn read<T>(&self, f: impl FnOnce(&mvcc::Store) -> T) -> T {
+    pub(crate) fn read<T>(&self, f: impl FnOnce(&mvcc::Store) -> T) -> T {
         let inner = self.inner.read().unwrap_or_else(|p| p.into_inner());
         f(&inner.store)
     }
 
     /// The index of the last applied entry, as a watch so callers can wait for it.
-    pub fn applied_index(&self) -> watch::Receiver<u64> {
+    pub(crate) fn applied_index(&self) -> watch::Receiver<u64> {
         self.applied_tx.subscribe()
     }
 
     /// Events of every applied write, for the watch hub.
-    pub fn subscribe_events(&self) -> broadcast::Receiver<AppliedEvents> {
+    pub(crate) fn subscribe_events(&self) -> broadcast::Receiver<AppliedEvents> {
         self.events_tx.subscribe()
     }
 
     /// The leases granted and revoked by each apply, for the lessor.
-    pub fn lease_feed(&self) -> &LeaseFeed {
+    pub(crate) fn lease_feed(&self) -> &LeaseFeed {
         &self.lease_feed
-    }
-
-    /// Bytes used on disk by the state machine (its snapshot file).
-    pub fn db_size(&self) -> u64 {
-        self.snapshots.size_on_disk()
     }
 
     fn apply_one(
@@ -154,7 +148,6 @@ impl StateMachine {
                 let applied_events = std::mem::take(&mut applied.events);
                 if !applied_events.is_empty() {
                     events.push(AppliedEvents {
-                        revision: applied.revision,
                         events: Arc::new(applied_events),
                     });
                 }

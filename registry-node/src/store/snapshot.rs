@@ -120,7 +120,8 @@ impl SnapshotStore {
     }
 
     /// Bytes of the snapshot file (0 before the first snapshot).
-    pub(crate) fn size_on_disk(&self) -> u64 {
+    #[cfg(test)]
+    fn size_on_disk(&self) -> u64 {
         fs::metadata(self.dir.join(FILE)).map_or(0, |m| m.len())
     }
 }

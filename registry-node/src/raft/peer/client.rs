@@ -23,7 +23,7 @@ use crate::raft::NodeId;
 /// Why a peer call failed. Whether the request may have reached the member decides whether
 /// a write can be sent again ([`PeerError::not_sent`]).
 #[derive(Debug, Clone, thiserror::Error)]
-pub enum PeerError {
+pub(crate) enum PeerError {
     #[error("link cut (member isolated)")]
     Isolated,
     #[error("bad peer url {0}")]
@@ -46,7 +46,7 @@ pub enum PeerError {
 
 impl PeerError {
     /// The request never left this member: sending it again cannot apply it twice.
-    pub fn not_sent(&self) -> bool {
+    pub(crate) fn not_sent(&self) -> bool {
         matches!(
             self,
             PeerError::Isolated
@@ -57,7 +57,7 @@ impl PeerError {
     }
 
     /// As a gRPC status for the registry's own callers; the member's own answer as it is.
-    pub fn into_status(self) -> Status {
+    pub(crate) fn into_status(self) -> Status {
         match self {
             PeerError::Remote(_, s) => s,
             PeerError::Malformed(..) => Status::internal(self.to_string()),
@@ -265,9 +265,9 @@ type Conns = HashMap<(NodeId, String), Arc<Conn>>;
 /// The member's links to every other member, shared by openraft's network and the registry's
 /// own peer calls.
 #[derive(Clone)]
-pub struct PeerNetwork {
+pub(crate) struct PeerNetwork {
     /// Whether to cut every link (test isolation); shared with the peer server.
-    pub isolated: Arc<AtomicBool>,
+    pub(crate) isolated: Arc<AtomicBool>,
     me: Identity,
     /// One link per member id and URL (a member whose URL changes gets a new one).
     conns: Arc<Mutex<Conns>>,
@@ -279,7 +279,7 @@ pub struct PeerNetwork {
 }
 
 impl PeerNetwork {
-    pub fn new(me: Identity, runtime: Option<tokio::runtime::Handle>) -> Self {
+    pub(crate) fn new(me: Identity, runtime: Option<tokio::runtime::Handle>) -> Self {
         PeerNetwork {
             isolated: Default::default(),
             me,
@@ -290,7 +290,7 @@ impl PeerNetwork {
     }
 
     /// Dials https:// peer URLs with `tls` (the member's --peer-* files).
-    pub fn with_tls(mut self, tls: crate::tls::ClientTls) -> Self {
+    pub(crate) fn with_tls(mut self, tls: crate::tls::ClientTls) -> Self {
         self.tls = Arc::new(tls);
         self
     }
@@ -317,7 +317,7 @@ impl PeerNetwork {
 
     /// Asks member `target` (the leader) for a read index (see
     /// [`crate::api::route::FollowerReads`]).
-    pub async fn read_index(
+    pub(crate) async fn read_index(
         &self,
         target: NodeId,
         peer_url: &str,
@@ -335,7 +335,7 @@ impl PeerNetwork {
 
     /// Sends a batch of client writes to member `target` (the leader) to be proposed there
     /// (see [`crate::api::forward`]).
-    pub async fn propose(
+    pub(crate) async fn propose(
         &self,
         target: NodeId,
         peer_url: &str,

@@ -48,9 +48,9 @@ const MEMBER: &str = "x-raft-member";
 
 /// Who is talking: the cluster id and this member's id.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Identity {
-    pub cluster_id: u64,
-    pub member_id: NodeId,
+pub(crate) struct Identity {
+    pub(crate) cluster_id: u64,
+    pub(crate) member_id: NodeId,
 }
 
 fn hex(v: u64) -> MetadataValue<tonic::metadata::Ascii> {
@@ -65,21 +65,21 @@ fn read_hex(md: &MetadataMap, key: &str) -> Option<u64> {
 
 impl Identity {
     /// The caller's side of the handshake, for a call to member `to`.
-    pub fn stamp_request(&self, md: &mut MetadataMap, to: NodeId) {
+    pub(crate) fn stamp_request(&self, md: &mut MetadataMap, to: NodeId) {
         md.insert(CLUSTER, hex(self.cluster_id));
         md.insert(FROM, hex(self.member_id));
         md.insert(TO, hex(to));
     }
 
     /// The answering member's side: it says who it is.
-    pub fn stamp_response(&self, md: &mut MetadataMap) {
+    pub(crate) fn stamp_response(&self, md: &mut MetadataMap) {
         md.insert(CLUSTER, hex(self.cluster_id));
         md.insert(MEMBER, hex(self.member_id));
     }
 
     /// Checks a call's handshake on the member asked; returns the caller's id. `known` says
     /// whether a member id belongs to this cluster.
-    pub fn check_request(
+    pub(crate) fn check_request(
         &self,
         md: &MetadataMap,
         known: impl Fn(NodeId) -> bool,
@@ -114,7 +114,7 @@ impl Identity {
     }
 
     /// Checks the answering member's handshake on the caller.
-    pub fn check_response(&self, md: &MetadataMap, to: NodeId) -> Result<(), String> {
+    pub(crate) fn check_response(&self, md: &MetadataMap, to: NodeId) -> Result<(), String> {
         let (Some(cluster), Some(member)) = (read_hex(md, CLUSTER), read_hex(md, MEMBER)) else {
             return Err(format!("member {to:x} answered without a peer handshake"));
         };

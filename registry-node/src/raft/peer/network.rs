@@ -34,7 +34,7 @@ impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
 }
 
 /// openraft's client for one member.
-pub struct PeerClient {
+pub(crate) struct PeerClient {
     target: NodeId,
     url: String,
     net: PeerNetwork,
