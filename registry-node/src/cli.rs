@@ -127,7 +127,7 @@ pub async fn run(args: NodeArgs, shutdown: CancellationToken) -> anyhow::Result<
         );
     }
     // A member removed from the cluster stops the process, as etcd's does.
-    let removed = nodes.iter().map(|n| n.core.stopping.clone()).collect();
+    let removed = nodes.iter().map(|n| n.stopping()).collect();
     tokio::select! {
         _ = shutdown.cancelled() => {}
         _ = crate::membership::join::any_stopped(removed) => {}

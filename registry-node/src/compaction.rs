@@ -24,7 +24,7 @@ use proto::registrypb::InternalRequest;
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
-use crate::node::Core;
+use crate::routing::Router;
 
 /// The `[compaction]` section of `cluster.toml`.
 #[derive(Debug, Clone, Deserialize)]
@@ -165,7 +165,7 @@ impl Compactor {
 
 /// Samples the store and, while this member leads, proposes the compactions the policy asks
 /// for, until `shutdown`.
-pub(crate) async fn run(core: Arc<Core>, policy: Policy, shutdown: CancellationToken) {
+pub(crate) async fn run(router: Arc<Router>, policy: Policy, shutdown: CancellationToken) {
     let epoch = tokio::time::Instant::now();
     let mut compactor = Compactor::new(policy, Duration::ZERO);
     let mut every = tokio::time::interval(compactor.step());
@@ -175,7 +175,7 @@ pub(crate) async fn run(core: Arc<Core>, policy: Policy, shutdown: CancellationT
             _ = shutdown.cancelled() => return,
             _ = every.tick() => {}
         }
-        let (revision, done) = core.sm.read(|s| (s.revision(), s.compact_revision()));
+        let (revision, done) = router.sm().read(|s| (s.revision(), s.compact_revision()));
         let now = epoch.elapsed();
         if done > 0 {
             compactor.last = compactor.last.max(done);
@@ -183,7 +183,7 @@ pub(crate) async fn run(core: Arc<Core>, policy: Policy, shutdown: CancellationT
         let Some(target) = compactor.tick(now, revision) else {
             continue;
         };
-        if core.raft.metrics().borrow_watched().state != ServerState::Leader {
+        if router.raft().metrics().borrow_watched().state != ServerState::Leader {
             continue;
         }
         let req = InternalRequest {
@@ -192,7 +192,7 @@ pub(crate) async fn run(core: Arc<Core>, policy: Policy, shutdown: CancellationT
                 physical: false,
             })),
         };
-        match core.propose(&req).await {
+        match router.propose(&req).await {
             Ok(_) => {
                 tracing::info!(revision = target, "auto-compacted");
                 compactor.compacted(now, target);

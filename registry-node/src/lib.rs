@@ -31,6 +31,7 @@ mod batching;
 pub mod cli;
 mod compaction;
 mod config;
+mod errors;
 mod http;
 mod lease;
 mod logging;
@@ -38,6 +39,7 @@ mod membership;
 mod node;
 mod raft;
 mod restore;
+mod routing;
 mod store;
 pub mod testing;
 mod tls;
@@ -47,8 +49,7 @@ pub use compaction::CompactionSection;
 pub use config::{
     ClusterFile, ClusterSection, ConfigError, MemberSection, MemberSpec, NodeConfig, RaftSection,
 };
-pub use api::forward::ForwardCounts;
-pub use api::route::ReadCounts;
 pub use membership::join::ClusterState;
 pub use node::{Node, NodeError, NodeHandle, RaftStatus};
+pub use routing::{ForwardCounts, ReadCounts};
 pub use tls::{TlsArgs, TlsSection};

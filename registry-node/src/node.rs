@@ -3,33 +3,34 @@
 //! binds the configured addresses and calls it.
 
 use openraft::async_runtime::WatchReceiver;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use proto::etcdserverpb::ResponseHeader;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::{Channel, Server};
-use tonic::Status;
+use tonic::transport::Server;
 use tracing::Instrument;
 
 use crate::api::{
-    cluster::ClusterService, kv::KvService, lease::LeaseService, maintenance::MaintenanceService,
-    watch::WatchService,
+    cluster::ClusterService,
+    kv::KvService,
+    lease::LeaseService,
+    maintenance::MaintenanceService,
+    watch::{WatchService, WatchSettings},
 };
 use crate::config::NodeConfig;
+use crate::http::MemberDisk;
 use crate::lease::LeaseManager;
+use crate::membership::join::Publish;
 use crate::raft::peer::client::PeerNetwork;
 use crate::raft::peer::server::PeerService;
 use crate::raft::peer::Identity;
 use crate::raft::{MemberNode, NodeId, Raft, TypeConfig};
+use crate::routing::{Router, RouterParts};
 use crate::store::StateMachine;
-
-/// Largest client request accepted on the wire (etcd: max request bytes + 512 KiB overhead).
-pub(crate) const MAX_CLIENT_MESSAGE: usize = 3 * 512 * 1024 + 512 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
@@ -59,89 +60,6 @@ pub enum NodeError {
     Join(String),
 }
 
-/// What every request handler of a member shares.
-pub(crate) struct Core {
-    pub config: NodeConfig,
-    pub raft: Raft,
-    pub sm: StateMachine,
-    pub leases: LeaseManager,
-    /// Cancelled when the member stops: long-lived client streams end with it.
-    pub stopping: CancellationToken,
-    channels: Mutex<HashMap<String, Channel>>,
-    /// TLS of both ports and of the channels to other members ([`crate::tls`]).
-    pub tls: Arc<crate::tls::Tls>,
-    /// Linearizable reads waiting for a shared leadership check.
-    pub reads: crate::api::route::ReadBatch,
-    /// Proposals waiting to share a Raft entry.
-    pub proposals: crate::raft::batch::ProposalBatch,
-    /// Linearizable reads of a follower waiting for a read index from the leader.
-    pub follower_reads: crate::api::route::FollowerReads,
-    /// KV writes this member, as a follower, sends on to the leader in batches.
-    pub forward: crate::api::forward::ForwardQueue,
-    /// Where linearizable reads were served (local or forwarded).
-    pub read_stats: Arc<crate::api::route::ReadStats>,
-    /// The member link (shared with Raft), for read indexes and forwarded writes.
-    pub peers: PeerNetwork,
-    /// The Raft log's fsync durations (`/metrics`: etcd_disk_wal_fsync_duration_seconds).
-    pub wal_fsync: Arc<raft_log::FsyncTimes>,
-}
-
-impl Core {
-    /// etcd's response header for this member at `revision`.
-    pub(crate) fn header(&self, revision: i64) -> ResponseHeader {
-        ResponseHeader {
-            cluster_id: self.config.cluster_id,
-            member_id: self.config.id,
-            revision,
-            raft_term: self.raft.metrics().borrow_watched().current_term,
-        }
-    }
-
-    /// Keeps the revision of `h` (set where the request was applied) and stamps this member.
-    pub(crate) fn restamp(&self, h: Option<ResponseHeader>) -> ResponseHeader {
-        let revision = h
-            .map(|h| h.revision)
-            .unwrap_or_else(|| self.sm.read(|s| s.revision()));
-        self.header(revision)
-    }
-
-    /// A (cached, lazily connected) channel to another member's client URL.
-    pub(crate) fn client_channel(&self, url: &str) -> Result<Channel, Status> {
-        let mut map = self.channels.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(ch) = map.get(url) {
-            return Ok(ch.clone());
-        }
-        let ch = self
-            .tls
-            .client_client
-            .endpoint(url)
-            .map_err(|e| Status::internal(format!("member url {url}: {e}")))?
-            .connect_timeout(Duration::from_secs(1))
-            .tcp_nodelay(true)
-            .connect_lazy();
-        map.insert(url.to_owned(), ch.clone());
-        Ok(ch)
-    }
-
-    /// Bytes on disk of this member's data directory.
-    pub(crate) fn db_size(&self) -> u64 {
-        dir_size(&self.config.data_dir)
-    }
-}
-
-fn dir_size(path: &std::path::Path) -> u64 {
-    let Ok(rd) = std::fs::read_dir(path) else {
-        return 0;
-    };
-    rd.flatten()
-        .map(|e| match e.metadata() {
-            Ok(m) if m.is_dir() => dir_size(&e.path()),
-            Ok(m) => m.len(),
-            Err(_) => 0,
-        })
-        .sum()
-}
-
 /// A member's Raft state at one moment: log indexes and who leads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RaftStatus {
@@ -158,7 +76,9 @@ pub struct RaftStatus {
 
 /// A running member.
 pub struct NodeHandle {
-    pub(crate) core: Arc<Core>,
+    pub(crate) router: Arc<Router>,
+    config: NodeConfig,
+    client_tls: bool,
     pub client_addr: std::net::SocketAddr,
     pub peer_addr: std::net::SocketAddr,
     isolated: Arc<AtomicBool>,
@@ -278,22 +198,17 @@ impl Node {
                     .map_err(|e| NodeError::Raft(e.to_string()))?
             };
             let shutdown = CancellationToken::new();
-            let core = Arc::new(Core {
-                config: config.clone(),
+            let router = Arc::new(Router::new(RouterParts {
                 raft: raft.clone(),
                 sm,
-                leases: LeaseManager::new(config.raft.election_timeout_ms),
-                stopping: shutdown.clone(),
-                channels: Mutex::new(HashMap::new()),
-                tls: tls.clone(),
-                reads: Default::default(),
-                proposals: crate::raft::batch::ProposalBatch::new(config.raft.proposals_in_flight),
-                follower_reads: Default::default(),
-                forward: Default::default(),
-                read_stats: Default::default(),
+                cluster_id: config.cluster_id,
+                member_id: config.id,
+                election_timeout_ms: config.raft.election_timeout_ms,
+                proposals_in_flight: config.raft.proposals_in_flight,
+                client_tls: tls.client_client.clone(),
                 peers,
-                wal_fsync,
-            });
+            }));
+            let leases = Arc::new(LeaseManager::new(config.raft.election_timeout_ms));
             let client_addr = client.local_addr().map_err(|source| NodeError::Bind {
                 addr: config.client_addr,
                 source,
@@ -305,14 +220,16 @@ impl Node {
             // The peer port: the member link (`raftpb.RaftPeer`), served on the Raft thread
             // so that peer requests (append-entries above all) are handled next to the core
             // they go to.
-            let peer_service = PeerService::new(me, raft.clone(), isolated.clone(), core.clone());
+            let configured = config.members.iter().map(|m| m.id).collect();
+            let peer_service =
+                PeerService::new(me, raft.clone(), isolated.clone(), configured, router.clone());
             let peer_tls = tls.peer_server.clone();
             let peer = peer.into_std().map_err(|source| NodeError::Bind {
                 addr: config.peer_addr,
                 source,
             })?;
             let peer_stop = shutdown.clone();
-            let peer_members = ClusterService::new(core.clone());
+            let peer_members = ClusterService::new(router.clone());
             let peer_server = async move {
                 let peer = match TcpListener::from_std(peer) {
                     Ok(peer) => peer,
@@ -335,48 +252,110 @@ impl Node {
             // The client API: KV's busiest methods as unary handlers straight on hyper
             // (`grpc-lite`), everything else (watch and lease streams included) through tonic.
             // Not gRPC: the JSON gateway, /metrics, /health (etcd serves them on this port).
-            let http = crate::http::start(core.clone(), client_addr, shutdown.clone());
-            let client_routes = KvService::routes(core.clone())
-                .merge(crate::api::cluster::routes(core.clone()))
-                .tonic(KvService::new(core.clone()))
-                .tonic(LeaseService::new(core.clone()))
-                .tonic(WatchService::new(core.clone()))
-                .tonic(ClusterService::new(core.clone()))
-                .tonic(MaintenanceService::new(core.clone()))
-                .tonic(crate::api::auth::AuthService::new(core.clone()))
+            let disk = MemberDisk {
+                data_dir: config.data_dir.clone(),
+                wal_fsync,
+            };
+            let http = crate::http::start(
+                router.clone(),
+                client_addr,
+                tls.loopback(client_addr),
+                disk,
+                shutdown.clone(),
+            );
+            let kv = KvService::new(router.clone(), config.raft.max_request_bytes);
+            let watch = WatchSettings {
+                progress_notify: Duration::from_millis(config.raft.progress_notify_ms),
+                election_timeout: Duration::from_millis(config.raft.election_timeout_ms),
+                stopping: shutdown.clone(),
+            };
+            let client_routes = kv
+                .routes()
+                .merge(crate::api::cluster::routes(router.clone()))
+                .tonic(kv.server())
+                .tonic(LeaseService::new(router.clone(), leases.clone(), shutdown.clone()))
+                .tonic(WatchService::new(router.clone(), watch))
+                .tonic(ClusterService::new(router.clone()))
+                .tonic(MaintenanceService::new(router.clone(), config.data_dir.clone()))
+                .tonic(crate::api::auth::AuthService::new(router.clone()))
                 .tonic(http.health)
                 .tonic(crate::api::lock::LockService::new(http.channel.clone()))
                 .tonic(crate::api::election::ElectionService::new(http.channel.clone()))
                 .http(http.handler)
                 .observe(http.observer)
-                .on_deadline(crate::api::error::deadline_exceeded);
+                .on_deadline(crate::errors::deadline_exceeded);
             let client_server = crate::tls::serve_client(
                 client,
                 client_routes,
                 tls.client_server.clone(),
                 shutdown.clone(),
             );
+            let publish = Publish {
+                name: config.name.clone(),
+                client_url: config
+                    .member(config.id)
+                    .map(|m| m.client_url.clone())
+                    .filter(|u| !u.is_empty())
+                    .unwrap_or_else(|| format!("http://{}", config.client_addr)),
+                publish: {
+                    let router = router.clone();
+                    Box::new(move |id, name, url| {
+                        let router = router.clone();
+                        Box::pin(async move {
+                            crate::api::cluster::publish(&router, id, &name, &url).await
+                        })
+                    })
+                },
+            };
             let span = tracing::Span::current();
-            let tasks = vec![
-                raft_rt.handle.spawn(peer_server.instrument(span.clone())),
+            let background = [
                 tokio::spawn(client_server.instrument(span.clone())),
-                tokio::spawn(
-                    crate::lease::run(core.clone(), shutdown.clone()).instrument(span.clone()),
-                ),
-                tokio::spawn(
-                    crate::compaction::run(core.clone(), config.compaction, shutdown.clone())
-                        .instrument(span.clone()),
-                ),
-                tokio::spawn(
-                    crate::membership::join::publish_loop(core.clone(), shutdown.clone())
-                        .instrument(span.clone()),
-                ),
+                tokio::spawn(crate::lease::run(
+                    router.clone(),
+                    leases,
+                    config.raft.election_timeout_ms,
+                    shutdown.clone(),
+                ).instrument(span.clone())),
+                tokio::spawn(crate::compaction::run(
+                    router.clone(),
+                    config.compaction,
+                    shutdown.clone(),
+                ).instrument(span.clone())),
+                // etcd's backend quota and its periodic corruption check, on the leader.
+                tokio::spawn(crate::api::maintenance::watch_quota(
+                    router.clone(),
+                    config.raft.quota_backend_bytes,
+                    shutdown.clone(),
+                ).instrument(span.clone())),
+                tokio::spawn(crate::api::maintenance::check_corruption(
+                    router.clone(),
+                    Duration::from_millis(config.raft.corrupt_check_ms),
+                    shutdown.clone(),
+                ).instrument(span.clone())),
+                tokio::spawn(crate::membership::join::publish_loop(
+                    router.clone(),
+                    publish,
+                    tls.peer_client.clone(),
+                    shutdown.clone(),
+                ).instrument(span.clone())),
             ];
+            let mut tasks = vec![raft_rt.handle.spawn(peer_server.instrument(span.clone()))];
+            tasks.extend(background);
             if config.initial_cluster_state == crate::membership::join::ClusterState::New {
                 form_cluster(&raft, &config).await;
             }
             tracing::info!(%client_addr, %peer_addr, id = %format!("{:x}", config.id), "member started");
-            Ok(NodeHandle { core, client_addr, peer_addr, isolated, shutdown, tasks, raft_rt })
+            Ok(NodeHandle {
+                router,
+                config,
+                client_tls: tls.client_server.is_some(),
+                client_addr,
+                peer_addr,
+                isolated,
+                shutdown,
+                tasks,
+                raft_rt,
+            })
         }
         .instrument(span)
         .await
@@ -444,20 +423,25 @@ fn raft_config(config: &NodeConfig) -> Result<openraft::Config, openraft::Config
 
 impl NodeHandle {
     pub fn id(&self) -> NodeId {
-        self.core.config.id
+        self.config.id
     }
 
     pub fn name(&self) -> &str {
-        &self.core.config.name
+        &self.config.name
     }
 
     pub(crate) fn raft(&self) -> &Raft {
-        &self.core.raft
+        self.router.raft()
+    }
+
+    /// Cancelled when the member stops (also when it finds itself removed from the cluster).
+    pub(crate) fn stopping(&self) -> CancellationToken {
+        self.shutdown.clone()
     }
 
     /// What this member's Raft knows now (openraft's metrics, in plain numbers).
     pub fn raft_status(&self) -> RaftStatus {
-        let m = self.core.raft.metrics();
+        let m = self.router.raft().metrics();
         let m = m.borrow_watched();
         RaftStatus {
             id: m.id,
@@ -471,18 +455,18 @@ impl NodeHandle {
     }
 
     /// Where this member served linearizable reads so far (tests of follower reads).
-    pub fn read_counts(&self) -> crate::api::route::ReadCounts {
-        self.core.read_stats.counts()
+    pub fn read_counts(&self) -> crate::routing::ReadCounts {
+        self.router.read_stats().counts()
     }
 
     /// How many writes this member, as a follower, carried to the leader and in how many calls.
-    pub fn forward_counts(&self) -> crate::api::forward::ForwardCounts {
-        self.core.forward.counts()
+    pub fn forward_counts(&self) -> crate::routing::ForwardCounts {
+        self.router.forward_queue().counts()
     }
 
     /// `http://<client addr>` (`https://` with TLS), for clients.
     pub fn client_url(&self) -> String {
-        let tls = self.core.tls.client_server.is_some();
+        let tls = self.client_tls;
         format!(
             "{}://{}",
             if tls { "https" } else { "http" },
@@ -503,7 +487,7 @@ impl NodeHandle {
     /// Stops serving and stops Raft; the data directory is kept.
     pub async fn shutdown(self) {
         self.shutdown.cancel();
-        if let Err(e) = self.core.raft.shutdown().await {
+        if let Err(e) = self.router.raft().shutdown().await {
             tracing::warn!(error = %e, "raft shutdown");
         }
         drop(self.raft_rt.stop);

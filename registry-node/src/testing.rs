@@ -201,7 +201,7 @@ impl TestCluster {
         index: u64,
         timeout: Duration,
     ) -> Result<(), String> {
-        let mut rx = self.node(i).core.sm.applied_index();
+        let mut rx = self.node(i).router.sm().applied_index();
         let reached = tokio::time::timeout(timeout, rx.wait_for(|a| *a >= index))
             .await
             .map_err(|_| format!("member {i} did not apply index {index} within {timeout:?}"))?

@@ -7,7 +7,6 @@ mod common;
 
 use std::time::Duration;
 
-use openraft::async_runtime::WatchReceiver;
 
 use common::{etcdctl, wait_for, RealEtcd};
 use proto::authpb::permission::Type as PermType;
@@ -557,7 +556,7 @@ async fn tokens_work_on_every_member_and_auth_survives_restarts_and_snapshots() 
     let root = token(&lead_url, "root", "rootpw")
         .await
         .expect("root token");
-    let last = c.node(b).raft().metrics().borrow_watched().last_log_index;
+    let last = c.node(b).raft_status().last_log_index;
     c.stop(b).await;
     let mut admin = AuthClient::new(channel(&lead_url).await);
     admin
@@ -593,8 +592,8 @@ async fn tokens_work_on_every_member_and_auth_survives_restarts_and_snapshots() 
         "the leader to purge its log",
         Duration::from_secs(20),
         || {
-            let m = c.node(leader).raft().metrics().borrow_watched().clone();
-            async move { m.purged.filter(|p| p.index > purged_past) }
+            let purged = c.node(leader).raft_status().purged;
+            async move { purged.filter(|p| *p > purged_past) }
         },
     )
     .await;
@@ -603,8 +602,8 @@ async fn tokens_work_on_every_member_and_auth_survives_restarts_and_snapshots() 
         "the member to install a snapshot",
         Duration::from_secs(30),
         || {
-            let snap = c.node(b).raft().metrics().borrow_watched().snapshot;
-            async move { snap.filter(|s| s.index > purged_past) }
+            let snap = c.node(b).raft_status().snapshot;
+            async move { snap.filter(|s| *s > purged_past) }
         },
     )
     .await;

@@ -4,7 +4,6 @@
 
 mod common;
 
-use openraft::async_runtime::WatchReceiver;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -201,9 +200,7 @@ async fn stopped_member_catches_up_through_a_snapshot() {
     let lagger = (leader + 1) % 3;
     let lagger_last = c
         .node(lagger)
-        .raft()
-        .metrics()
-        .borrow_watched()
+        .raft_status()
         .last_log_index
         .unwrap_or(0);
     c.stop(lagger).await;
@@ -216,12 +213,12 @@ async fn stopped_member_catches_up_through_a_snapshot() {
             .expect("put");
     }
     let purged = common::wait_for("leader to purge its log", Duration::from_secs(20), || {
-        let m = c.node(leader).raft().metrics().borrow_watched().clone();
-        async move { m.purged.filter(|p| p.index > lagger_last + 5) }
+        let purged = c.node(leader).raft_status().purged;
+        async move { purged.filter(|p| *p > lagger_last + 5) }
     })
     .await;
     assert!(
-        purged.index > lagger_last,
+        purged > lagger_last,
         "the log the lagger needs is gone: only a snapshot helps"
     );
 
@@ -239,9 +236,9 @@ async fn stopped_member_catches_up_through_a_snapshot() {
         },
     )
     .await;
-    let snap = c.node(lagger).raft().metrics().borrow_watched().snapshot;
+    let snap = c.node(lagger).raft_status().snapshot;
     assert!(
-        snap.is_some_and(|s| s.index > lagger_last),
+        snap.is_some_and(|s| s > lagger_last),
         "lagger holds a snapshot: {snap:?}"
     );
     c.shutdown().await;

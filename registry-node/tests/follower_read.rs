@@ -41,8 +41,8 @@ async fn follower_serves_linearizable_reads_from_its_own_store() {
     let follower = (leader + 1) % 3;
     let mut lkv = client(c.client_url(leader));
     let mut fkv = client(c.client_url(follower));
-    let before_f = c.node(follower).core.read_stats.counts();
-    let before_l = c.node(leader).core.read_stats.counts();
+    let before_f = c.node(follower).read_counts();
+    let before_l = c.node(leader).read_counts();
     const N: u64 = 40;
     for i in 0..N {
         let put = lkv
@@ -61,8 +61,8 @@ async fn follower_serves_linearizable_reads_from_its_own_store() {
         assert_eq!(kv.mod_revision, put_rev);
         assert!(got.header.expect("header").revision >= put_rev);
     }
-    let after_f = c.node(follower).core.read_stats.counts();
-    let after_l = c.node(leader).core.read_stats.counts();
+    let after_f = c.node(follower).read_counts();
+    let after_l = c.node(leader).read_counts();
     assert_eq!(after_f.local - before_f.local, N, "{after_f:?}");
     assert_eq!(after_f.forwarded, before_f.forwarded, "{after_f:?}");
     assert!(after_f.read_index_sent > before_f.read_index_sent);
@@ -76,7 +76,7 @@ async fn follower_serves_linearizable_reads_from_its_own_store() {
 async fn reads_see_writes_acknowledged_by_any_other_member() {
     let c = TestCluster::start(3).await;
     let leader = c.wait_for_leader(LEADER_WAIT).await.expect("leader");
-    let before: Vec<_> = (0..3).map(|i| c.node(i).core.read_stats.counts()).collect();
+    let before: Vec<_> = (0..3).map(|i| c.node(i).read_counts()).collect();
     const TASKS: usize = 12;
     const ROUNDS: usize = 25;
     let clients: Vec<KvClient<Channel>> = (0..3).map(|i| client(c.client_url(i))).collect();
@@ -119,7 +119,7 @@ async fn reads_see_writes_acknowledged_by_any_other_member() {
     for t in tasks {
         t.await.expect("reader task");
     }
-    let after: Vec<_> = (0..3).map(|i| c.node(i).core.read_stats.counts()).collect();
+    let after: Vec<_> = (0..3).map(|i| c.node(i).read_counts()).collect();
     let total: u64 = (0..3).map(|i| after[i].local - before[i].local).sum();
     let forwarded: u64 = (0..3)
         .map(|i| after[i].forwarded - before[i].forwarded)
@@ -152,7 +152,7 @@ async fn cut_off_follower_serves_no_linearizable_read_from_its_stale_store() {
     assert_eq!(first.kvs[0].value, b"old");
     c.isolate(follower);
     lkv.put(put_req("/cut", "new")).await.expect("put new");
-    let before = c.node(follower).core.read_stats.counts();
+    let before = c.node(follower).read_counts();
     // Linearizable reads on the cut-off member: either fresh (carried to the leader) or an
     // error, never the old value from its own store.
     for _ in 0..5 {
@@ -163,7 +163,7 @@ async fn cut_off_follower_serves_no_linearizable_read_from_its_stale_store() {
             Err(s) => assert_eq!(s.code(), Code::Unavailable, "{s:?}"),
         }
     }
-    let after = c.node(follower).core.read_stats.counts();
+    let after = c.node(follower).read_counts();
     assert_eq!(
         after.local, before.local,
         "served locally while cut off: {after:?}"
@@ -245,7 +245,7 @@ async fn follower_sends_concurrent_writes_to_the_leader_in_batches() {
         .await
         .expect("leader");
     let follower = (leader + 1) % 3;
-    let before = c.node(follower).core.forward.counts();
+    let before = c.node(follower).forward_counts();
     // 200 puts through the follower, 50 at a time.
     let url = c.client_url(follower);
     let revs = futures::future::join_all((0..4).map(|t| {
@@ -269,7 +269,7 @@ async fn follower_sends_concurrent_writes_to_the_leader_in_batches() {
     all.sort_unstable();
     all.dedup();
     assert_eq!(all.len(), 200, "every put got its own revision");
-    let after = c.node(follower).core.forward.counts();
+    let after = c.node(follower).forward_counts();
     assert_eq!(
         after.writes - before.writes,
         200,

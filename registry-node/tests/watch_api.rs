@@ -4,7 +4,6 @@
 
 mod common;
 
-use openraft::async_runtime::WatchReceiver;
 use std::time::Duration;
 
 use proto::etcdserverpb::kv_client::KvClient;
@@ -220,7 +219,7 @@ async fn isolated_old_leader_stops_renewing_and_expiring() {
     let new_leader = common::wait_for("a new leader among the others", LEADER_WAIT, || {
         let views: Vec<Option<u64>> = (0..3)
             .filter(|i| *i != leader)
-            .map(|i| c.node(i).raft().metrics().borrow_watched().current_leader)
+            .map(|i| c.node(i).raft_status().leader)
             .collect();
         let old_id = c.config(leader).id;
         async move {

@@ -22,18 +22,18 @@ use tonic::{Request, Response, Status};
 
 use super::auth_check::{status, Caller};
 use super::auth_login::{forward, hash};
-use super::route::{CallCtx, Redirect};
-use crate::node::Core;
+use crate::routing::Router;
+use crate::routing::{CallCtx, Redirect};
 
 type Forward<Q, T> = fn(AuthClient<Channel>, Request<Q>) -> BoxFuture<'static, Result<T, Status>>;
 
 pub(crate) struct AuthService {
-    core: Arc<Core>,
+    router: Arc<Router>,
 }
 
 impl AuthService {
-    pub(crate) fn new(core: Arc<Core>) -> AuthServer<Self> {
-        AuthServer::new(AuthService { core })
+    pub(crate) fn new(router: Arc<Router>) -> AuthServer<Self> {
+        AuthServer::new(AuthService { router })
     }
 
     /// Proposes `ir` (a follower forwards the call to the leader with `call`), restamps the
@@ -50,20 +50,21 @@ impl AuthService {
     where
         Q: Clone + Send + 'static,
     {
-        let core = &self.core;
+        let router = &self.router;
         let ir = InternalRequest { request: Some(ir) };
-        core.route(
-            ctx,
-            || async {
-                match &core.propose(&ir).await?.response {
-                    mvcc::Response::Auth(a) => pick(a.clone()),
-                    _ => None,
-                }
-                .ok_or_else(|| Redirect::Fail(Status::internal("mismatched apply response")))
-            },
-            |ch| call(AuthClient::new(ch), forward(msg.clone(), ctx, caller)),
-        )
-        .await
+        router
+            .route(
+                ctx,
+                || async {
+                    match &router.propose(&ir).await?.response {
+                        mvcc::Response::Auth(a) => pick(a.clone()),
+                        _ => None,
+                    }
+                    .ok_or_else(|| Redirect::Fail(Status::internal("mismatched apply response")))
+                },
+                |ch| call(AuthClient::new(ch), forward(msg.clone(), ctx, caller)),
+            )
+            .await
     }
 
     /// An admin-only change: root check, propose, restamp.
@@ -79,13 +80,13 @@ impl AuthService {
         Q: Clone + Send + 'static,
     {
         let (ctx, caller) = (CallCtx::of(&req), Caller::of(&req));
-        caller.admin(&self.core).await?;
+        caller.admin(&self.router).await?;
         let r = req.into_inner();
         let mut resp = self
             .propose(&ctx, &caller, r.clone(), ir(r), pick, call)
             .await?;
         let h = header(&mut resp);
-        *h = Some(self.core.restamp(h.take()));
+        *h = Some(self.router.restamp(h.take()));
         Ok(Response::new(resp))
     }
 
@@ -95,18 +96,18 @@ impl AuthService {
         ctx: &CallCtx,
         f: impl Fn(&mvcc::Store) -> Result<T, AuthError>,
     ) -> Result<T, Status> {
-        let core = &self.core;
-        match core.linearizable_barrier(ctx).await {
+        let router = &self.router;
+        match router.linearizable_barrier(ctx).await {
             // A follower that cannot get a read index serves what it has applied.
             Ok(()) | Err(Redirect::Leader(_)) => {}
-            Err(Redirect::NoLeader) => return Err(super::error::no_leader()),
+            Err(Redirect::NoLeader) => return Err(crate::errors::no_leader()),
             Err(Redirect::Fail(s)) => return Err(s),
         }
-        core.sm.read(|s| f(s)).map_err(|e| status(&e))
+        router.sm().read(|s| f(s)).map_err(|e| status(&e))
     }
 
     fn header(&self) -> Option<ResponseHeader> {
-        Some(self.core.header(self.core.sm.read(|s| s.revision())))
+        Some(self.router.header(self.router.sm().read(|s| s.revision())))
     }
 }
 
@@ -150,7 +151,7 @@ impl Auth for AuthService {
         &self,
         req: Request<AuthenticateRequest>,
     ) -> Result<Response<AuthenticateResponse>, Status> {
-        super::auth_login::authenticate(&self.core, req).await
+        super::auth_login::authenticate(&self.router, req).await
     }
 
     async fn user_add(
@@ -162,7 +163,7 @@ impl Auth for AuthService {
         let no_password = r.options.is_some_and(|o| o.no_password);
         // A forwarded call arrives hashed already; the password never goes into the log.
         if !no_password && r.hashed_password.is_empty() && !r.name.is_empty() {
-            Caller::of(&req).admin(&self.core).await?;
+            Caller::of(&req).admin(&self.router).await?;
             let r = req.get_mut();
             r.hashed_password = hash(std::mem::take(&mut r.password)).await?;
         }
@@ -187,8 +188,8 @@ impl Auth for AuthService {
         let (ctx, caller) = (CallCtx::of(&req), Caller::of(&req));
         let r = req.into_inner();
         // A user may read itself (etcd's authApplierV3.UserGet).
-        if let Err(denied) = caller.admin(&self.core).await {
-            if caller.name(&self.core).await?.as_deref() != Some(r.name.as_str()) {
+        if let Err(denied) = caller.admin(&self.router).await {
+            if caller.name(&self.router).await?.as_deref() != Some(r.name.as_str()) {
                 return Err(denied);
             }
         }
@@ -209,7 +210,7 @@ impl Auth for AuthService {
         req: Request<AuthUserListRequest>,
     ) -> Result<Response<AuthUserListResponse>, Status> {
         let ctx = CallCtx::of(&req);
-        Caller::of(&req).admin(&self.core).await?;
+        Caller::of(&req).admin(&self.router).await?;
         let users = self.read(&ctx, |s| Ok(s.auth().user_names())).await?;
         Ok(Response::new(AuthUserListResponse {
             header: self.header(),
@@ -240,7 +241,7 @@ impl Auth for AuthService {
     ) -> Result<Response<AuthUserChangePasswordResponse>, Status> {
         let mut req = req;
         if req.get_ref().hashed_password.is_empty() {
-            Caller::of(&req).admin(&self.core).await?;
+            Caller::of(&req).admin(&self.router).await?;
             let r = req.get_mut();
             r.hashed_password = hash(std::mem::take(&mut r.password)).await?;
         }
@@ -322,9 +323,9 @@ impl Auth for AuthService {
         let (ctx, caller) = (CallCtx::of(&req), Caller::of(&req));
         let r = req.into_inner();
         // A user may read a role it holds (etcd's authApplierV3.RoleGet).
-        if let Err(denied) = caller.admin(&self.core).await {
-            let name = caller.name(&self.core).await?.unwrap_or_default();
-            if !self.core.sm.read(|s| s.auth().has_role(&name, &r.role)) {
+        if let Err(denied) = caller.admin(&self.router).await {
+            let name = caller.name(&self.router).await?.unwrap_or_default();
+            if !self.router.sm().read(|s| s.auth().has_role(&name, &r.role)) {
                 return Err(denied);
             }
         }
@@ -345,7 +346,7 @@ impl Auth for AuthService {
         req: Request<AuthRoleListRequest>,
     ) -> Result<Response<AuthRoleListResponse>, Status> {
         let ctx = CallCtx::of(&req);
-        Caller::of(&req).admin(&self.core).await?;
+        Caller::of(&req).admin(&self.router).await?;
         let roles = self.read(&ctx, |s| Ok(s.auth().role_names())).await?;
         Ok(Response::new(AuthRoleListResponse {
             header: self.header(),

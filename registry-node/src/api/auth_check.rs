@@ -10,30 +10,18 @@ use proto::etcdserverpb::request_op::Request as Op;
 use proto::etcdserverpb::{
     DeleteRangeRequest, PutRequest, RangeRequest, TxnRequest, WatchCreateRequest,
 };
-use tonic::{Code, Request, Status};
+use tonic::{Request, Status};
 
-use crate::node::Core;
+use crate::routing::Router;
 
 /// The metadata keys etcd reads a token from (`rpctypes.TokenFieldNameGRPC`/`...Swagger`).
-pub(crate) const TOKEN: &str = "token";
+pub(crate) use crate::routing::TOKEN;
 const AUTHORIZATION: &str = "authorization";
 
 /// Longest wait for this member to apply the entry that issued a token.
 const TOKEN_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// etcd's gRPC code for each auth error (`rpctypes/error.go`).
-pub(crate) fn status(e: &AuthError) -> Status {
-    use AuthError as E;
-    let code = match e {
-        E::UserEmpty | E::RoleEmpty | E::AuthFailed | E::InvalidAuthMgmt | E::AuthOldRevision => {
-            Code::InvalidArgument
-        }
-        E::PermissionDenied => Code::PermissionDenied,
-        E::InvalidAuthToken => Code::Unauthenticated,
-        _ => Code::FailedPrecondition,
-    };
-    Status::new(code, e.to_string())
-}
+pub(crate) use crate::errors::auth_status as status;
 
 /// Who is calling: the token the call carried, if any.
 #[derive(Clone, Debug, Default)]
@@ -71,7 +59,7 @@ impl Caller {
     /// A token names the log index that issued it: wait (briefly) until this member has
     /// applied it, as etcd's `isValidSimpleToken` waits, so a token fresh from another
     /// member is known here.
-    async fn settle(&self, core: &Core) {
+    async fn settle(&self, router: &Router) {
         let index = self
             .token
             .as_deref()
@@ -80,18 +68,19 @@ impl Caller {
         if let Some(index) = index {
             let deadline = tokio::time::Instant::now() + TOKEN_WAIT;
             // Timing out leaves the token unknown: "invalid auth token", as etcd answers.
-            let _ = core.wait_applied(index, Some(deadline)).await;
+            let _ = router.wait_applied(index, Some(deadline)).await;
         }
     }
 
     /// Runs `f` with the auth state and the caller's user, mapping its error to etcd's status.
     async fn with<T>(
         &self,
-        core: &Core,
+        router: &Router,
         f: impl FnOnce(&mvcc::Store, &Auth, Option<&str>) -> Result<T, AuthError>,
     ) -> Result<T, Status> {
-        self.settle(core).await;
-        core.sm
+        self.settle(router).await;
+        router
+            .sm()
             .read(|s| {
                 let a = s.auth();
                 if !a.enabled() && self.token.is_none() {
@@ -107,42 +96,44 @@ impl Caller {
     /// Only that a token, if the call carries one, is known here: etcd looks the token up
     /// (`AuthInfoFromCtx`) before proposing any Raft request, so Compact, LeaseGrant and Alarm
     /// need no permission but a bad token is "invalid auth token".
-    pub(crate) async fn known(&self, core: &Core) -> Result<(), Status> {
-        self.with(core, |_, _, _| Ok(())).await
+    pub(crate) async fn known(&self, router: &Router) -> Result<(), Status> {
+        self.with(router, |_, _, _| Ok(())).await
     }
 
     /// Root only (etcd's `IsAdminPermitted`): auth management, Defragment, Hash, HashKV.
-    pub(crate) async fn admin(&self, core: &Core) -> Result<(), Status> {
-        self.with(core, |_, a, u| a.check_admin(u)).await
+    pub(crate) async fn admin(&self, router: &Router) -> Result<(), Status> {
+        self.with(router, |_, a, u| a.check_admin(u)).await
     }
 
     /// [`Caller::admin`] as etcd's maintenance server answers it: the auth store's own error,
     /// not turned into its gRPC form (code UNKNOWN, "auth: ..."; etcd 3.4 does so for
     /// Defragment, Hash, HashKV and Snapshot).
-    pub(crate) async fn admin_raw(&self, core: &Core) -> Result<(), Status> {
-        self.admin(core).await.map_err(|s| raw(&s))
+    pub(crate) async fn admin_raw(&self, router: &Router) -> Result<(), Status> {
+        self.admin(router).await.map_err(|s| raw(&s))
     }
 
     /// [`Caller::known`] as etcd's maintenance server answers Alarm: UNKNOWN
     /// "auth: invalid auth token" (its Alarm hands the auth store's error back unconverted).
-    pub(crate) async fn known_raw(&self, core: &Core) -> Result<(), Status> {
-        self.known(core).await.map_err(|s| raw(&s))
+    pub(crate) async fn known_raw(&self, router: &Router) -> Result<(), Status> {
+        self.known(router).await.map_err(|s| raw(&s))
     }
 
     /// The name the token names, for the calls a user may make on itself (UserGet).
-    pub(crate) async fn name(&self, core: &Core) -> Result<Option<String>, Status> {
-        self.with(core, |_, _, u| Ok(u.map(str::to_owned))).await
+    pub(crate) async fn name(&self, router: &Router) -> Result<Option<String>, Status> {
+        self.with(router, |_, _, u| Ok(u.map(str::to_owned))).await
     }
 
-    pub(crate) async fn may_range(&self, core: &Core, r: &RangeRequest) -> Result<(), Status> {
-        self.with(core, |_, a, u| a.check(u, &r.key, &r.range_end, Need::Read))
-            .await
+    pub(crate) async fn may_range(&self, router: &Router, r: &RangeRequest) -> Result<(), Status> {
+        self.with(router, |_, a, u| {
+            a.check(u, &r.key, &r.range_end, Need::Read)
+        })
+        .await
     }
 
     /// Write on the key, write on every key of the lease it attaches to (etcd's
     /// `checkLeasePuts`), read on the key if the previous value is asked for.
-    pub(crate) async fn may_put(&self, core: &Core, r: &PutRequest) -> Result<(), Status> {
-        self.with(core, |s, a, u| {
+    pub(crate) async fn may_put(&self, router: &Router, r: &PutRequest) -> Result<(), Status> {
+        self.with(router, |s, a, u| {
             a.check(u, &r.key, &[], Need::Write)?;
             lease_puts(s, a, u, r.lease)?;
             if r.prev_kv {
@@ -155,10 +146,10 @@ impl Caller {
 
     pub(crate) async fn may_delete(
         &self,
-        core: &Core,
+        router: &Router,
         r: &DeleteRangeRequest,
     ) -> Result<(), Status> {
-        self.with(core, |_, a, u| {
+        self.with(router, |_, a, u| {
             a.check(u, &r.key, &r.range_end, Need::Write)?;
             if r.prev_kv {
                 a.check(u, &r.key, &r.range_end, Need::Read)?;
@@ -170,17 +161,22 @@ impl Caller {
 
     /// Every key the txn compares, reads or writes, in either branch (etcd's `checkTxnAuth`;
     /// nested txns are checked too, which etcd 3.4 forgets).
-    pub(crate) async fn may_txn(&self, core: &Core, t: &TxnRequest) -> Result<(), Status> {
-        self.with(core, |_, a, u| txn(a, u, t)).await
+    pub(crate) async fn may_txn(&self, router: &Router, t: &TxnRequest) -> Result<(), Status> {
+        self.with(router, |_, a, u| txn(a, u, t)).await
     }
 
     /// Write on every key attached to the lease (etcd checks revokes so).
-    pub(crate) async fn may_revoke(&self, core: &Core, lease: i64) -> Result<(), Status> {
-        self.with(core, |s, a, u| lease_puts(s, a, u, lease)).await
+    pub(crate) async fn may_revoke(&self, router: &Router, lease: i64) -> Result<(), Status> {
+        self.with(router, |s, a, u| lease_puts(s, a, u, lease))
+            .await
     }
 
     /// Why a watch may not be created (etcd cancels it with this reason), `None` if it may.
-    pub(crate) async fn watch_denied(&self, core: &Core, c: &WatchCreateRequest) -> Option<String> {
+    pub(crate) async fn watch_denied(
+        &self,
+        router: &Router,
+        c: &WatchCreateRequest,
+    ) -> Option<String> {
         // etcd turns an end of "\0" into "no end" before checking: a single key.
         let end: &[u8] = if c.range_end == [0] {
             &[]
@@ -188,7 +184,7 @@ impl Caller {
             &c.range_end
         };
         let denied = self
-            .with(core, |_, a, u| a.check(u, &c.key, end, Need::Read))
+            .with(router, |_, a, u| a.check(u, &c.key, end, Need::Read))
             .await
             .err()?;
         // etcd's reason is the gRPC error's text (grpc-go's `status.Error`).

@@ -12,8 +12,8 @@ use rand::Rng;
 use tonic::{Request, Response, Status};
 
 use super::auth_check::{status, Caller, TOKEN};
-use super::route::{forwarded_request, CallCtx, Redirect};
-use crate::node::Core;
+use crate::routing::Router;
+use crate::routing::{forwarded_request, CallCtx, Redirect};
 
 /// etcd's default bcrypt cost (`bcrypt.DefaultCost`).
 const BCRYPT_COST: u32 = 10;
@@ -22,26 +22,26 @@ const BCRYPT_COST: u32 = 10;
 const ATTEMPTS: usize = 5;
 
 pub(crate) async fn authenticate(
-    core: &Core,
+    router: &Router,
     req: Request<AuthenticateRequest>,
 ) -> Result<Response<AuthenticateResponse>, Status> {
     let (ctx, caller) = (CallCtx::of(&req), Caller::of(&req));
     let r = req.into_inner();
-    let resp = core
+    let resp = router
         .route(
             &ctx,
             || async {
                 // The leader checks the password: one bcrypt per call wherever it lands.
                 if !ctx.forwarded {
-                    if let Some(node) = core.known_leader() {
+                    if let Some(node) = router.known_leader() {
                         return Err(Redirect::Leader(node));
                     }
                 }
-                core.linearizable_barrier(&ctx).await?;
+                router.linearizable_barrier(&ctx).await?;
                 // The password was checked at one auth revision; if a change lands before
                 // the token's entry, the apply refuses it and the check runs again.
                 for _ in 0..ATTEMPTS {
-                    let found = core.sm.read(|s| {
+                    let found = router.sm().read(|s| {
                         let a = s.auth();
                         if !a.enabled() {
                             return Err(AuthError::AuthNotEnabled);
@@ -60,7 +60,7 @@ pub(crate) async fn authenticate(
                             checked_revision: revision,
                         })),
                     };
-                    match core.propose(&ir).await {
+                    match router.propose(&ir).await {
                         Ok(applied) => match &applied.response {
                             mvcc::Response::Auth(AuthResponse::Authenticate(a)) => {
                                 return Ok(a.clone())
@@ -93,7 +93,7 @@ pub(crate) async fn authenticate(
         )
         .await?;
     Ok(Response::new(AuthenticateResponse {
-        header: Some(core.restamp(resp.header)),
+        header: Some(router.restamp(resp.header)),
         token: resp.token,
     }))
 }

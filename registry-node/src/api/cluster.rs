@@ -21,11 +21,11 @@ use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
 use super::auth_check::Caller;
-use super::route::{forwarded_request, CallCtx};
 use super::unary::handler;
 use crate::membership;
-use crate::node::Core;
 use crate::raft::NodeId;
+use crate::routing::Router;
+use crate::routing::{forwarded_request, CallCtx};
 
 const ADD: &str = "/etcdserverpb.Cluster/MemberAdd";
 const REMOVE: &str = "/etcdserverpb.Cluster/MemberRemove";
@@ -37,12 +37,12 @@ const MOVE_LEADER: &str = "/etcdserverpb.Maintenance/MoveLeader";
 const PUBLISH: &str = "/registrypb.Membership/Publish";
 
 pub(crate) struct ClusterService {
-    core: Arc<Core>,
+    router: Arc<Router>,
 }
 
 impl ClusterService {
-    pub(crate) fn new(core: Arc<Core>) -> ClusterServer<Self> {
-        ClusterServer::new(ClusterService { core })
+    pub(crate) fn new(router: Arc<Router>) -> ClusterServer<Self> {
+        ClusterServer::new(ClusterService { router })
     }
 }
 
@@ -52,59 +52,59 @@ impl Cluster for ClusterService {
         &self,
         _req: Request<MemberListRequest>,
     ) -> Result<Response<MemberListResponse>, Status> {
-        let revision = self.core.sm.read(|s| s.revision());
+        let revision = self.router.sm().read(|s| s.revision());
         Ok(Response::new(MemberListResponse {
-            header: Some(self.core.header(revision)),
-            members: membership::current_members(&self.core),
+            header: Some(self.router.header(revision)),
+            members: membership::current_members(&self.router),
         }))
     }
 }
 
 /// The membership changes and MoveLeader as handlers of the client port's server.
-pub(crate) fn routes(core: Arc<Core>) -> Routes {
+pub(crate) fn routes(router: Arc<Router>) -> Routes {
     Routes::new()
-        .handler(ADD, on(&core, member_add))
-        .handler(REMOVE, on(&core, member_remove))
-        .handler(UPDATE, on(&core, member_update))
-        .handler(PROMOTE, on(&core, member_promote))
-        .handler(MOVE_LEADER, on(&core, move_leader))
-        .handler(PUBLISH, on(&core, publish_call))
+        .handler(ADD, on(&router, member_add))
+        .handler(REMOVE, on(&router, member_remove))
+        .handler(UPDATE, on(&router, member_update))
+        .handler(PROMOTE, on(&router, member_promote))
+        .handler(MOVE_LEADER, on(&router, move_leader))
+        .handler(PUBLISH, on(&router, publish_call))
 }
 
 fn on<Req, Resp, Fut>(
-    core: &Arc<Core>,
-    f: fn(Arc<Core>, Request<Req>) -> Fut,
+    router: &Arc<Router>,
+    f: fn(Arc<Router>, Request<Req>) -> Fut,
 ) -> Arc<dyn grpc_lite::server::Handler>
 where
     Req: prost::Message + Default + Send + 'static,
     Resp: prost::Message + 'static,
     Fut: Future<Output = Result<Response<Resp>, Status>> + Send + 'static,
 {
-    let core = Arc::clone(core);
-    handler(move |r| f(Arc::clone(&core), r))
+    let router = Arc::clone(router);
+    handler(move |r| f(Arc::clone(&router), r))
 }
 
 /// etcd's Cluster headers carry no revision.
-fn header(core: &Core) -> Option<proto::etcdserverpb::ResponseHeader> {
-    Some(core.header(0))
+fn header(router: &Router) -> Option<proto::etcdserverpb::ResponseHeader> {
+    Some(router.header(0))
 }
 
 async fn member_add(
-    core: Arc<Core>,
+    router: Arc<Router>,
     req: Request<MemberAddRequest>,
 ) -> Result<Response<MemberAddResponse>, Status> {
     // Root only once auth is on (etcd's checkMembershipOperationPermission).
-    Caller::of(&req).admin(&core).await?;
+    Caller::of(&req).admin(&router).await?;
     let ctx = CallCtx::of(&req);
     let r = req.into_inner();
-    let resp = core
+    let resp = router
         .route(
             &ctx,
             || async {
                 let (member, members) =
-                    membership::add(&core, &ctx, &r.peer_urls, r.is_learner).await?;
+                    membership::add(&router, &ctx, &r.peer_urls, r.is_learner).await?;
                 Ok(MemberAddResponse {
-                    header: header(&core),
+                    header: header(&router),
                     member: Some(member),
                     members,
                 })
@@ -112,81 +112,81 @@ async fn member_add(
             |ch| unary(ch, ADD, forwarded_request(r.clone(), &ctx)),
         )
         .await?;
-    settle(&core, &resp.members).await;
+    settle(&router, &resp.members).await;
     Ok(Response::new(MemberAddResponse {
-        header: header(&core),
+        header: header(&router),
         ..resp
     }))
 }
 
 async fn member_remove(
-    core: Arc<Core>,
+    router: Arc<Router>,
     req: Request<MemberRemoveRequest>,
 ) -> Result<Response<MemberRemoveResponse>, Status> {
     // Root only once auth is on (etcd's checkMembershipOperationPermission).
-    Caller::of(&req).admin(&core).await?;
+    Caller::of(&req).admin(&router).await?;
     let ctx = CallCtx::of(&req);
     let r = req.into_inner();
     let id = r.id;
     let members = change(
-        &core,
+        &router,
         &ctx,
         REMOVE,
         r,
         |resp: MemberRemoveResponse| resp.members,
-        || membership::remove(&core, &ctx, id),
+        || membership::remove(&router, &ctx, id),
     )
     .await?;
     Ok(Response::new(MemberRemoveResponse {
-        header: header(&core),
+        header: header(&router),
         members,
     }))
 }
 
 async fn member_update(
-    core: Arc<Core>,
+    router: Arc<Router>,
     req: Request<MemberUpdateRequest>,
 ) -> Result<Response<MemberUpdateResponse>, Status> {
     // Root only once auth is on (etcd's checkMembershipOperationPermission).
-    Caller::of(&req).admin(&core).await?;
+    Caller::of(&req).admin(&router).await?;
     let ctx = CallCtx::of(&req);
     let r = req.into_inner();
     let (id, peer_urls) = (r.id, r.peer_urls.clone());
     let members = change(
-        &core,
+        &router,
         &ctx,
         UPDATE,
         r,
         |resp: MemberUpdateResponse| resp.members,
-        || membership::update(&core, &ctx, id, &peer_urls),
+        || membership::update(&router, &ctx, id, &peer_urls),
     )
     .await?;
     Ok(Response::new(MemberUpdateResponse {
-        header: header(&core),
+        header: header(&router),
         members,
     }))
 }
 
 async fn member_promote(
-    core: Arc<Core>,
+    router: Arc<Router>,
     req: Request<MemberPromoteRequest>,
 ) -> Result<Response<MemberPromoteResponse>, Status> {
     // Root only once auth is on (etcd's checkMembershipOperationPermission).
-    Caller::of(&req).admin(&core).await?;
+    Caller::of(&req).admin(&router).await?;
     let ctx = CallCtx::of(&req);
     let r = req.into_inner();
     let id = r.id;
     let members = change(
-        &core,
+        &router,
         &ctx,
         PROMOTE,
         r,
         |resp: MemberPromoteResponse| resp.members,
-        || membership::promote(&core, &ctx, id),
+        || membership::promote(&router, &ctx, id),
     )
     .await?;
     Ok(Response::new(MemberPromoteResponse {
-        header: header(&core),
+        header: header(&router),
         members,
     }))
 }
@@ -195,7 +195,7 @@ async fn member_promote(
 /// (`local`), else carried to the leader's client URL at `path` (its answer's list taken by
 /// `members_of`); then settled (see [`settle`]).
 async fn change<Req, Resp, L, LF>(
-    core: &Core,
+    router: &Router,
     ctx: &CallCtx,
     path: &'static str,
     req: Req,
@@ -206,30 +206,30 @@ where
     Req: prost::Message + Clone + Send + Sync + 'static,
     Resp: prost::Message + Default + Send + Sync + 'static,
     L: FnMut() -> LF,
-    LF: Future<Output = Result<Vec<Member>, super::route::Redirect>>,
+    LF: Future<Output = Result<Vec<Member>, crate::routing::Redirect>>,
 {
-    let members = core
+    let members = router
         .route(ctx, local, |ch| {
             let req = forwarded_request(req.clone(), ctx);
             async move { unary::<Req, Resp>(ch, path, req).await.map(members_of) }
         })
         .await?;
-    settle(core, &members).await;
+    settle(router, &members).await;
     Ok(members)
 }
 
 async fn move_leader(
-    core: Arc<Core>,
+    router: Arc<Router>,
     req: Request<MoveLeaderRequest>,
 ) -> Result<Response<MoveLeaderResponse>, Status> {
     let ctx = CallCtx::of(&req);
-    membership::move_leader(&core, &ctx, req.get_ref().target_id).await?;
+    membership::move_leader(&router, &ctx, req.get_ref().target_id).await?;
     // etcd answers an empty response.
     Ok(Response::new(MoveLeaderResponse::default()))
 }
 
 async fn publish_call(
-    core: Arc<Core>,
+    router: Arc<Router>,
     req: Request<Member>,
 ) -> Result<Response<MemberUpdateResponse>, Status> {
     let ctx = CallCtx::of(&req);
@@ -237,16 +237,16 @@ async fn publish_call(
     let (id, name) = (m.id, m.name.clone());
     let client_url = m.client_urls.first().cloned().unwrap_or_default();
     let members = change(
-        &core,
+        &router,
         &ctx,
         PUBLISH,
         m,
         |resp: MemberUpdateResponse| resp.members,
-        || membership::publish(&core, &ctx, id, &name, &client_url),
+        || membership::publish(&router, &ctx, id, &name, &client_url),
     )
     .await?;
     Ok(Response::new(MemberUpdateResponse {
-        header: header(&core),
+        header: header(&router),
         members,
     }))
 }
@@ -254,10 +254,10 @@ async fn publish_call(
 /// A change carried to the leader is answered once this member lists it too, as an etcd
 /// member answers a change after applying it itself (so a MemberList that follows agrees).
 /// Bounded: a member the change removed never hears of it.
-async fn settle(core: &Core, members: &[Member]) {
+async fn settle(router: &Router, members: &[Member]) {
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(2);
-    let mut metrics = core.raft.metrics();
-    while membership::current_members(core) != members {
+    let mut metrics = router.raft().metrics();
+    while membership::current_members(router) != members {
         if !matches!(
             tokio::time::timeout_at(deadline, metrics.changed()).await,
             Ok(Ok(()))
@@ -269,7 +269,7 @@ async fn settle(core: &Core, members: &[Member]) {
 
 /// Records this member's name and client URL in the membership, through the leader.
 pub(crate) async fn publish(
-    core: &Arc<Core>,
+    router: &Arc<Router>,
     id: NodeId,
     name: &str,
     client_url: &str,
@@ -280,7 +280,7 @@ pub(crate) async fn publish(
         client_urls: vec![client_url.to_owned()],
         ..Default::default()
     });
-    publish_call(Arc::clone(core), req).await.map(|_| ())
+    publish_call(Arc::clone(router), req).await.map(|_| ())
 }
 
 /// One unary call of `path` on another member's client URL.

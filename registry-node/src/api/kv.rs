@@ -14,28 +14,37 @@ use tonic::{Request, Response, Status};
 use grpc_lite::server::Routes;
 
 use super::auth_check::Caller;
-use super::error;
-use super::forward;
-use super::route::{forwarded_request, CallCtx, Redirect};
 use super::unary::handler;
-use crate::node::Core;
+use crate::errors as error;
+use crate::routing::Router;
+use crate::routing::{forwarded_request, CallCtx, Redirect};
 
 /// The KV service of one member.
 pub(crate) struct KvService {
-    core: Arc<Core>,
+    router: Arc<Router>,
+    /// etcd's --max-request-bytes: a larger Put or Txn is refused before it reaches Raft.
+    max_request_bytes: usize,
 }
 
 impl KvService {
-    pub(crate) fn new(core: Arc<Core>) -> KvServer<Self> {
-        KvServer::new(KvService { core }).max_decoding_message_size(crate::node::MAX_CLIENT_MESSAGE)
+    pub(crate) fn new(router: Arc<Router>, max_request_bytes: usize) -> Arc<Self> {
+        Arc::new(KvService {
+            router,
+            max_request_bytes,
+        })
+    }
+
+    /// The tonic service (Compact; the other methods are [`KvService::routes`]).
+    pub(crate) fn server(self: &Arc<Self>) -> KvServer<Self> {
+        KvServer::from_arc(self.clone()).max_decoding_message_size(super::MAX_CLIENT_MESSAGE)
     }
 
     /// Range, Put, DeleteRange and Txn as unary handlers of the client API's server (see
-    /// [`super::unary`]); Compact stays with the tonic service ([`KvService::new`]).
-    pub(crate) fn routes(core: Arc<Core>) -> Routes {
-        let svc = Arc::new(KvService { core });
+    /// [`super::unary`]); Compact stays with the tonic service ([`KvService::server`]).
+    pub(crate) fn routes(self: &Arc<Self>) -> Routes {
+        let svc = self.clone();
         Routes::new()
-            .max_message_size(crate::node::MAX_CLIENT_MESSAGE)
+            .max_message_size(super::MAX_CLIENT_MESSAGE)
             .handler("/etcdserverpb.KV/Range", method(&svc, |s, r| s.range(r)))
             .handler("/etcdserverpb.KV/Put", method(&svc, |s, r| s.put(r)))
             .handler(
@@ -57,51 +66,56 @@ impl KvService {
         F: Fn(KvClient<tonic::transport::Channel>) -> RF,
         RF: std::future::Future<Output = Result<Response<T>, Status>>,
     {
-        if req.encoded_len() > self.core.config.raft.max_request_bytes {
+        if req.encoded_len() > self.max_request_bytes {
             return Err(error::too_large());
         }
-        let core = &self.core;
-        core.route(
-            &ctx,
-            || async {
-                // A follower that knows the leader sends the write there at once instead of
-                // first asking its own Raft core, which would only say where the leader is.
-                let known = if ctx.forwarded {
-                    None
-                } else {
-                    core.known_leader()
-                };
-                let proposed = match known {
-                    Some(node) => Err(Redirect::Leader(node)),
-                    None => core.propose(&req).await,
-                };
-                let response = match proposed {
-                    Ok(applied) => applied.response.clone(),
-                    // A follower sends the write on to the leader over the peer link, batched
-                    // with the others queued there (see `forward`); a call that was already
-                    // forwarded by another member's client API stays with the old path.
-                    Err(Redirect::Leader(node)) if !ctx.forwarded => {
-                        let Some(leader) = core.member_id_of(&node) else {
-                            return Err(Redirect::NoLeader);
-                        };
-                        let o = core
-                            .forward
-                            .send(&core.peers, leader, &node.peer_url, req.clone());
-                        forward::response_of(o.await?).ok_or_else(|| {
-                            Redirect::Fail(Status::internal("mismatched forwarded response"))
-                        })?
-                    }
-                    Err(e) => return Err(e),
-                };
-                pick(response)
-                    .ok_or_else(|| Redirect::Fail(Status::internal("mismatched apply response")))
-            },
-            |ch| {
-                let fut = remote(KvClient::new(ch));
-                async move { fut.await.map(Response::into_inner) }
-            },
-        )
-        .await
+        let router = &self.router;
+        router
+            .route(
+                &ctx,
+                || async {
+                    // A follower that knows the leader sends the write there at once instead of
+                    // first asking its own Raft core, which would only say where the leader is.
+                    let known = if ctx.forwarded {
+                        None
+                    } else {
+                        router.known_leader()
+                    };
+                    let proposed = match known {
+                        Some(node) => Err(Redirect::Leader(node)),
+                        None => router.propose(&req).await,
+                    };
+                    let response = match proposed {
+                        Ok(applied) => applied.response.clone(),
+                        // A follower sends the write on to the leader over the peer link, batched
+                        // with the others queued there (see `forward`); a call that was already
+                        // forwarded by another member's client API stays with the old path.
+                        Err(Redirect::Leader(node)) if !ctx.forwarded => {
+                            let Some(leader) = router.member_id_of(&node) else {
+                                return Err(Redirect::NoLeader);
+                            };
+                            let o = router.forward_queue().send(
+                                router.peers(),
+                                leader,
+                                &node.peer_url,
+                                req.clone(),
+                            );
+                            crate::routing::response_of(o.await?).ok_or_else(|| {
+                                Redirect::Fail(Status::internal("mismatched forwarded response"))
+                            })?
+                        }
+                        Err(e) => return Err(e),
+                    };
+                    pick(response).ok_or_else(|| {
+                        Redirect::Fail(Status::internal("mismatched apply response"))
+                    })
+                },
+                |ch| {
+                    let fut = remote(KvClient::new(ch));
+                    async move { fut.await.map(Response::into_inner) }
+                },
+            )
+            .await
     }
 }
 
@@ -139,10 +153,11 @@ impl Kv for KvService {
         let caller = Caller::of(&req);
         let r = req.into_inner();
         check_key(&r.key)?;
-        caller.may_range(&self.core, &r).await?;
-        let core = &self.core;
+        caller.may_range(&self.router, &r).await?;
+        let router = &self.router;
         let local_read = || {
-            core.sm
+            router
+                .sm()
                 .read(|s| s.range(&r))
                 .map_err(|e| error::status_of(&e))
         };
@@ -152,24 +167,25 @@ impl Kv for KvService {
             // Served here once this member has applied up to a read index the leader
             // confirmed after the call arrived (also on a follower); carried to the leader
             // only when that cannot be had.
-            let stats = &core.read_stats;
-            core.route(
-                &ctx,
-                || async {
-                    core.linearizable_barrier(&ctx).await?;
-                    stats.local.fetch_add(1, Ordering::Relaxed);
-                    local_read().map_err(Redirect::Fail)
-                },
-                |ch| {
-                    stats.forwarded.fetch_add(1, Ordering::Relaxed);
-                    let fwd = forwarded_request(r.clone(), &ctx);
-                    async move { KvClient::new(ch).range(fwd).await.map(Response::into_inner) }
-                },
-            )
-            .await?
+            let stats = &router.read_stats();
+            router
+                .route(
+                    &ctx,
+                    || async {
+                        router.linearizable_barrier(&ctx).await?;
+                        stats.local.fetch_add(1, Ordering::Relaxed);
+                        local_read().map_err(Redirect::Fail)
+                    },
+                    |ch| {
+                        stats.forwarded.fetch_add(1, Ordering::Relaxed);
+                        let fwd = forwarded_request(r.clone(), &ctx);
+                        async move { KvClient::new(ch).range(fwd).await.map(Response::into_inner) }
+                    },
+                )
+                .await?
         };
         let mut resp = resp;
-        resp.header = Some(core.restamp(resp.header));
+        resp.header = Some(router.restamp(resp.header));
         Ok(Response::new(resp))
     }
 
@@ -184,7 +200,7 @@ impl Kv for KvService {
         if r.ignore_lease && r.lease != 0 {
             return Err(Status::invalid_argument("etcdserver: lease is provided"));
         }
-        caller.may_put(&self.core, &r).await?;
+        caller.may_put(&self.router, &r).await?;
         let ir = InternalRequest {
             request: Some(Ir::Put(r.clone())),
         };
@@ -198,7 +214,7 @@ impl Kv for KvService {
                 async move { c.put(fwd).await }
             })
             .await?;
-        resp.header = Some(self.core.restamp(resp.header));
+        resp.header = Some(self.router.restamp(resp.header));
         Ok(Response::new(resp))
     }
 
@@ -210,7 +226,7 @@ impl Kv for KvService {
         let caller = Caller::of(&req);
         let r = req.into_inner();
         check_key(&r.key)?;
-        caller.may_delete(&self.core, &r).await?;
+        caller.may_delete(&self.router, &r).await?;
         let ir = InternalRequest {
             request: Some(Ir::DeleteRange(r.clone())),
         };
@@ -224,7 +240,7 @@ impl Kv for KvService {
                 async move { c.delete_range(fwd).await }
             })
             .await?;
-        resp.header = Some(self.core.restamp(resp.header));
+        resp.header = Some(self.router.restamp(resp.header));
         Ok(Response::new(resp))
     }
 
@@ -232,7 +248,7 @@ impl Kv for KvService {
         let ctx = CallCtx::of(&req);
         let caller = Caller::of(&req);
         let r = req.into_inner();
-        caller.may_txn(&self.core, &r).await?;
+        caller.may_txn(&self.router, &r).await?;
         let ir = InternalRequest {
             request: Some(Ir::Txn(r.clone())),
         };
@@ -246,7 +262,7 @@ impl Kv for KvService {
                 async move { c.txn(fwd).await }
             })
             .await?;
-        resp.header = Some(self.core.restamp(resp.header));
+        resp.header = Some(self.router.restamp(resp.header));
         Ok(Response::new(resp))
     }
 
@@ -255,7 +271,7 @@ impl Kv for KvService {
         req: Request<CompactionRequest>,
     ) -> Result<Response<CompactionResponse>, Status> {
         let ctx = CallCtx::of(&req);
-        Caller::of(&req).known(&self.core).await?;
+        Caller::of(&req).known(&self.router).await?;
         let r = req.into_inner();
         let ir = InternalRequest {
             request: Some(Ir::Compaction(r)),
@@ -270,7 +286,7 @@ impl Kv for KvService {
                 async move { c.compact(fwd).await }
             })
             .await?;
-        resp.header = Some(self.core.restamp(resp.header));
+        resp.header = Some(self.router.restamp(resp.header));
         Ok(Response::new(resp))
     }
 }

@@ -2,7 +2,6 @@
 //! answered by the leader's lessor alone (never written to the log), and a follower carries
 //! them to the leader — keep-alive streams through one upstream stream per client stream.
 
-use openraft::async_runtime::WatchReceiver;
 use std::sync::Arc;
 
 use proto::etcdserverpb::lease_client::LeaseClient;
@@ -12,19 +11,33 @@ use proto::registrypb::internal_request::Request as Ir;
 use proto::registrypb::InternalRequest;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::error;
-use super::route::{forwarded_request, CallCtx, Redirect};
-use crate::node::Core;
+use crate::errors as error;
+use crate::lease::LeaseManager;
+use crate::routing::{forwarded_request, CallCtx, Redirect, Router};
 
+#[derive(Clone)]
 pub(crate) struct LeaseService {
-    core: Arc<Core>,
+    router: Arc<Router>,
+    /// The lessor (primary on the leader): TTLs, renewals, expiry.
+    leases: Arc<LeaseManager>,
+    /// Cancelled when the member stops: keep-alive streams end with it.
+    stopping: CancellationToken,
 }
 
 impl LeaseService {
-    pub(crate) fn new(core: Arc<Core>) -> LeaseServer<Self> {
-        LeaseServer::new(LeaseService { core })
+    pub(crate) fn new(
+        router: Arc<Router>,
+        leases: Arc<LeaseManager>,
+        stopping: CancellationToken,
+    ) -> LeaseServer<Self> {
+        LeaseServer::new(LeaseService {
+            router,
+            leases,
+            stopping,
+        })
     }
 
     async fn propose<T>(
@@ -36,17 +49,19 @@ impl LeaseService {
             LeaseClient<tonic::transport::Channel>,
         ) -> futures::future::BoxFuture<'static, Result<T, Status>>,
     ) -> Result<T, Status> {
-        let core = &self.core;
-        core.route(
-            ctx,
-            || async {
-                let applied = core.propose(&ir).await?;
-                pick(applied.response.clone())
-                    .ok_or_else(|| Redirect::Fail(Status::internal("mismatched apply response")))
-            },
-            |ch| remote(LeaseClient::new(ch)),
-        )
-        .await
+        let router = &self.router;
+        router
+            .route(
+                ctx,
+                || async {
+                    let applied = router.propose(&ir).await?;
+                    pick(applied.response.clone()).ok_or_else(|| {
+                        Redirect::Fail(Status::internal("mismatched apply response"))
+                    })
+                },
+                |ch| remote(LeaseClient::new(ch)),
+            )
+            .await
     }
 }
 
@@ -60,7 +75,7 @@ impl Lease for LeaseService {
     ) -> Result<Response<LeaseGrantResponse>, Status> {
         let ctx = CallCtx::of(&req);
         super::auth_check::Caller::of(&req)
-            .known(&self.core)
+            .known(&self.router)
             .await?;
         let r = req.into_inner();
         let ir = InternalRequest {
@@ -76,8 +91,8 @@ impl Lease for LeaseService {
         };
         let mut resp = self.propose(&ctx, ir, pick, fwd).await?;
         // Applied here as leader: the TTL starts now (a no-op on a member that forwarded it).
-        self.core.leases.granted(resp.id, resp.ttl);
-        resp.header = Some(self.core.restamp(resp.header));
+        self.leases.granted(resp.id, resp.ttl);
+        resp.header = Some(self.router.restamp(resp.header));
         Ok(Response::new(resp))
     }
 
@@ -87,7 +102,7 @@ impl Lease for LeaseService {
     ) -> Result<Response<LeaseRevokeResponse>, Status> {
         let ctx = CallCtx::of(&req);
         let caller = super::auth_check::Caller::of(&req);
-        caller.may_revoke(&self.core, req.get_ref().id).await?;
+        caller.may_revoke(&self.router, req.get_ref().id).await?;
         let r = req.into_inner();
         let ir = InternalRequest {
             request: Some(Ir::LeaseRevoke(r)),
@@ -101,7 +116,7 @@ impl Lease for LeaseService {
             Box::pin(async move { c.lease_revoke(req).await.map(Response::into_inner) })
         };
         let mut resp = self.propose(&ctx, ir, pick, fwd).await?;
-        resp.header = Some(self.core.restamp(resp.header));
+        resp.header = Some(self.router.restamp(resp.header));
         Ok(Response::new(resp))
     }
 
@@ -113,14 +128,14 @@ impl Lease for LeaseService {
     ) -> Result<Response<KeepAliveStream>, Status> {
         let ctx = CallCtx::of(&req);
         // etcd refuses only when the member knows no leader; the leader itself has one.
-        if requires_leader(&req) && matches!(self.core.leader_redirect(), Some(Redirect::NoLeader))
+        if requires_leader(&req)
+            && matches!(self.router.leader_redirect(), Some(Redirect::NoLeader))
         {
             return Err(error::no_leader());
         }
         let (tx, rx) = mpsc::channel(256);
-        let core = self.core.clone();
         let input = req.into_inner();
-        tokio::spawn(keep_alive_loop(core, ctx.forwarded, input, tx));
+        tokio::spawn(keep_alive_loop(self.clone(), ctx.forwarded, input, tx));
         Ok(Response::new(ReceiverStream::new(rx)))
     }
 
@@ -130,15 +145,15 @@ impl Lease for LeaseService {
     ) -> Result<Response<LeaseTimeToLiveResponse>, Status> {
         let ctx = CallCtx::of(&req);
         let r = req.into_inner();
-        let core = &self.core;
-        let mut resp = core
+        let router = &self.router;
+        let mut resp = router
             .route(
                 &ctx,
                 || async {
-                    if core.leader_redirect().is_none() {
-                        core.leases.wait_serving().await;
+                    if router.leader_redirect().is_none() {
+                        self.leases.wait_serving().await;
                     }
-                    core.time_to_live(&r)
+                    self.time_to_live(&r)
                 },
                 |ch| {
                     let req = forwarded_request(r, &ctx);
@@ -151,7 +166,7 @@ impl Lease for LeaseService {
                 },
             )
             .await?;
-        resp.header = Some(core.restamp(resp.header));
+        resp.header = Some(router.restamp(resp.header));
         Ok(Response::new(resp))
     }
 
@@ -160,16 +175,17 @@ impl Lease for LeaseService {
         req: Request<LeaseLeasesRequest>,
     ) -> Result<Response<LeaseLeasesResponse>, Status> {
         let ctx = CallCtx::of(&req);
-        let core = &self.core;
+        let router = &self.router;
         let list = || {
-            core.sm
+            router
+                .sm()
                 .read(|s| s.leases().map(|l| LeaseStatus { id: l.id }).collect())
         };
-        let leases = core
+        let leases = router
             .route(
                 &ctx,
                 || async {
-                    core.read_barrier().await?;
+                    router.read_barrier().await?;
                     Ok(list())
                 },
                 |ch| {
@@ -181,7 +197,7 @@ impl Lease for LeaseService {
                 },
             )
             .await?;
-        let header = Some(core.restamp(None));
+        let header = Some(router.restamp(None));
         Ok(Response::new(LeaseLeasesResponse { header, leases }))
     }
 }
@@ -194,27 +210,10 @@ pub(crate) fn requires_leader<T>(req: &Request<T>) -> bool {
         == Some("true")
 }
 
-impl Core {
-    /// Where the leader is, if it is not this member.
-    pub(crate) fn leader_redirect(&self) -> Option<Redirect> {
-        let m = self.raft.metrics().borrow_watched().clone();
-        match m.current_leader {
-            Some(id) if id == self.config.id => None,
-            Some(id) => Some(
-                m.membership_config
-                    .membership()
-                    .get_node(&id)
-                    .cloned()
-                    .map(Redirect::Leader)
-                    .unwrap_or(Redirect::NoLeader),
-            ),
-            None => Some(Redirect::NoLeader),
-        }
-    }
-
+impl LeaseService {
     fn not_primary(&self) -> Redirect {
         // The leader itself may be between election and its first quorum confirmation.
-        self.leader_redirect().unwrap_or(Redirect::NoLeader)
+        self.router.leader_redirect().unwrap_or(Redirect::NoLeader)
     }
 
     fn time_to_live(
@@ -225,12 +224,12 @@ impl Core {
             .leases
             .remaining(r.id)
             .map_err(|_| self.not_primary())?;
-        let revision = self.sm.read(|s| s.revision());
+        let revision = self.router.sm().read(|s| s.revision());
         let header = Some(ResponseHeader {
             revision,
             ..Default::default()
         });
-        let Some((granted, keys)) = self.sm.read(|s| {
+        let Some((granted, keys)) = self.router.sm().read(|s| {
             s.lease(r.id).map(|l| {
                 (
                     l.ttl,
@@ -265,13 +264,14 @@ impl Core {
 /// leader changes). During an election a renewal waits for the new leader instead of failing
 /// the stream, so clients with short TTLs ride through a failover.
 async fn keep_alive_loop(
-    core: Arc<Core>,
+    svc: LeaseService,
     forwarded: bool,
     mut input: Streaming<LeaseKeepAliveRequest>,
     tx: mpsc::Sender<Result<LeaseKeepAliveResponse, Status>>,
 ) {
+    let router = &svc.router;
     let mut upstream: Option<(String, mpsc::Sender<LeaseKeepAliveRequest>)> = None;
-    let stopping = core.stopping.clone();
+    let stopping = svc.stopping.clone();
     loop {
         let msg = tokio::select! {
             _ = stopping.cancelled() => {
@@ -283,10 +283,10 @@ async fn keep_alive_loop(
                 _ => return,
             },
         };
-        let deadline = tokio::time::Instant::now() + super::route::DEFAULT_DEADLINE;
+        let deadline = tokio::time::Instant::now() + crate::routing::DEFAULT_DEADLINE;
         loop {
-            if let Ok(ttl) = core.leases.keep_alive(&core, msg.id) {
-                let header = Some(core.restamp(None));
+            if let Ok(ttl) = svc.leases.keep_alive(router, msg.id) {
+                let header = Some(router.restamp(None));
                 let resp = LeaseKeepAliveResponse {
                     header,
                     id: msg.id,
@@ -301,10 +301,10 @@ async fn keep_alive_loop(
                 let _ = tx.send(Err(error::no_leader())).await;
                 return;
             }
-            match core.leader_redirect() {
+            match router.leader_redirect() {
                 // The leader itself, waiting for its first quorum confirmation.
                 None => {
-                    core.leases.wait_serving().await;
+                    svc.leases.wait_serving().await;
                 }
                 Some(_) if forwarded => {
                     let _ = tx.send(Err(error::leader_changed())).await;
@@ -316,7 +316,7 @@ async fn keep_alive_loop(
                         .as_ref()
                         .is_none_or(|(u, up)| u != url || up.is_closed())
                     {
-                        upstream = open_upstream(&core, url, tx.clone())
+                        upstream = open_upstream(&svc, url, tx.clone())
                             .await
                             .ok()
                             .map(|up| (url.clone(), up));
@@ -325,11 +325,11 @@ async fn keep_alive_loop(
                         Some((_, up)) if up.send(msg).await.is_ok() => break,
                         _ => {
                             upstream = None;
-                            core.wait_for_leader_change(deadline).await;
+                            router.wait_for_leader_change(deadline).await;
                         }
                     }
                 }
-                Some(_) => core.wait_for_leader_change(deadline).await,
+                Some(_) => router.wait_for_leader_change(deadline).await,
             }
         }
     }
@@ -337,24 +337,23 @@ async fn keep_alive_loop(
 
 /// Opens a keep-alive stream to the leader whose answers go straight to `tx`.
 async fn open_upstream(
-    core: &Arc<Core>,
+    svc: &LeaseService,
     url: &str,
     tx: mpsc::Sender<Result<LeaseKeepAliveResponse, Status>>,
 ) -> Result<mpsc::Sender<LeaseKeepAliveRequest>, Status> {
-    let ch = core.client_channel(url)?;
+    let ch = svc.router.client_channel(url)?;
     let (up_tx, up_rx) = mpsc::channel(256);
     let mut req = Request::new(ReceiverStream::new(up_rx));
     req.metadata_mut().insert(
-        super::route::FORWARDED,
+        crate::routing::FORWARDED,
         tonic::metadata::MetadataValue::from_static("1"),
     );
     let mut answers = LeaseClient::new(ch)
         .lease_keep_alive(req)
         .await?
         .into_inner();
-    let core = core.clone();
+    let (router, stopping) = (svc.router.clone(), svc.stopping.clone());
     tokio::spawn(async move {
-        let stopping = core.stopping.clone();
         loop {
             let mut resp = tokio::select! {
                 _ = stopping.cancelled() => return,
@@ -363,7 +362,7 @@ async fn open_upstream(
                     _ => return,
                 },
             };
-            resp.header = Some(core.restamp(resp.header));
+            resp.header = Some(router.restamp(resp.header));
             if tx.send(Ok(resp)).await.is_err() {
                 return;
             }

@@ -25,7 +25,7 @@ use tonic::service::interceptor::{InterceptedService, Interceptor};
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
-use super::auth_check::TOKEN;
+use crate::routing::TOKEN;
 
 /// clientv3/concurrency's default session TTL, for a request without a lease.
 const SESSION_TTL: i64 = 60;

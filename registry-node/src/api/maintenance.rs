@@ -7,6 +7,7 @@
 //! [`crate::restore`]).
 
 use openraft::async_runtime::WatchReceiver;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use proto::etcdserverpb::alarm_request::AlarmAction;
@@ -23,8 +24,8 @@ use proto::registrypb::InternalRequest;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
-use super::route::{forwarded_request, CallCtx, Redirect};
-use crate::node::Core;
+use crate::routing::Router;
+use crate::routing::{forwarded_request, CallCtx, Redirect};
 
 mod snapshot;
 
@@ -32,12 +33,14 @@ mod snapshot;
 pub(crate) const ETCD_VERSION: &str = "3.4.23";
 
 pub(crate) struct MaintenanceService {
-    core: Arc<Core>,
+    router: Arc<Router>,
+    /// The member's data directory: its size (Status) and its snapshot file (Snapshot).
+    data_dir: PathBuf,
 }
 
 impl MaintenanceService {
-    pub(crate) fn new(core: Arc<Core>) -> MaintenanceServer<Self> {
-        MaintenanceServer::new(MaintenanceService { core })
+    pub(crate) fn new(router: Arc<Router>, data_dir: PathBuf) -> MaintenanceServer<Self> {
+        MaintenanceServer::new(MaintenanceService { router, data_dir })
     }
 }
 
@@ -58,11 +61,11 @@ impl Maintenance for MaintenanceService {
     ) -> Result<Response<SnapshotStream>, Status> {
         // Root only, answered as etcd 3.4's authMaintenanceServer (UNKNOWN "auth: ...").
         super::auth_check::Caller::of(&req)
-            .admin_raw(&self.core)
+            .admin_raw(&self.router)
             .await?;
-        snapshot::fresh(&self.core).await?;
-        let (file, revision) = snapshot::open(&self.core).await?;
-        let header = self.core.header(revision);
+        snapshot::fresh(&self.router).await?;
+        let (file, revision) = snapshot::open(&self.data_dir).await?;
+        let header = self.router.header(revision);
         Ok(Response::new(snapshot::stream(file, header)))
     }
 
@@ -70,25 +73,25 @@ impl Maintenance for MaintenanceService {
         let ctx = CallCtx::of(&req);
         // etcd proposes every Alarm call, a Get too, so a bad token is refused for each.
         super::auth_check::Caller::of(&req)
-            .known_raw(&self.core)
+            .known_raw(&self.router)
             .await?;
         let r = req.into_inner();
         if r.action == AlarmAction::Get as i32 {
-            let (revision, alarms) = self.core.sm.read(|s| (s.revision(), s.alarm_list()));
+            let (revision, alarms) = self.router.sm().read(|s| (s.revision(), s.alarm_list()));
             return Ok(Response::new(AlarmResponse {
-                header: Some(self.core.header(revision)),
+                header: Some(self.router.header(revision)),
                 alarms,
             }));
         }
         let ir = InternalRequest {
             request: Some(Ir::Alarm(r)),
         };
-        let core = &self.core;
-        let resp = core
+        let router = &self.router;
+        let resp = router
             .route(
                 &ctx,
                 || async {
-                    match &core.propose(&ir).await?.response {
+                    match &router.propose(&ir).await?.response {
                         mvcc::Response::Alarm(a) => Ok(a.clone()),
                         _ => Err(Redirect::Fail(Status::internal(
                             "mismatched apply response",
@@ -107,7 +110,7 @@ impl Maintenance for MaintenanceService {
             )
             .await?;
         Ok(Response::new(AlarmResponse {
-            header: Some(core.restamp(resp.header)),
+            header: Some(router.restamp(resp.header)),
             alarms: resp.alarms,
         }))
     }
@@ -116,11 +119,11 @@ impl Maintenance for MaintenanceService {
         &self,
         _req: Request<StatusRequest>,
     ) -> Result<Response<StatusResponse>, Status> {
-        let m = self.core.raft.metrics().borrow_watched().clone();
-        let revision = self.core.sm.read(|s| s.revision());
-        let db_size = self.core.db_size() as i64;
+        let m = self.router.raft().metrics().borrow_watched().clone();
+        let revision = self.router.sm().read(|s| s.revision());
+        let db_size = crate::store::disk_usage(&self.data_dir) as i64;
         Ok(Response::new(StatusResponse {
-            header: Some(self.core.header(revision)),
+            header: Some(self.router.header(revision)),
             version: ETCD_VERSION.to_owned(),
             db_size,
             leader: m.current_leader.unwrap_or(0),
@@ -139,21 +142,21 @@ impl Maintenance for MaintenanceService {
     ) -> Result<Response<DefragmentResponse>, Status> {
         // Root only once auth is on, answered as etcd's authMaintenanceServer answers.
         super::auth_check::Caller::of(&req)
-            .admin_raw(&self.core)
+            .admin_raw(&self.router)
             .await?;
-        let revision = self.core.sm.read(|s| s.revision());
+        let revision = self.router.sm().read(|s| s.revision());
         Ok(Response::new(DefragmentResponse {
-            header: Some(self.core.header(revision)),
+            header: Some(self.router.header(revision)),
         }))
     }
 
     async fn hash(&self, req: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
         super::auth_check::Caller::of(&req)
-            .admin_raw(&self.core)
+            .admin_raw(&self.router)
             .await?;
-        let (hash, revision) = self.core.sm.read(|s| (s.hash(), s.revision()));
+        let (hash, revision) = self.router.sm().read(|s| (s.hash(), s.revision()));
         Ok(Response::new(HashResponse {
-            header: Some(self.core.header(revision)),
+            header: Some(self.router.header(revision)),
             hash,
         }))
     }
@@ -163,13 +166,13 @@ impl Maintenance for MaintenanceService {
         req: Request<HashKvRequest>,
     ) -> Result<Response<HashKvResponse>, Status> {
         let asked = req.into_inner().revision;
-        let (hashed, revision) = self.core.sm.read(|s| {
+        let (hashed, revision) = self.router.sm().read(|s| {
             let revision = if asked > 0 { asked } else { s.revision() };
             (s.hash_kv(revision), revision)
         });
-        let (hash, compact_revision) = hashed.map_err(|e| crate::api::error::status_of(&e))?;
+        let (hash, compact_revision) = hashed.map_err(|e| crate::errors::status_of(&e))?;
         Ok(Response::new(HashKvResponse {
-            header: Some(self.core.header(revision)),
+            header: Some(self.router.header(revision)),
             hash,
             compact_revision,
         }))
@@ -184,19 +187,18 @@ const QUOTA_CHECK: std::time::Duration = std::time::Duration::from_millis(100);
 /// refuses writes (`mvcc`'s capped apply). The check runs every [`QUOTA_CHECK`] when the
 /// store changed, so writes in that window still pass (etcd checks each request). Runs until
 /// `stop`.
-pub(crate) async fn watch_quota(core: Arc<Core>, stop: CancellationToken) {
-    let quota = core.config.raft.quota_backend_bytes;
+pub(crate) async fn watch_quota(router: Arc<Router>, quota: u64, stop: CancellationToken) {
     let mut checked = -1;
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = tokio::time::sleep(QUOTA_CHECK) => {}
         }
-        let leader = core.raft.metrics().borrow_watched().current_leader;
-        if leader != Some(core.config.id) {
+        let leader = router.raft().metrics().borrow_watched().current_leader;
+        if leader != Some(router.member_id()) {
             continue;
         }
-        let (revision, over) = core.sm.read(|s| {
+        let (revision, over) = router.sm().read(|s| {
             let check = s.revision() != checked && !s.no_space();
             (s.revision(), check && s.size_bytes() > quota)
         });
@@ -206,13 +208,13 @@ pub(crate) async fn watch_quota(core: Arc<Core>, stop: CancellationToken) {
         }
         let raise = AlarmRequest {
             action: AlarmAction::Activate as i32,
-            member_id: core.config.id,
+            member_id: router.member_id(),
             alarm: AlarmType::Nospace as i32,
         };
         let ir = InternalRequest {
             request: Some(Ir::Alarm(raise)),
         };
-        match core.propose(&ir).await {
+        match router.propose(&ir).await {
             Ok(_) => tracing::warn!(quota, "alarm NOSPACE raised: the store passed its quota"),
             // Retried on the next change (or by the next leader).
             Err(_) => checked = -1,
@@ -233,11 +235,15 @@ pub(crate) fn mismatched(local: (u32, i64), answers: &[(u64, Option<(u32, i64)>)
         .collect()
 }
 
-/// etcd's periodic corruption check, on the leader: every `corrupt_check_ms` it asks every
-/// other member for its HashKV at the leader's revision and raises CORRUPT (through Raft) for
-/// each member whose hash differs. Runs until `stop`; off when the interval is 0.
-pub(crate) async fn check_corruption(core: Arc<Core>, stop: CancellationToken) {
-    let every = std::time::Duration::from_millis(core.config.raft.corrupt_check_ms);
+/// etcd's periodic corruption check, on the leader: every `every` it asks every other member
+/// of the Raft membership (members added at run time included) for its HashKV at the leader's
+/// revision and raises CORRUPT (through Raft) for each member whose hash differs. Runs until
+/// `stop`; off when the interval is 0.
+pub(crate) async fn check_corruption(
+    router: Arc<Router>,
+    every: std::time::Duration,
+    stop: CancellationToken,
+) {
     if every.is_zero() {
         return;
     }
@@ -246,19 +252,14 @@ pub(crate) async fn check_corruption(core: Arc<Core>, stop: CancellationToken) {
             _ = stop.cancelled() => return,
             _ = tokio::time::sleep(every) => {}
         }
-        if core.raft.metrics().borrow_watched().current_leader != Some(core.config.id) {
+        if router.raft().metrics().borrow_watched().current_leader != Some(router.member_id()) {
             continue;
         }
-        let (revision, local) = core.sm.read(|s| (s.revision(), s.hash_kv(0)));
+        let (revision, local) = router.sm().read(|s| (s.revision(), s.hash_kv(0)));
         let Ok(local) = local else { continue };
         let mut answers = Vec::new();
-        for m in core
-            .config
-            .members
-            .iter()
-            .filter(|m| m.id != core.config.id)
-        {
-            let Ok(ch) = core.client_channel(&m.client_url) else {
+        for (id, url) in router.other_members() {
+            let Ok(ch) = router.client_channel(&url) else {
                 continue;
             };
             let mut client = MaintenanceClient::new(ch);
@@ -267,7 +268,7 @@ pub(crate) async fn check_corruption(core: Arc<Core>, stop: CancellationToken) {
                 Ok(Ok(r)) => Some((r.get_ref().hash, r.get_ref().compact_revision)),
                 _ => None,
             };
-            answers.push((m.id, answer));
+            answers.push((id, answer));
         }
         for id in mismatched(local, &answers) {
             tracing::error!(member = %format!("{id:x}"), revision, "HashKV differs from the leader's: raising CORRUPT");
@@ -280,7 +281,7 @@ pub(crate) async fn check_corruption(core: Arc<Core>, stop: CancellationToken) {
                 request: Some(Ir::Alarm(raise)),
             };
             // Not the leader any more, or no quorum: the next leader's check raises it.
-            if core.propose(&ir).await.is_err() {
+            if router.propose(&ir).await.is_err() {
                 tracing::warn!("could not raise CORRUPT");
             }
         }

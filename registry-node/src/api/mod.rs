@@ -6,12 +6,12 @@ pub(crate) mod auth_check;
 pub(crate) mod auth_login;
 pub(crate) mod cluster;
 pub(crate) mod election;
-pub(crate) mod error;
-pub(crate) mod forward;
 pub(crate) mod kv;
 pub(crate) mod lease;
 pub(crate) mod lock;
 pub(crate) mod maintenance;
-pub(crate) mod route;
 pub(crate) mod unary;
 pub(crate) mod watch;
+
+/// Largest client request accepted on the wire (etcd: max request bytes + 512 KiB overhead).
+pub(crate) const MAX_CLIENT_MESSAGE: usize = 3 * 512 * 1024 + 512 * 1024;

@@ -13,24 +13,37 @@ use proto::etcdserverpb::*;
 use proto::mvccpb::Event;
 use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::error;
 use super::lease::requires_leader;
-use super::route::Redirect;
-use crate::node::Core;
+use crate::errors as error;
+use crate::routing::Redirect;
+use crate::routing::Router;
 use crate::store::AppliedEvents;
 use crate::watch::Watcher;
 
 const CANCEL_COMPACTED: &str = "etcdserver: mvcc: required revision has been compacted";
 
 pub(crate) struct WatchService {
-    core: Arc<Core>,
+    router: Arc<Router>,
+    settings: WatchSettings,
+}
+
+/// What watch streams need besides the router.
+#[derive(Clone)]
+pub(crate) struct WatchSettings {
+    /// etcd's --experimental-watch-progress-notify-interval.
+    pub(crate) progress_notify: Duration,
+    /// A stream that asked for a leader ends after three of these without one.
+    pub(crate) election_timeout: Duration,
+    /// Cancelled when the member stops: streams end with it.
+    pub(crate) stopping: CancellationToken,
 }
 
 impl WatchService {
-    pub(crate) fn new(core: Arc<Core>) -> WatchServer<Self> {
-        WatchServer::new(WatchService { core })
+    pub(crate) fn new(router: Arc<Router>, settings: WatchSettings) -> WatchServer<Self> {
+        WatchServer::new(WatchService { router, settings })
     }
 }
 
@@ -44,7 +57,8 @@ impl Watch for WatchService {
         &self,
         req: Request<Streaming<WatchRequest>>,
     ) -> Result<Response<Self::WatchStream>, Status> {
-        if requires_leader(&req) && matches!(self.core.leader_redirect(), Some(Redirect::NoLeader))
+        if requires_leader(&req)
+            && matches!(self.router.leader_redirect(), Some(Redirect::NoLeader))
         {
             return Err(error::no_leader());
         }
@@ -53,8 +67,9 @@ impl Watch for WatchService {
         let stream = WatchStream {
             caller: super::auth_check::Caller::of(&req),
             needs_leader,
-            core: self.core.clone(),
-            events: self.core.sm.subscribe_events(),
+            router: self.router.clone(),
+            settings: self.settings.clone(),
+            events: self.router.sm().subscribe_events(),
             watchers: BTreeMap::new(),
             next_id: 0,
             tx,
@@ -69,7 +84,8 @@ struct WatchStream {
     caller: super::auth_check::Caller,
     /// The client asked (etcd's `hasleader`) to be cut off while the member has no leader.
     needs_leader: bool,
-    core: Arc<Core>,
+    router: Arc<Router>,
+    settings: WatchSettings,
     events: broadcast::Receiver<AppliedEvents>,
     watchers: BTreeMap<i64, Watcher>,
     next_id: i64,
@@ -81,10 +97,13 @@ struct Gone;
 
 impl WatchStream {
     async fn run(mut self, mut input: Streaming<WatchRequest>) {
-        let every = Duration::from_millis(self.core.config.raft.progress_notify_ms.max(100));
+        let every = self
+            .settings
+            .progress_notify
+            .max(Duration::from_millis(100));
         let mut progress = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-        let stopping = self.core.stopping.clone();
-        let mut leaderless = LeaderWatch::new(&self.core);
+        let stopping = self.settings.stopping.clone();
+        let mut leaderless = LeaderWatch::new(self.settings.election_timeout);
         loop {
             let step = tokio::select! {
                 _ = stopping.cancelled() => {
@@ -92,7 +111,7 @@ impl WatchStream {
                     return;
                 }
                 _ = leaderless.tick() => {
-                    if self.needs_leader && leaderless.lost(&self.core) {
+                    if self.needs_leader && leaderless.lost(&self.router) {
                         let _ = self.tx.send(Err(error::no_leader())).await;
                         return;
                     }
@@ -116,7 +135,7 @@ impl WatchStream {
     }
 
     fn header(&self) -> ResponseHeader {
-        self.core.header(self.core.sm.read(|s| s.revision()))
+        self.router.header(self.router.sm().read(|s| s.revision()))
     }
 
     async fn send(&self, resp: WatchResponse) -> Result<(), Gone> {
@@ -154,7 +173,7 @@ impl WatchStream {
 
     async fn create(&mut self, c: WatchCreateRequest) -> Result<(), Gone> {
         let header = Some(self.header());
-        if let Some(cancel_reason) = self.caller.watch_denied(&self.core, &c).await {
+        if let Some(cancel_reason) = self.caller.watch_denied(&self.router, &c).await {
             // etcd answers a refused watch with id -1, created and canceled at once.
             let (watch_id, created, canceled) = (-1, true, true);
             let resp = WatchResponse {
@@ -213,7 +232,7 @@ impl WatchStream {
         let Some(w) = self.watchers.get(&id) else {
             return Ok(());
         };
-        let (history, current, compacted) = self.core.sm.read(|s| {
+        let (history, current, compacted) = self.router.sm().read(|s| {
             let current = s.revision();
             if w.next_rev > current {
                 return (Ok(Vec::new()), current, s.compact_revision());
@@ -287,7 +306,7 @@ impl WatchStream {
             return Ok(());
         }
         w.active = true;
-        let header = Some(self.core.header(rev));
+        let header = Some(self.router.header(rev));
         self.send(WatchResponse {
             header,
             watch_id: id,
@@ -328,8 +347,7 @@ pub(crate) struct LeaderWatch {
 }
 
 impl LeaderWatch {
-    pub(crate) fn new(core: &Core) -> Self {
-        let election = Duration::from_millis(core.config.raft.election_timeout_ms);
+    pub(crate) fn new(election: Duration) -> Self {
         LeaderWatch {
             ticker: tokio::time::interval(election / 2),
             since: None,
@@ -342,8 +360,8 @@ impl LeaderWatch {
     }
 
     /// Whether the member has been without a leader for too long.
-    pub(crate) fn lost(&mut self, core: &Core) -> bool {
-        if matches!(core.leader_redirect(), Some(Redirect::NoLeader)) {
+    pub(crate) fn lost(&mut self, router: &Router) -> bool {
+        if matches!(router.leader_redirect(), Some(Redirect::NoLeader)) {
             let since = *self.since.get_or_insert_with(tokio::time::Instant::now);
             since.elapsed() >= self.limit
         } else {

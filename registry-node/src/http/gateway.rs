@@ -28,7 +28,7 @@ use tonic::transport::Channel;
 use tonic::{Code, Status};
 
 use super::{json, respond, Http};
-use crate::node::MAX_CLIENT_MESSAGE;
+use crate::api::MAX_CLIENT_MESSAGE;
 
 /// One unary method: the body as `$req`, sent to this member's `$client::$method`.
 macro_rules! rpc {

@@ -30,7 +30,7 @@ use tonic::Code;
 use tonic_health::server::HealthReporter;
 use tonic_health::ServingStatus;
 
-use crate::node::Core;
+use crate::routing::Router;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct GrpcLabels {
@@ -63,7 +63,16 @@ impl EncodeMetric for WalFsync {
     }
 }
 
+/// Where a member keeps what `/metrics` reports about its disk.
+pub(crate) struct MemberDisk {
+    /// The data directory (etcd_mvcc_db_total_size_in_bytes: its size).
+    pub(crate) data_dir: std::path::PathBuf,
+    /// The Raft log's fsync durations (etcd_disk_wal_fsync_duration_seconds).
+    pub(crate) wal_fsync: Arc<raft_log::FsyncTimes>,
+}
+
 pub(crate) struct Metrics {
+    disk: MemberDisk,
     registry: Registry,
     wal_fsync: WalFsync,
     db_in_use: Gauge,
@@ -87,9 +96,10 @@ pub(crate) struct Metrics {
     watch_ended: AtomicU64,
 }
 
-impl Default for Metrics {
-    fn default() -> Self {
+impl Metrics {
+    pub(crate) fn new(disk: MemberDisk) -> Self {
         let mut m = Metrics {
+            disk,
             registry: Registry::default(),
             wal_fsync: WalFsync::default(),
             db_in_use: Gauge::default(),
@@ -300,25 +310,26 @@ impl Metrics {
     }
 
     /// Reads the gauges and encodes everything.
-    pub(crate) fn render(&self, core: &Core) -> Response<HttpBody> {
-        let m = core.raft.metrics().borrow_watched().clone();
+    pub(crate) fn render(&self, router: &Router) -> Response<HttpBody> {
+        let m = router.raft().metrics().borrow_watched().clone();
         let applied = m.last_applied.map(|l| l.index).unwrap_or(0);
         self.has_leader.set(i64::from(m.current_leader.is_some()));
         self.is_leader
-            .set(i64::from(m.current_leader == Some(core.config.id)));
+            .set(i64::from(m.current_leader == Some(router.member_id())));
         self.applied.set(applied as i64);
         self.committed
             .set(m.cluster_committed.map_or(applied, |l| l.index) as i64);
-        let pending = if m.current_leader == Some(core.config.id) {
+        let pending = if m.current_leader == Some(router.member_id()) {
             m.last_log_index.unwrap_or(0).saturating_sub(applied)
         } else {
             0
         };
         self.pending.set(pending as i64);
-        self.db_size.set(core.db_size() as i64);
+        self.db_size
+            .set(crate::store::disk_usage(&self.disk.data_dir) as i64);
         *self.wal_fsync.0.lock().unwrap_or_else(|p| p.into_inner()) =
-            Some(core.wal_fsync.snapshot());
-        let (keys, leases, in_use) = core.sm.read(|s| {
+            Some(self.disk.wal_fsync.snapshot());
+        let (keys, leases, in_use) = router.sm().read(|s| {
             let all = proto::etcdserverpb::RangeRequest {
                 key: vec![0],
                 range_end: vec![0],
@@ -354,12 +365,12 @@ impl Metrics {
 /// Counts leader changes and keeps the grpc.health.v1 status of the client port: SERVING
 /// while a leader is known, NOT_SERVING otherwise. Runs until `stop`.
 pub(crate) async fn follow(
-    core: Arc<Core>,
+    router: Arc<Router>,
     metrics: Arc<Metrics>,
     health: HealthReporter,
     stop: CancellationToken,
 ) {
-    let mut watch = core.raft.metrics();
+    let mut watch = router.raft().metrics();
     let mut last = None;
     loop {
         let leader = watch.borrow_and_update().current_leader;

@@ -23,26 +23,26 @@ use prost::bytes::Bytes;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::api::maintenance::ETCD_VERSION;
-use crate::node::Core;
+use crate::routing::Router;
 
-pub(crate) use metrics::Metrics;
+pub(crate) use metrics::{MemberDisk, Metrics};
 
 /// etcd 3.4's cluster version as `/version` reports it.
 pub(crate) const CLUSTER_VERSION: &str = "3.4.0";
 
 /// What the HTTP side of a member shares.
 pub(crate) struct Http {
-    pub(crate) core: Arc<Core>,
+    pub(crate) router: Arc<Router>,
     /// This member's own gRPC services.
     pub(crate) channel: Channel,
     pub(crate) metrics: Arc<Metrics>,
 }
 
 /// The HTTP handler of a member; `channel` reaches its own client port.
-pub(crate) fn handler(core: Arc<Core>, channel: Channel, metrics: Arc<Metrics>) -> HttpHandler {
+pub(crate) fn handler(router: Arc<Router>, channel: Channel, metrics: Arc<Metrics>) -> HttpHandler {
     let http = Arc::new(Http {
         channel,
-        core,
+        router,
         metrics,
     });
     Arc::new(move |request| {
@@ -86,7 +86,7 @@ impl Http {
             return text(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed\n");
         }
         match path.as_str() {
-            "/metrics" => self.metrics.render(&self.core),
+            "/metrics" => self.metrics.render(&self.router),
             "/health" => self.health(request.uri().query()).await,
             // etcd 3.5's probes: alive while the process answers; ready when healthy.
             "/livez" => text(StatusCode::OK, "ok"),
@@ -136,8 +136,8 @@ impl Http {
         });
         if raised
             || self
-                .core
-                .raft
+                .router
+                .raft()
                 .metrics()
                 .borrow_watched()
                 .current_leader
@@ -201,43 +201,34 @@ pub(crate) struct Served {
     pub(crate) channel: Channel,
     pub(crate) handler: HttpHandler,
     pub(crate) observer: grpc_lite::server::Observer,
-    pub(crate) health: tonic_health::pb::health_server::HealthServer<tonic_health::server::HealthService>,
+    pub(crate) health:
+        tonic_health::pb::health_server::HealthServer<tonic_health::server::HealthService>,
 }
 
 /// The HTTP side of the member whose client port is `local`, its metrics, and grpc.health.v1
 /// (its status follows the leader until `stop`).
 pub(crate) fn start(
-    core: Arc<Core>,
+    router: Arc<Router>,
     local: SocketAddr,
+    loopback: Option<Channel>,
+    disk: MemberDisk,
     stop: tokio_util::sync::CancellationToken,
 ) -> Served {
-    let metrics = Arc::new(Metrics::default());
+    let metrics = Arc::new(Metrics::new(disk));
     let reporter = tonic_health::server::HealthReporter::new();
     let health = tonic_health::pb::health_server::HealthServer::new(
         tonic_health::server::HealthService::from_health_reporter(reporter.clone()),
     );
     tokio::spawn(metrics::follow(
-        core.clone(),
+        router.clone(),
         metrics.clone(),
         reporter,
-        stop.clone(),
-    ));
-    // etcd's backend quota; started here with the rest this module adds to a member.
-    tokio::spawn(crate::api::maintenance::watch_quota(
-        core.clone(),
-        stop.clone(),
-    ));
-    tokio::spawn(crate::api::maintenance::check_corruption(
-        core.clone(),
         stop,
     ));
-    let channel = core
-        .tls
-        .loopback(local)
-        .unwrap_or_else(|| self_channel(local));
+    let channel = loopback.unwrap_or_else(|| self_channel(local));
     Served {
         channel: channel.clone(),
-        handler: handler(core, channel, metrics.clone()),
+        handler: handler(router, channel, metrics.clone()),
         observer: metrics.observer(),
         health,
     }

@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 pub(crate) use lessor::{LeaseTtl, Lessor, Millis};
 
-use crate::node::Core;
+use crate::routing::Router;
 use crate::store::Drained;
 
 /// Not the member that may answer for leases now.
@@ -81,9 +81,9 @@ impl LeaseManager {
     }
 
     /// Renews `id`: its TTL, 0 for an unknown lease, or `NotPrimary` to forward the call.
-    pub(crate) fn keep_alive(&self, core: &Core, id: i64) -> Result<i64, NotPrimary> {
+    pub(crate) fn keep_alive(&self, router: &Router, id: i64) -> Result<i64, NotPrimary> {
         let now = self.now();
-        let store_ttl = core.sm.read(|s| s.lease(id).map(|l| l.ttl));
+        let store_ttl = router.sm().read(|s| s.lease(id).map(|l| l.ttl));
         let mut lessor = self.lessor();
         if !self.serving(&lessor, now) {
             return Err(NotPrimary);
@@ -108,8 +108,8 @@ impl LeaseManager {
     }
 }
 
-fn store_leases(core: &Core) -> Vec<LeaseTtl> {
-    core.sm.read(|s| {
+fn store_leases(router: &Router) -> Vec<LeaseTtl> {
+    router.sm().read(|s| {
         s.leases()
             .map(|l| LeaseTtl {
                 id: l.id,
@@ -125,12 +125,17 @@ const TICK: Duration = Duration::from_millis(200);
 /// How often remaining TTLs are checkpointed through Raft.
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(5);
 
-/// Drives the lessor of `core` until `shutdown`: promotes as soon as this member becomes
+/// Drives the lessor `mgr` until `shutdown`: promotes as soon as this member becomes
 /// leader (so leases granted in its term start their TTL at once), and every tick — or when the
 /// next lease is due — confirms leadership with a quorum before expiring anything.
-pub(crate) async fn run(core: Arc<Core>, shutdown: CancellationToken) {
-    let mgr = &core.leases;
-    let mut metrics = core.raft.metrics();
+pub(crate) async fn run(
+    router: Arc<Router>,
+    mgr: Arc<LeaseManager>,
+    election_timeout_ms: u64,
+    shutdown: CancellationToken,
+) {
+    let mgr = &*mgr;
+    let mut metrics = router.raft().metrics();
     let mut next_work = Instant::now();
     let mut next_checkpoint = Instant::now() + CHECKPOINT_EVERY;
     loop {
@@ -147,11 +152,11 @@ pub(crate) async fn run(core: Arc<Core>, shutdown: CancellationToken) {
             let m = metrics.borrow_and_update();
             (m.state, m.current_leader, m.current_term)
         };
-        if state != ServerState::Leader || leader != Some(core.config.id) {
+        if state != ServerState::Leader || leader != Some(router.member_id()) {
             if mgr.lessor().is_primary() {
                 tracing::info!("lessor demoted");
                 mgr.lessor().demote();
-                core.sm.lease_feed().stop();
+                router.sm().lease_feed().stop();
             }
             mgr.confirmed_at.store(0, Ordering::Release);
             // Nothing to do until the Raft state changes (which wakes the loop at once).
@@ -160,10 +165,10 @@ pub(crate) async fn run(core: Arc<Core>, shutdown: CancellationToken) {
         }
         if !mgr.lessor().is_primary() {
             // Listen before scanning: every apply after the scan began is in the feed.
-            core.sm.lease_feed().listen();
-            let leases = store_leases(&core);
+            router.sm().lease_feed().listen();
+            let leases = store_leases(&router);
             let mut lessor = mgr.lessor();
-            lessor.promote(mgr.now(), core.config.raft.election_timeout_ms, leases);
+            lessor.promote(mgr.now(), election_timeout_ms, leases);
             tracing::info!(leases = lessor.len(), "lessor promoted");
             // Confirm the new leadership at once: keep-alives wait for it.
             next_work = Instant::now();
@@ -180,8 +185,8 @@ pub(crate) async fn run(core: Arc<Core>, shutdown: CancellationToken) {
         // began, the latest moment the quorum is known to have followed.
         let started = mgr.now();
         let confirmed = tokio::time::timeout(Duration::from_millis(mgr.confirm_window), async {
-            let ri = core.leader_read_index().await.ok()?;
-            core.wait_applied(ri.index, None).await.ok()
+            let ri = router.leader_read_index().await.ok()?;
+            router.wait_applied(ri.index, None).await.ok()
         })
         .await;
         if !matches!(confirmed, Ok(Some(()))) {
@@ -190,9 +195,9 @@ pub(crate) async fn run(core: Arc<Core>, shutdown: CancellationToken) {
         mgr.confirmed_at.store(started, Ordering::Release);
         // The grants and revokes applied since the last round (a rescan only after a snapshot
         // install replaced the store): no copy of the whole lease table per round.
-        let changes = match core.sm.lease_feed().drain() {
+        let changes = match router.sm().lease_feed().drain() {
             Drained::Changes(c) => Ok(c),
-            Drained::Reset => Err(store_leases(&core)),
+            Drained::Reset => Err(store_leases(&router)),
         };
         let now = mgr.now();
         let expired = {
@@ -204,11 +209,11 @@ pub(crate) async fn run(core: Arc<Core>, shutdown: CancellationToken) {
             lessor.take_expired(now, REVOKE_PER_ROUND)
         };
         if !expired.is_empty() {
-            revoke(&core, term, expired).await;
+            revoke(&router, mgr, term, expired).await;
         }
         if Instant::now() >= next_checkpoint {
             next_checkpoint = Instant::now() + CHECKPOINT_EVERY;
-            checkpoint(&core).await;
+            checkpoint(&router, mgr).await;
         }
     }
 }
@@ -225,11 +230,11 @@ const REVOKE_PER_ROUND: usize = 10_000;
 /// Proposes the revoke of the expired leases, `REVOKE_CHUNK` per entry, one entry after the
 /// other, while this member is still the leader of `term` (a member that lost and regained
 /// leadership must promote again before it expires anything). What is not revoked goes back.
-async fn revoke(core: &Core, term: u64, ids: Vec<i64>) {
+async fn revoke(router: &Router, mgr: &LeaseManager, term: u64, ids: Vec<i64>) {
     tracing::info!(count = ids.len(), first = ids[0], "revoking expired leases");
     for (n, chunk) in ids.chunks(REVOKE_CHUNK).enumerate() {
         let still_leader = {
-            let m = core.raft.metrics();
+            let m = router.raft().metrics();
             let m = m.borrow_watched();
             m.state == ServerState::Leader && m.current_term == term
         };
@@ -238,19 +243,18 @@ async fn revoke(core: &Core, term: u64, ids: Vec<i64>) {
                 ids: chunk.to_vec(),
             })),
         };
-        if !still_leader || core.propose(&req).await.is_err() {
+        if !still_leader || router.propose(&req).await.is_err() {
             let rest = &ids[n * REVOKE_CHUNK..];
-            core.leases.lessor().revoke_failed(rest, core.leases.now());
+            mgr.lessor().revoke_failed(rest, mgr.now());
             return;
         }
     }
 }
 
-async fn checkpoint(core: &Core) {
+async fn checkpoint(router: &Router, mgr: &LeaseManager) {
     let checkpoints: Vec<LeaseCheckpoint> = {
-        let now = core.leases.now();
-        core.leases
-            .lessor()
+        let now = mgr.now();
+        mgr.lessor()
             .checkpoints(
                 now,
                 2 * CHECKPOINT_EVERY.as_secs() as i64,
@@ -266,7 +270,7 @@ async fn checkpoint(core: &Core) {
     let req = InternalRequest {
         request: Some(Ir::LeaseCheckpoint(LeaseCheckpointRequest { checkpoints })),
     };
-    if core.propose(&req).await.is_err() {
+    if router.propose(&req).await.is_err() {
         tracing::debug!("lease checkpoint not committed");
     }
 }

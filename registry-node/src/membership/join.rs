@@ -18,10 +18,11 @@ use proto::etcdserverpb::{Member, MemberListRequest};
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use tonic::Status;
 
 use crate::config::{ClusterFile, ConfigError, MemberSection, MemberSpec, NodeConfig};
-use crate::node::Core;
 use crate::raft::NodeId;
+use crate::routing::Router;
 use crate::tls::ClientTls;
 
 /// etcd's `--initial-cluster-state`.
@@ -222,22 +223,41 @@ async fn member_list(tls: &ClientTls, peer_url: &str) -> Result<(u64, Vec<Member
     Ok((cluster_id, resp.members))
 }
 
+/// What a member publishes and how: `publish` records (id, name, client URL) in the
+/// membership through the leader. It is the cluster service's (`api::cluster::publish`),
+/// handed in by `node.rs` so that membership does not depend on the API layer.
+pub(crate) struct Publish {
+    pub(crate) name: String,
+    pub(crate) client_url: String,
+    pub(crate) publish: PublishFn,
+}
+
+/// Records (id, name, client URL) in the membership; see [`Publish`].
+pub(crate) type PublishFn = Box<
+    dyn Fn(NodeId, String, String) -> futures::future::BoxFuture<'static, Result<(), Status>>
+        + Send
+        + Sync,
+>;
+
 /// Keeps this member's name and client URL in the Raft membership (etcd's publish): a member
 /// added by `member add` is listed unstarted until it runs this; a member restarted with
 /// another client URL updates it. Initial members of the cluster file are already recorded,
 /// so this does nothing for them. A member the committed membership no longer holds, once it
-/// was in it, has been removed: it stops (cancels `core.stopping`), as etcd's removed member
+/// was in it, has been removed: it stops (cancels `stop`, the member's shutdown), as etcd's removed member
 /// does, instead of serving reads it can no longer keep up to date.
-pub(crate) async fn publish_loop(core: Arc<Core>, stop: CancellationToken) {
-    let me = core.config.id;
-    let name = core.config.name.clone();
-    let client_url = core
-        .config
-        .member(me)
-        .map(|m| m.client_url.clone())
-        .filter(|u| !u.is_empty())
-        .unwrap_or_else(|| format!("http://{}", core.config.client_addr));
-    let mut metrics = core.raft.metrics();
+pub(crate) async fn publish_loop(
+    router: Arc<Router>,
+    me: Publish,
+    peer_tls: ClientTls,
+    stop: CancellationToken,
+) {
+    let Publish {
+        name,
+        client_url,
+        publish,
+    } = me;
+    let me = router.member_id();
+    let mut metrics = router.raft().metrics();
     let mut was_member = false;
     loop {
         let (due, ask) = {
@@ -269,14 +289,14 @@ pub(crate) async fn publish_loop(core: Arc<Core>, stop: CancellationToken) {
             (due, ask)
         };
         if let Some(peers) = ask {
-            if removed_by_peers(&core.tls.peer_client, me, &peers).await {
+            if removed_by_peers(&peer_tls, me, &peers).await {
                 tracing::error!("the member has been permanently removed from the cluster");
-                core.stopping.cancel();
+                stop.cancel();
                 return;
             }
         }
         if due {
-            match super::super::api::cluster::publish(&core, me, &name, &client_url).await {
+            match publish(me, name.clone(), client_url.clone()).await {
                 Ok(()) => tracing::info!(%name, %client_url, "published to the cluster"),
                 Err(s) => tracing::debug!(error = %s.message(), "publish failed; retrying"),
             }

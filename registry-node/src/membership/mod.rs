@@ -23,10 +23,10 @@ use proto::etcdserverpb::Member;
 use tokio::time::Instant;
 use tonic::Status;
 
-use crate::api::error;
-use crate::api::route::{CallCtx, Redirect};
-use crate::node::Core;
+use crate::errors as error;
 use crate::raft::{MemberNode, NodeId, TypeConfig};
+use crate::routing::Router;
+use crate::routing::{CallCtx, Redirect};
 
 /// The Raft membership of the registry.
 pub(crate) type Membership = openraft::Membership<NodeId, MemberNode>;
@@ -52,9 +52,10 @@ pub(crate) fn members_of(m: &Membership) -> Vec<Member> {
 }
 
 /// This member's current view of the membership.
-pub(crate) fn current_members(core: &Core) -> Vec<Member> {
+pub(crate) fn current_members(router: &Router) -> Vec<Member> {
     members_of(
-        core.raft
+        router
+            .raft()
             .metrics()
             .borrow_watched()
             .membership_config
@@ -78,13 +79,17 @@ fn not_leader(m: &Metrics) -> Option<Redirect> {
 /// Runs one membership change on the leader: `plan` checks the request against the current
 /// membership (etcd's errors) and says what to change; the change is proposed only if the
 /// membership is still that one, else planned again. Returns the membership after the change.
-pub(crate) async fn change<P>(core: &Core, ctx: &CallCtx, plan: P) -> Result<Vec<Member>, Redirect>
+pub(crate) async fn change<P>(
+    router: &Router,
+    ctx: &CallCtx,
+    plan: P,
+) -> Result<Vec<Member>, Redirect>
 where
     P: Fn(&Metrics) -> Result<ChangeMembers<NodeId, MemberNode>, Status>,
 {
     loop {
         let (changes, observed) = {
-            let m = core.raft.metrics().borrow_watched().clone();
+            let m = router.raft().metrics().borrow_watched().clone();
             if let Some(r) = not_leader(&m) {
                 return Err(r);
             }
@@ -94,11 +99,15 @@ where
         let pre = [Precondition::LastMembershipLogId {
             last_membership_log_id: observed,
         }];
-        match core.raft.change_membership_if(changes, false, pre).await {
+        match router
+            .raft()
+            .change_membership_if(changes, false, pre)
+            .await
+        {
             Ok(resp) => {
                 let members = match &resp.membership {
                     Some(m) => members_of(m),
-                    None => current_members(core),
+                    None => current_members(router),
                 };
                 return Ok(members);
             }
@@ -116,7 +125,7 @@ where
                 if Instant::now() >= ctx.deadline {
                     return Err(Redirect::Fail(ctx.expired()));
                 }
-                core.wait_for_leader_change(ctx.deadline).await;
+                router.wait_for_leader_change(ctx.deadline).await;
             }
             Err(RaftError::APIError(e)) => {
                 return Err(Redirect::Fail(Status::internal(format!(
@@ -130,19 +139,19 @@ where
 
 /// etcd's MemberAdd on the leader: the new member, unstarted, as a voter or a learner.
 pub(crate) async fn add(
-    core: &Core,
+    router: &Router,
     ctx: &CallCtx,
     peer_urls: &[String],
     is_learner: bool,
 ) -> Result<(Member, Vec<Member>), Redirect> {
     let peer_url = checks::one_peer_url(peer_urls).map_err(Redirect::Fail)?;
-    let id = checks::new_member_id(&peer_url, core.config.cluster_id);
+    let id = checks::new_member_id(&peer_url, router.cluster_id());
     let node = MemberNode {
         name: String::new(),
         peer_url: peer_url.clone(),
         client_url: String::new(),
     };
-    let members = change(core, ctx, |m| {
+    let members = change(router, ctx, |m| {
         let ms = m.membership_config.membership();
         checks::may_add(ms, id, &peer_url, is_learner)?;
         let nodes = BTreeMap::from([(id, node.clone())]);
@@ -165,11 +174,11 @@ pub(crate) async fn add(
 /// etcd's MemberRemove on the leader (the leader itself too: openraft hands leadership to
 /// another voter once the change is committed).
 pub(crate) async fn remove(
-    core: &Core,
+    router: &Router,
     ctx: &CallCtx,
     id: NodeId,
 ) -> Result<Vec<Member>, Redirect> {
-    change(core, ctx, |m| {
+    change(router, ctx, |m| {
         let ms = m.membership_config.membership();
         let learner = checks::may_remove(ms, id)?;
         let ids = BTreeSet::from([id]);
@@ -184,13 +193,13 @@ pub(crate) async fn remove(
 
 /// etcd's MemberUpdate on the leader: new peer URLs, name and client URLs kept.
 pub(crate) async fn update(
-    core: &Core,
+    router: &Router,
     ctx: &CallCtx,
     id: NodeId,
     peer_urls: &[String],
 ) -> Result<Vec<Member>, Redirect> {
     let peer_url = checks::one_peer_url(peer_urls).map_err(Redirect::Fail)?;
-    change(core, ctx, |m| {
+    change(router, ctx, |m| {
         let ms = m.membership_config.membership();
         let node = checks::may_update(ms, id, &peer_url)?;
         Ok(ChangeMembers::SetNodes(BTreeMap::from([(id, node)])))
@@ -200,11 +209,11 @@ pub(crate) async fn update(
 
 /// etcd's MemberPromote on the leader (only the leader knows how far a learner is).
 pub(crate) async fn promote(
-    core: &Core,
+    router: &Router,
     ctx: &CallCtx,
     id: NodeId,
 ) -> Result<Vec<Member>, Redirect> {
-    change(core, ctx, |m| {
+    change(router, ctx, |m| {
         let ms = m.membership_config.membership();
         let matched = m
             .replication
@@ -219,7 +228,7 @@ pub(crate) async fn promote(
 
 /// A started member's name and client URL into its membership record (etcd's publish).
 pub(crate) async fn publish(
-    core: &Core,
+    router: &Router,
     ctx: &CallCtx,
     id: NodeId,
     name: &str,
@@ -230,7 +239,7 @@ pub(crate) async fn publish(
             "registry: a member publishes a non-empty name",
         )));
     }
-    change(core, ctx, |m| {
+    change(router, ctx, |m| {
         let ms = m.membership_config.membership();
         let Some(old) = ms.get_node(&id) else {
             return Err(checks::member_not_found());
@@ -252,9 +261,13 @@ pub(crate) fn not_leader_status() -> Status {
 
 /// etcd's MoveLeader: only on the leader; the target must be a voting member. Waits until the
 /// target leads, as etcd does, up to the call's deadline.
-pub(crate) async fn move_leader(core: &Core, ctx: &CallCtx, target: NodeId) -> Result<(), Status> {
+pub(crate) async fn move_leader(
+    router: &Router,
+    ctx: &CallCtx,
+    target: NodeId,
+) -> Result<(), Status> {
     let me = {
-        let m = core.raft.metrics().borrow_watched().clone();
+        let m = router.raft().metrics().borrow_watched().clone();
         if not_leader(&m).is_some() {
             return Err(not_leader_status());
         }
@@ -269,12 +282,13 @@ pub(crate) async fn move_leader(core: &Core, ctx: &CallCtx, target: NodeId) -> R
     if target == me {
         return Ok(());
     }
-    core.raft
+    router
+        .raft()
         .trigger()
         .transfer_leader(target)
         .await
         .map_err(|_| error::stopped())?;
-    let mut metrics = core.raft.metrics();
+    let mut metrics = router.raft().metrics();
     loop {
         if metrics.borrow_watched().current_leader == Some(target) {
             return Ok(());

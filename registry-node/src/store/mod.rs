@@ -295,3 +295,17 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
         })
     }
 }
+
+/// Bytes on disk under `path` (a member's data directory), 0 where it cannot be read.
+pub(crate) fn disk_usage(path: &std::path::Path) -> u64 {
+    let Ok(rd) = std::fs::read_dir(path) else {
+        return 0;
+    };
+    rd.flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => disk_usage(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}

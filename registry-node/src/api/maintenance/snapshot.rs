@@ -15,8 +15,8 @@ use tokio::time::Instant;
 use tonic::Status;
 
 use super::SnapshotStream;
-use crate::node::Core;
 use crate::restore::{head_len, padding, revision_in, CHUNK};
+use crate::routing::Router;
 
 /// How long a call waits for this member's snapshot to be built.
 const BUILD_WAIT: Duration = Duration::from_secs(60);
@@ -29,21 +29,21 @@ fn stopped() -> Status {
     Status::unavailable("etcdserver: server stopped")
 }
 
-fn covered(core: &Core, target: u64) -> bool {
-    let m = core.raft.metrics();
+fn covered(router: &Router, target: u64) -> bool {
+    let m = router.raft().metrics();
     let snapshot = m.borrow_watched().snapshot;
     snapshot.is_some_and(|s| s.index >= target)
 }
 
 /// Waits until this member has a snapshot on disk at or past what it had applied at the call
 /// (building one if needed), so the stream holds every write the member had acknowledged.
-pub(super) async fn fresh(core: &Core) -> Result<(), Status> {
-    let target = *core.sm.applied_index().borrow();
-    let mut metrics = core.raft.metrics();
+pub(super) async fn fresh(router: &Router) -> Result<(), Status> {
+    let target = *router.sm().applied_index().borrow();
+    let mut metrics = router.raft().metrics();
     let deadline = Instant::now() + BUILD_WAIT;
     let mut retrigger = Instant::now();
     loop {
-        if covered(core, target) {
+        if covered(router, target) {
             return Ok(());
         }
         let now = Instant::now();
@@ -51,7 +51,8 @@ pub(super) async fn fresh(core: &Core) -> Result<(), Status> {
             return Err(Status::unavailable("etcdserver: request timed out"));
         }
         if now >= retrigger {
-            core.raft
+            router
+                .raft()
                 .trigger()
                 .snapshot()
                 .await
@@ -68,10 +69,10 @@ pub(super) async fn fresh(core: &Core) -> Result<(), Status> {
 
 /// Opens the member's snapshot file and reads the store revision it was taken at. The file is
 /// replaced by rename, never rewritten, so the open handle keeps one whole snapshot.
-pub(super) async fn open(core: &Core) -> Result<(File, i64), Status> {
+pub(super) async fn open(data_dir: &std::path::Path) -> Result<(File, i64), Status> {
     // Node::serve keeps the state machine in `<data dir>/state`, store/snapshot.rs its
     // snapshot in the file `snapshot` there.
-    let path = core.config.data_dir.join("state").join("snapshot");
+    let path = data_dir.join("state").join("snapshot");
     let opened = tokio::task::spawn_blocking(move || -> io::Result<(File, i64)> {
         let mut file = File::open(&path)?;
         let mut head = [0u8; 12];

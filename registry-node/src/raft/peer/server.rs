@@ -15,14 +15,12 @@ use proto::raftpb::raft_peer_server::{RaftPeer, RaftPeerServer};
 use proto::raftpb::{
     snapshot_chunk, Failure, PeerRequest, PeerResponse, SnapshotChunk, SnapshotReply,
 };
-use proto::registrypb::ReadIndexResponse;
+use proto::registrypb::{ProposeRequest, ProposeResponse, ReadIndexResponse};
 use tokio::sync::{mpsc, Semaphore};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::{Identity, MAX_IN_FLIGHT, MAX_MESSAGE, MAX_SNAPSHOT};
-use crate::api::{error, route::Redirect};
-use crate::node::Core;
 use crate::raft::types::{Snapshot, SnapshotMeta};
 use crate::raft::{wire, NodeId, Raft};
 
@@ -32,11 +30,22 @@ pub(crate) struct PeerService {
     me: Identity,
     raft: Raft,
     isolated: Arc<AtomicBool>,
-    /// For read indexes and forwarded writes.
-    core: Arc<Core>,
+    /// Read indexes and forwarded writes, answered by the client side.
+    leader_side: Arc<dyn LeaderSide>,
     /// Members of the cluster file, accepted before the Raft membership knows them (a member
     /// that has not formed the cluster yet has an empty membership).
     configured: Arc<Vec<NodeId>>,
+}
+
+/// What the member link asks of the client side of a member: a read index for a follower's
+/// linearizable reads, and writes a follower forwards. The routing layer implements it
+/// (`crate::routing`), so the link does not depend on how requests are routed.
+#[tonic::async_trait]
+pub(crate) trait LeaderSide: Send + Sync + 'static {
+    /// A read index confirmed by a leadership check that started after the request arrived.
+    async fn read_index(&self) -> Result<ReadIndexResponse, Status>;
+    /// Proposes the forwarded writes and answers each.
+    async fn propose(&self, req: ProposeRequest) -> ProposeResponse;
 }
 
 type AnswerStream = Pin<Box<dyn Stream<Item = Result<PeerResponse, Status>> + Send>>;
@@ -46,14 +55,14 @@ impl PeerService {
         me: Identity,
         raft: Raft,
         isolated: Arc<AtomicBool>,
-        core: Arc<Core>,
+        configured: Vec<NodeId>,
+        leader_side: Arc<dyn LeaderSide>,
     ) -> Self {
-        let configured = core.config.members.iter().map(|m| m.id).collect();
         PeerService {
             me,
             raft,
             isolated,
-            core,
+            leader_side,
             configured: Arc::new(configured),
         }
     }
@@ -125,28 +134,9 @@ impl PeerService {
                     .map_err(|e| Status::unavailable(format!("raft: {e}")))?;
                 Resp::TransferLeader(wire::transfer_response(&resp))
             }
-            Req::ReadIndex(_) => Resp::ReadIndex(self.read_index().await?),
-            Req::Propose(p) => Resp::Propose(crate::api::forward::serve(&self.core, p).await),
+            Req::ReadIndex(_) => Resp::ReadIndex(self.leader_side.read_index().await?),
+            Req::Propose(p) => Resp::Propose(self.leader_side.propose(p).await),
         })
-    }
-
-    async fn read_index(&self) -> Result<ReadIndexResponse, Status> {
-        match self.core.leader_read_index().await {
-            Ok(ri) => {
-                self.core
-                    .read_stats
-                    .read_index_served
-                    .fetch_add(1, Ordering::Relaxed);
-                Ok(ReadIndexResponse {
-                    index: ri.index,
-                    term: ri.term,
-                    leader_id: ri.leader_id,
-                })
-            }
-            Err(Redirect::Leader(_)) => Err(error::leader_changed()),
-            Err(Redirect::NoLeader) => Err(error::no_leader()),
-            Err(Redirect::Fail(s)) => Err(s),
-        }
     }
 }
 

@@ -1,10 +1,6 @@
-//! Where a request is served: writes go through Raft on the leader; linearizable reads are
-//! served by the member that received them once it has applied up to a read index confirmed
-//! by the leader after the read arrived (the leader checks its leadership itself, a follower
-//! asks it with `RaftPeer.ReadIndex`; both batched, as etcd's read loop); serializable reads
-//! are local. A member that cannot serve a call carries it to the leader's client URL, once (a
-//! forwarded call is never forwarded again), and waits for an election when there is no
-//! leader, up to the request's deadline.
+//! Linearizable reads: the leader confirms its leadership with a quorum (batched in rounds,
+//! as etcd's read loop); a follower asks the leader for a read index (`RaftPeer.ReadIndex`,
+//! batched too) and serves the read once it has applied that far.
 
 use openraft::async_runtime::WatchReceiver;
 use std::future::Future;
@@ -12,33 +8,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use openraft::error::{ClientWriteError, ForwardToLeader, LinearizableReadError, RaftError};
+use openraft::error::{LinearizableReadError, RaftError};
 use openraft::ReadPolicy;
-use prost::Message;
-use proto::registrypb::InternalRequest;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
-use tonic::transport::Channel;
-use tonic::{Request, Status};
 
-use super::error;
-use crate::node::Core;
+use super::call::{CallCtx, Redirect};
+use super::{redirect_of, Router};
+use crate::errors as error;
 use crate::raft::peer::client::{PeerError, PeerNetwork};
-use crate::raft::{CommandResult, MemberNode, NodeId, TypeConfig};
-
-/// Metadata key marking a call carried from a follower to the leader.
-pub(crate) const FORWARDED: &str = "x-registry-forwarded";
-
-/// How long a request may wait for a leader or a forwarded answer without a client deadline.
-pub(crate) const DEFAULT_DEADLINE: Duration = Duration::from_secs(5);
-
-/// Why a request could not be served here.
-#[derive(Clone)]
-pub(crate) enum Redirect {
-    Leader(MemberNode),
-    NoLeader,
-    Fail(Status),
-}
+use crate::raft::NodeId;
 
 /// Callers waiting for the next round of one shared operation: a caller joins the next round
 /// that has not started yet, so the answer it gets was obtained after it arrived, and one round
@@ -180,92 +159,7 @@ impl ReadStats {
 /// itself; further behind (e.g. it is about to receive a snapshot), the read goes to the leader.
 const MAX_READ_LAG: u64 = 10_000;
 
-/// Context of one client call.
-#[derive(Clone)]
-pub(crate) struct CallCtx {
-    pub(crate) forwarded: bool,
-    pub(crate) deadline: Instant,
-    /// Whether `deadline` is the client's own (`grpc-timeout`) rather than ours.
-    client_deadline: bool,
-    /// The caller's auth token, carried along when the call is forwarded (api/auth_check.rs).
-    token: Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>,
-}
-
-impl CallCtx {
-    pub(crate) fn of<T>(req: &Request<T>) -> Self {
-        let forwarded = req.metadata().contains_key(FORWARDED);
-        let timeout = req
-            .metadata()
-            .get("grpc-timeout")
-            .and_then(|v| v.to_str().ok())
-            .and_then(grpc_lite::grpc::parse_timeout_value);
-        let limit = timeout
-            .unwrap_or(DEFAULT_DEADLINE)
-            .min(Duration::from_secs(60));
-        CallCtx {
-            forwarded,
-            deadline: Instant::now() + limit,
-            client_deadline: timeout.is_some_and(|t| t <= limit),
-            token: req.metadata().get(super::auth_check::TOKEN).cloned(),
-        }
-    }
-
-    /// The answer once `deadline` has passed: etcd's DEADLINE_EXCEEDED when it was the
-    /// client's deadline, etcd's own "request timed out" (UNAVAILABLE) when it was ours.
-    pub(crate) fn expired(&self) -> Status {
-        if self.client_deadline {
-            error::deadline_exceeded()
-        } else {
-            error::timed_out()
-        }
-    }
-}
-
-/// Marks `req` as forwarded and gives it what is left of the caller's deadline.
-pub(crate) fn forwarded_request<T>(msg: T, ctx: &CallCtx) -> Request<T> {
-    let mut req = Request::new(msg);
-    req.metadata_mut()
-        .insert(FORWARDED, tonic::metadata::MetadataValue::from_static("1"));
-    req.set_timeout(ctx.deadline.saturating_duration_since(Instant::now()));
-    if let Some(t) = &ctx.token {
-        req.metadata_mut()
-            .insert(super::auth_check::TOKEN, t.clone());
-    }
-    req
-}
-
-fn redirect_of(f: ForwardToLeader<TypeConfig>) -> Redirect {
-    match f.leader_node {
-        Some(node) => Redirect::Leader(node),
-        None => Redirect::NoLeader,
-    }
-}
-
-impl Core {
-    /// Proposes `req` through Raft on this member (which must be the leader) and waits for it
-    /// to be applied. Concurrent proposals share one entry (see [`crate::raft::batch`]).
-    pub(crate) async fn propose(&self, req: &InternalRequest) -> Result<Arc<mvcc::Applied>, Redirect> {
-        let Some(outcome) = self
-            .proposals
-            .propose(&self.raft, req.encode_to_vec())
-            .await
-        else {
-            return Err(Redirect::Fail(error::stopped()));
-        };
-        match outcome {
-            Ok(data) => match data {
-                CommandResult::Applied(a) => Ok(a),
-                CommandResult::Rejected(e) => Err(Redirect::Fail(error::status_of(&e))),
-                other => Err(Redirect::Fail(Status::internal(format!(
-                    "unexpected apply result {other:?}"
-                )))),
-            },
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => Err(redirect_of(f)),
-            Err(RaftError::APIError(e)) => Err(Redirect::Fail(Status::internal(e.to_string()))),
-            Err(RaftError::Fatal(_)) => Err(Redirect::Fail(error::stopped())),
-        }
-    }
-
+impl Router {
     /// Waits until this member, as leader, has applied everything committed before the call
     /// (openraft's read index), so a local read that follows is linearizable. Concurrent
     /// calls share one leadership check (see [`ReadBatch`]).
@@ -323,7 +217,7 @@ impl Core {
         }
         // Waiting longer than an election timeout means this member is not keeping up
         // (or is cut off from the log): the leader can answer instead.
-        let patience = Duration::from_millis(self.config.raft.election_timeout_ms.max(100));
+        let patience = self.read_patience;
         match self
             .wait_applied(ri.index, Some(ctx.deadline.min(Instant::now() + patience)))
             .await
@@ -378,85 +272,6 @@ impl Core {
         } else {
             Err(Redirect::Fail(error::stopped()))
         }
-    }
-
-    /// The leader as this member's Raft metrics know it, when that is another member.
-    pub(crate) fn known_leader(&self) -> Option<MemberNode> {
-        let rx = self.raft.metrics();
-        let m = rx.borrow_watched();
-        let leader = m.current_leader.filter(|l| *l != m.id)?;
-        m.membership_config.membership().get_node(&leader).cloned()
-    }
-
-    /// The id of `node` in the Raft membership.
-    pub(crate) fn member_id_of(&self, node: &MemberNode) -> Option<NodeId> {
-        let rx = self.raft.metrics();
-        let m = rx.borrow_watched();
-        let found = m
-            .membership_config
-            .membership()
-            .nodes()
-            .find(|(_, n)| *n == node)
-            .map(|(id, _)| *id);
-        found
-    }
-
-    /// The Raft membership's record of member `id`.
-    pub(crate) fn member(&self, id: NodeId) -> Option<MemberNode> {
-        let rx = self.raft.metrics();
-        let m = rx.borrow_watched();
-        m.membership_config.membership().get_node(&id).cloned()
-    }
-
-    /// Runs `local` here, or `remote` against the leader's client channel when `local` says to,
-    /// retrying while there is no leader or the leader changed, until the deadline.
-    pub(crate) async fn route<T, L, LF, R, RF>(
-        &self,
-        ctx: &CallCtx,
-        mut local: L,
-        mut remote: R,
-    ) -> Result<T, Status>
-    where
-        L: FnMut() -> LF,
-        LF: Future<Output = Result<T, Redirect>>,
-        R: FnMut(Channel) -> RF,
-        RF: Future<Output = Result<T, Status>>,
-    {
-        loop {
-            let failure = match local().await {
-                Ok(v) => return Ok(v),
-                Err(Redirect::Fail(s)) => return Err(s),
-                Err(Redirect::Leader(_)) if ctx.forwarded => return Err(error::leader_changed()),
-                Err(Redirect::Leader(node)) => match self.client_channel(&node.client_url) {
-                    Ok(ch) => match remote(ch).await {
-                        Ok(v) => return Ok(v),
-                        Err(s) if error::safe_to_retry(&s) => s,
-                        Err(s) => return Err(s),
-                    },
-                    Err(s) => return Err(s),
-                },
-                Err(Redirect::NoLeader) => error::no_leader(),
-            };
-            if Instant::now() >= ctx.deadline {
-                // The client's own deadline is always DEADLINE_EXCEEDED (what grpc-go's
-                // client reports too); past ours, "no leader" says more than a timeout.
-                return Err(
-                    if failure.message() == error::NO_LEADER && !ctx.client_deadline {
-                        failure
-                    } else {
-                        ctx.expired()
-                    },
-                );
-            }
-            self.wait_for_leader_change(ctx.deadline).await;
-        }
-    }
-
-    /// Waits (bounded) for the Raft metrics to change, e.g. a leader to be elected.
-    pub(crate) async fn wait_for_leader_change(&self, deadline: Instant) {
-        let mut metrics = self.raft.metrics();
-        let step = Instant::now() + Duration::from_millis(100);
-        let _ = tokio::time::timeout_at(step.min(deadline), metrics.changed()).await;
     }
 }
 

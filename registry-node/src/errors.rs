@@ -19,7 +19,7 @@ pub(crate) fn status_of(e: &mvcc::Error) -> Status {
         E::LeaseExists => Code::FailedPrecondition,
         E::NoSpace => Code::ResourceExhausted,
         E::Corrupt => Code::DataLoss,
-        E::Auth(a) => return super::auth_check::status(a),
+        E::Auth(a) => return auth_status(a),
         #[allow(unreachable_patterns)]
         _ => Code::Internal,
     };
@@ -76,6 +76,20 @@ fn never_connected(s: &Status) -> bool {
         cur = e.source();
     }
     false
+}
+
+/// etcd's gRPC code for each auth error (`rpctypes/error.go`).
+pub(crate) fn auth_status(e: &mvcc::AuthError) -> Status {
+    use mvcc::AuthError as E;
+    let code = match e {
+        E::UserEmpty | E::RoleEmpty | E::AuthFailed | E::InvalidAuthMgmt | E::AuthOldRevision => {
+            Code::InvalidArgument
+        }
+        E::PermissionDenied => Code::PermissionDenied,
+        E::InvalidAuthToken => Code::Unauthenticated,
+        _ => Code::FailedPrecondition,
+    };
+    Status::new(code, e.to_string())
 }
 
 #[cfg(test)]

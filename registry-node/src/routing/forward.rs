@@ -25,10 +25,10 @@ use proto::registrypb::{
 use tokio::sync::oneshot;
 use tonic::{Code, Status};
 
-use super::error;
-use super::route::Redirect;
+use super::Redirect;
+use super::Router;
 use crate::batching::Batching;
-use crate::node::Core;
+use crate::errors as error;
 use crate::raft::peer::client::PeerNetwork;
 use crate::raft::NodeId;
 
@@ -204,7 +204,7 @@ pub(crate) fn response_of(o: Outcome) -> Option<mvcc::Response> {
 
 /// Leader side of `Propose`: every request proposed here (concurrently, so they share
 /// entries), each answered in order.
-pub(crate) async fn serve(core: &Core, req: ProposeRequest) -> ProposeResponse {
+pub(crate) async fn serve(router: &Router, req: ProposeRequest) -> ProposeResponse {
     use proto::registrypb::internal_request::Request as Kind;
     let results = futures::future::join_all(req.requests.iter().map(|r| async move {
         let is_kv_write = matches!(
@@ -218,7 +218,7 @@ pub(crate) async fn serve(core: &Core, req: ProposeRequest) -> ProposeResponse {
                 ))),
             };
         }
-        let result = match core.propose(r).await {
+        let result = match router.propose(r).await {
             Ok(applied) => match &applied.response {
                 mvcc::Response::Put(p) => Outcome::Put(p.clone()),
                 mvcc::Response::DeleteRange(d) => Outcome::DeleteRange(d.clone()),
