@@ -1,7 +1,7 @@
 //! A queue that sends work in batches, with a bounded number of batches on their way.
 //!
 //! Used for Raft proposals ([`crate::raft::batch`]: writes into shared entries) and for a
-//! follower's writes sent on to the leader ([`crate::api::forward`]: writes into `Propose`
+//! follower's writes sent on to the leader ([`crate::routing`]: writes into `Propose`
 //! calls). A lone item with a free slot is sent straight from its caller ([`Batching::direct`]),
 //! so a single client's request takes no hand-off; otherwise items wait in the queue, and a
 //! driver task takes a batch ([`Batching::push`]'s `take`) whenever fewer than the allowed

@@ -51,7 +51,7 @@ pub struct NodeArgs {
     /// etcd's --initial-cluster-state: new (form the cluster) or existing (join a running
     /// cluster that lists this member after `etcdctl member add`).
     #[arg(long, value_enum, default_value = "new")]
-    pub initial_cluster_state: crate::membership::join::ClusterState,
+    pub initial_cluster_state: crate::config::ClusterState,
     /// A file of `etcdctl snapshot save` to restore into the (absent or empty) data dirs of
     /// the members run, as a new cluster with the file's members (see `restore.rs`); then run.
     #[arg(long)]

@@ -21,73 +21,10 @@ use openraft::ServerState;
 use proto::etcdserverpb::CompactionRequest;
 use proto::registrypb::internal_request::Request as Ir;
 use proto::registrypb::InternalRequest;
-use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
+use crate::config::Policy;
 use crate::routing::Router;
-
-/// The `[compaction]` section of `cluster.toml`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct CompactionSection {
-    /// `periodic`, `revision` or `off`.
-    pub mode: String,
-    /// periodic: a duration (`5m`, `1h`, `90s`; a plain number is hours, as etcd reads it);
-    /// revision: how many revisions to keep. `0` turns compaction off.
-    pub retention: String,
-}
-
-impl Default for CompactionSection {
-    fn default() -> Self {
-        CompactionSection {
-            mode: "periodic".into(),
-            retention: "5m".into(),
-        }
-    }
-}
-
-/// What the section means.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Policy {
-    Off,
-    Periodic(Duration),
-    Revision(i64),
-}
-
-impl CompactionSection {
-    pub fn policy(&self) -> Result<Policy, String> {
-        let r = self.retention.trim();
-        match self.mode.as_str() {
-            "off" => Ok(Policy::Off),
-            "periodic" => match parse_duration(r)? {
-                d if d.is_zero() => Ok(Policy::Off),
-                d => Ok(Policy::Periodic(d)),
-            },
-            "revision" => match r.parse::<i64>() {
-                Ok(0) => Ok(Policy::Off),
-                Ok(n) if n > 0 => Ok(Policy::Revision(n)),
-                _ => Err(format!("{r:?} is not a count of revisions")),
-            },
-            m => Err(format!("unknown mode {m:?} (periodic, revision or off)")),
-        }
-    }
-}
-
-/// `5m`, `1h`, `90s`, `500ms`, or a plain number of hours.
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration (e.g. 5m, 1h)"))?;
-    match unit {
-        "" | "h" => Ok(Duration::from_secs(n.saturating_mul(3600))),
-        "m" => Ok(Duration::from_secs(n.saturating_mul(60))),
-        "s" => Ok(Duration::from_secs(n)),
-        "ms" => Ok(Duration::from_millis(n)),
-        _ => Err(format!("{s:?}: unknown unit {unit:?} (h, m, s or ms)")),
-    }
-}
 
 const HOUR: Duration = Duration::from_secs(3600);
 /// etcd's revision-mode interval.
@@ -205,6 +142,7 @@ pub(crate) async fn run(router: Arc<Router>, policy: Policy, shutdown: Cancellat
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::CompactionSection;
 
     fn secs(s: u64) -> Duration {
         Duration::from_secs(s)

@@ -341,7 +341,7 @@ impl Node {
             ];
             let mut tasks = vec![raft_rt.handle.spawn(peer_server.instrument(span.clone()))];
             tasks.extend(background);
-            if config.initial_cluster_state == crate::membership::join::ClusterState::New {
+            if config.initial_cluster_state == crate::config::ClusterState::New {
                 form_cluster(&raft, &config).await;
             }
             tracing::info!(%client_addr, %peer_addr, id = %format!("{:x}", config.id), "member started");

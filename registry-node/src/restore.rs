@@ -22,10 +22,10 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
+use crate::config::ClusterState;
 use crate::config::NodeConfig;
-use crate::membership::join::ClusterState;
-use crate::raft::types::{LogId, MemberNode, SnapshotMeta, StoredMembership};
 use crate::store::SnapshotStore;
+use crate::types::{LogId, MemberNode, SnapshotMeta, StoredMembership};
 
 /// The file is padded to a multiple of this (etcd: "a minimum disk sector size").
 pub(crate) const SECTOR: u64 = 512;

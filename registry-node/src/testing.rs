@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::time::Instant;
 
-use crate::compaction::CompactionSection;
+use crate::config::CompactionSection;
 use crate::config::{ClusterFile, ClusterSection, MemberSection, NodeConfig, RaftSection};
 use crate::node::{Node, NodeHandle};
 use crate::raft::NodeId;

@@ -24,50 +24,16 @@ mod files;
 mod serve;
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
-use serde::Deserialize;
 use tokio_rustls::rustls;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
-use crate::config::NodeConfig;
+use crate::config::{NodeConfig, TlsSection};
 
 pub(crate) use files::SkipVerify;
 pub(crate) use serve::{peer_incoming, serve_client};
-
-/// The `[tls]` section of `cluster.toml` (the same names as the flags; paths relative to the
-/// file). The flags ([`TlsArgs`]) override it.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct TlsSection {
-    pub cert_file: Option<PathBuf>,
-    pub key_file: Option<PathBuf>,
-    pub trusted_ca_file: Option<PathBuf>,
-    pub client_cert_auth: bool,
-    pub auto_tls: bool,
-    pub peer_cert_file: Option<PathBuf>,
-    pub peer_key_file: Option<PathBuf>,
-    pub peer_trusted_ca_file: Option<PathBuf>,
-    pub peer_client_cert_auth: bool,
-    pub peer_auto_tls: bool,
-}
-
-impl TlsSection {
-    /// The section with its relative paths taken from `base` (the cluster file's folder).
-    pub(crate) fn resolved(&self, base: &Path) -> TlsSection {
-        let at = |p: &Option<PathBuf>| p.as_ref().map(|p| base.join(p));
-        TlsSection {
-            cert_file: at(&self.cert_file),
-            key_file: at(&self.key_file),
-            trusted_ca_file: at(&self.trusted_ca_file),
-            peer_cert_file: at(&self.peer_cert_file),
-            peer_key_file: at(&self.peer_key_file),
-            peer_trusted_ca_file: at(&self.peer_trusted_ca_file),
-            ..self.clone()
-        }
-    }
-}
 
 /// etcd's TLS flags. A boolean takes `--flag` or `--flag=true|false`, as Go's flags do.
 #[derive(clap::Args, Debug, Clone, Default)]

@@ -7,7 +7,6 @@ mod common;
 
 use std::time::Duration;
 
-
 use common::{etcdctl, wait_for, RealEtcd};
 use proto::authpb::permission::Type as PermType;
 use proto::authpb::Permission;

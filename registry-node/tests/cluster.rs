@@ -198,11 +198,7 @@ async fn stopped_member_catches_up_through_a_snapshot() {
     .await;
     let leader = c.wait_for_leader(LEADER_WAIT).await.expect("leader");
     let lagger = (leader + 1) % 3;
-    let lagger_last = c
-        .node(lagger)
-        .raft_status()
-        .last_log_index
-        .unwrap_or(0);
+    let lagger_last = c.node(lagger).raft_status().last_log_index.unwrap_or(0);
     c.stop(lagger).await;
 
     // --- writes continue while the member is down, past several snapshots

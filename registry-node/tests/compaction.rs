@@ -9,9 +9,9 @@ use std::time::Duration;
 use common::wait_for;
 use proto::etcdserverpb::kv_client::KvClient;
 use proto::etcdserverpb::{PutRequest, RangeRequest};
+use registry_node::testing::TestCluster;
 use registry_node::CompactionSection;
 use registry_node::RaftSection;
-use registry_node::testing::TestCluster;
 use tonic::transport::Channel;
 use tonic::Code;
 

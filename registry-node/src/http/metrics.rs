@@ -47,7 +47,7 @@ struct HandledLabels {
     grpc_code: &'static str,
 }
 
-/// The Raft log's fsync histogram as last read (at each scrape, from [`Core::wal_fsync`]).
+/// The Raft log's fsync histogram as last read (at each scrape, from [`MemberDisk::wal_fsync`]).
 #[derive(Clone, Debug, Default)]
 struct WalFsync(Arc<Mutex<Option<FsyncSnapshot>>>);
 

@@ -20,20 +20,12 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tonic::Status;
 
-use crate::config::{ClusterFile, ConfigError, MemberSection, MemberSpec, NodeConfig};
+use crate::config::{
+    ClusterFile, ClusterState, ConfigError, MemberSection, MemberSpec, NodeConfig,
+};
 use crate::raft::NodeId;
 use crate::routing::Router;
 use crate::tls::ClientTls;
-
-/// etcd's `--initial-cluster-state`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
-pub enum ClusterState {
-    /// Form a new cluster with the members listed.
-    #[default]
-    New,
-    /// Join a running cluster that already lists this member (`etcdctl member add`).
-    Existing,
-}
 
 /// How long a joining member keeps asking the running members for the member list.
 const DISCOVERY: Duration = Duration::from_secs(30);

@@ -12,8 +12,8 @@ use openraft::raft::{
 use openraft::{EntryPayload, Membership};
 use proto::raftpb as pb;
 
-use super::types::{Entry, LogId, StoredMembership, Vote};
 use super::{Command, MemberNode, NodeId, TypeConfig};
+use crate::types::{Entry, LogId, StoredMembership, Vote};
 
 pub(crate) type TransferLeaderResponse = openraft::raft::TransferLeaderResponse<TypeConfig>;
 type TransferLeaderError = openraft::raft::TransferLeaderError<TypeConfig>;

@@ -1,7 +1,7 @@
 //! The file's framing, and a restore into three data dirs read back as a member reads them.
 
 use super::*;
-use crate::raft::types::LogId;
+use crate::types::LogId;
 use mvcc::{KeyRecord, LeaseRecord};
 use prost::Message as _;
 

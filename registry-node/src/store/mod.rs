@@ -20,8 +20,8 @@ use openraft::storage::{ApplyResponder, EntryResponder, RaftStateMachine};
 use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder};
 use tokio::sync::{broadcast, watch};
 
-use crate::raft::types::{Entry, LogId, Snapshot, SnapshotData, SnapshotMeta, StoredMembership};
-use crate::raft::{CommandResult, TypeConfig};
+use crate::types::{CommandResult, TypeConfig};
+use crate::types::{Entry, LogId, Snapshot, SnapshotData, SnapshotMeta, StoredMembership};
 pub(crate) use lease_feed::{Drained, LeaseChange, LeaseFeed};
 pub(crate) use snapshot::SnapshotStore;
 

@@ -15,8 +15,8 @@ use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use crate::raft::codec;
-use crate::raft::types::{LogId, SnapshotMeta};
+use crate::types::codec;
+use crate::types::{LogId, SnapshotMeta};
 
 /// A saved snapshot: its metadata and the encoded store.
 pub(super) type Saved = (SnapshotMeta, Vec<u8>);
@@ -165,7 +165,7 @@ fn decode(mut bytes: Vec<u8>) -> io::Result<Saved> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::raft::types::StoredMembership;
+    use crate::types::StoredMembership;
 
     fn meta(index: u64) -> SnapshotMeta {
         SnapshotMeta {

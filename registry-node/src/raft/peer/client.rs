@@ -316,7 +316,7 @@ impl PeerNetwork {
     }
 
     /// Asks member `target` (the leader) for a read index (see
-    /// [`crate::api::route::FollowerReads`]).
+    /// `crate::routing`'s follower reads).
     pub(crate) async fn read_index(
         &self,
         target: NodeId,
@@ -334,7 +334,7 @@ impl PeerNetwork {
     }
 
     /// Sends a batch of client writes to member `target` (the leader) to be proposed there
-    /// (see [`crate::api::forward`]).
+    /// (see `crate::routing::ForwardQueue`).
     pub(crate) async fn propose(
         &self,
         target: NodeId,

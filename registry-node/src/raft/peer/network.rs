@@ -18,8 +18,8 @@ use proto::raftpb::{snapshot_chunk, SnapshotChunk, SnapshotHead};
 
 use super::client::{unexpected, Conn, PeerError, PeerNetwork};
 use super::{APPEND_BUDGET, SNAPSHOT_CHUNK};
-use crate::raft::types::{Snapshot, SnapshotData, Vote};
 use crate::raft::{wire, MemberNode, NodeId, TypeConfig};
+use crate::types::{Snapshot, SnapshotData, Vote};
 
 impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
     type Network = PeerClient;

@@ -21,8 +21,8 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::{Identity, MAX_IN_FLIGHT, MAX_MESSAGE, MAX_SNAPSHOT};
-use crate::raft::types::{Snapshot, SnapshotMeta};
 use crate::raft::{wire, NodeId, Raft};
+use crate::types::{Snapshot, SnapshotMeta};
 
 /// The peer service of one member.
 #[derive(Clone)]

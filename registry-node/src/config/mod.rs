@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::compaction::{CompactionSection, Policy};
-use crate::raft::NodeId;
+mod sections;
+
+pub use sections::{ClusterState, CompactionSection, Policy, TlsSection};
 
 /// The whole file. Sections other than the registry's are read by other binaries (`micro`).
 #[derive(Debug, Clone, Deserialize)]
@@ -22,7 +23,7 @@ pub struct ClusterFile {
     pub compaction: CompactionSection,
     /// TLS of the client and peer ports (etcd's flags; see [`crate::tls`]).
     #[serde(default)]
-    pub tls: crate::tls::TlsSection,
+    pub tls: TlsSection,
     #[serde(rename = "member", default)]
     pub members: Vec<MemberSection>,
     /// Registry backend choice and service/gateway layout, used by `micro up`.
@@ -108,7 +109,7 @@ pub struct MemberSection {
 /// One member as every member knows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MemberSpec {
-    pub id: NodeId,
+    pub id: u64,
     pub name: String,
     pub client_url: String,
     pub peer_url: String,
@@ -118,19 +119,19 @@ pub struct MemberSpec {
 #[derive(Debug, Clone)]
 pub struct NodeConfig {
     pub name: String,
-    pub id: NodeId,
+    pub id: u64,
     pub cluster_id: u64,
     pub client_addr: SocketAddr,
     pub peer_addr: SocketAddr,
     pub data_dir: PathBuf,
     /// TLS, paths resolved ([`crate::tls::Tls::build`] checks and loads it at start).
-    pub tls: crate::tls::TlsSection,
+    pub tls: TlsSection,
     pub members: Vec<MemberSpec>,
     pub raft: RaftSection,
     pub compaction: Policy,
     /// etcd's --initial-cluster-state: `existing` joins a running cluster (see
     /// [`crate::membership::join`]); the cluster file's members form a `new` one.
-    pub initial_cluster_state: crate::membership::join::ClusterState,
+    pub initial_cluster_state: ClusterState,
 }
 
 impl NodeConfig {
@@ -143,7 +144,7 @@ impl NodeConfig {
         (self.raft.election_timeout_ms * 3).div_ceil(2000) as i64
     }
 
-    pub fn member(&self, id: NodeId) -> Option<&MemberSpec> {
+    pub fn member(&self, id: u64) -> Option<&MemberSpec> {
         self.members.iter().find(|m| m.id == id)
     }
 }
@@ -302,7 +303,7 @@ fn fnv(parts: &[&[u8]]) -> u64 {
 }
 
 /// A member's id, as etcd derives it from its URLs and the cluster token.
-pub(crate) fn member_id(token: &str, name: &str, peer_url: &str) -> NodeId {
+pub(crate) fn member_id(token: &str, name: &str, peer_url: &str) -> u64 {
     fnv(&[token.as_bytes(), name.as_bytes(), peer_url.as_bytes()])
 }
 

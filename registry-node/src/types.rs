@@ -180,6 +180,11 @@ impl<'de> Deserialize<'de> for CommandResult {
     }
 }
 
+/// bincode settings of the snapshot file's metadata.
+pub(crate) fn codec() -> bincode::config::Configuration {
+    bincode::config::standard()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -218,9 +223,9 @@ mod tests {
     #[test]
     fn command_round_trips_through_the_peer_codec() {
         let cmd = Command((0..=255u8).collect());
-        let bytes = bincode::serde::encode_to_vec(&cmd, crate::raft::codec()).expect("encode");
+        let bytes = bincode::serde::encode_to_vec(&cmd, codec()).expect("encode");
         let (back, used): (Command, usize) =
-            bincode::serde::decode_from_slice(&bytes, crate::raft::codec()).expect("decode");
+            bincode::serde::decode_from_slice(&bytes, codec()).expect("decode");
         assert_eq!(back, cmd);
         assert_eq!(used, bytes.len());
     }
