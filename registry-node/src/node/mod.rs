@@ -2,17 +2,20 @@
 //! [`Node::serve`] is the one entry (listeners given, so tests bind port 0); [`Node::start`]
 //! binds the configured addresses and calls it.
 
-use openraft::async_runtime::WatchReceiver;
-use std::collections::BTreeMap;
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Server;
 use tracing::Instrument;
+
+mod handle;
+mod raft_setup;
+
+use handle::RaftThread;
+pub use handle::{NodeHandle, RaftStatus};
+use raft_setup::{form_cluster, raft_config};
 
 use crate::api::{
     cluster::ClusterService,
@@ -28,7 +31,7 @@ use crate::membership::join::Publish;
 use crate::raft::peer::client::PeerNetwork;
 use crate::raft::peer::server::PeerService;
 use crate::raft::peer::Identity;
-use crate::raft::{MemberNode, NodeId, Raft, TypeConfig};
+use crate::raft::{Raft, TypeConfig};
 use crate::routing::{Router, RouterParts};
 use crate::store::StateMachine;
 
@@ -58,70 +61,6 @@ pub enum NodeError {
     Runtime(std::io::Error),
     #[error("joining the cluster: {0}")]
     Join(String),
-}
-
-/// A member's Raft state at one moment: log indexes and who leads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RaftStatus {
-    pub id: NodeId,
-    pub term: u64,
-    pub leader: Option<NodeId>,
-    pub last_log_index: Option<u64>,
-    pub applied: Option<u64>,
-    /// Up to where the log was purged (compacted into a snapshot).
-    pub purged: Option<u64>,
-    /// The index of the snapshot this member holds.
-    pub snapshot: Option<u64>,
-}
-
-/// A running member.
-pub struct NodeHandle {
-    pub(crate) router: Arc<Router>,
-    config: NodeConfig,
-    client_tls: bool,
-    pub client_addr: std::net::SocketAddr,
-    pub peer_addr: std::net::SocketAddr,
-    isolated: Arc<AtomicBool>,
-    shutdown: CancellationToken,
-    tasks: Vec<JoinHandle<()>>,
-    raft_rt: RaftThread,
-}
-
-/// The thread that runs this member's Raft: openraft's core, its state-machine worker and the
-/// replication tasks, on one single-threaded runtime. A write passes from the core to the
-/// replication task, to the peer connection and back, and to the state machine: on one thread
-/// each of those steps is a queue push instead of a wake-up of another tokio worker (on this
-/// 2-core machine, put latency 1 client: see bench/findings.md, third round). The peer server
-/// and the peer connections run here too; client gRPC serving stays on the process's
-/// multi-threaded runtime.
-struct RaftThread {
-    handle: tokio::runtime::Handle,
-    /// Ends the thread (and drops whatever still runs on it) when cancelled or dropped.
-    stop: tokio_util::sync::DropGuard,
-}
-
-impl RaftThread {
-    fn start(name: &str) -> Result<Self, NodeError> {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(NodeError::Runtime)?;
-        let handle = rt.handle().clone();
-        let stop = CancellationToken::new();
-        let stopped = stop.clone();
-        let span = tracing::Span::current();
-        std::thread::Builder::new()
-            .name(format!("raft-{name}"))
-            .spawn(move || {
-                let _span = span.entered();
-                rt.block_on(stopped.cancelled());
-            })
-            .map_err(NodeError::Runtime)?;
-        Ok(RaftThread {
-            handle,
-            stop: stop.drop_guard(),
-        })
-    }
 }
 
 pub struct Node;
@@ -359,146 +298,5 @@ impl Node {
         }
         .instrument(span)
         .await
-    }
-}
-
-/// On a member's first start (empty log) every member of the file is written into the initial
-/// membership; every member doing so with the same list is safe in openraft.
-async fn form_cluster(raft: &Raft, config: &NodeConfig) {
-    match raft.is_initialized().await {
-        Ok(true) | Err(_) => return,
-        Ok(false) => {}
-    }
-    let members: BTreeMap<NodeId, MemberNode> = config
-        .members
-        .iter()
-        .map(|m| {
-            let node = MemberNode {
-                name: m.name.clone(),
-                peer_url: m.peer_url.clone(),
-                client_url: m.client_url.clone(),
-            };
-            (m.id, node)
-        })
-        .collect();
-    if let Err(e) = raft.initialize(members).await {
-        tracing::debug!(error = %e, "cluster already formed");
-    }
-}
-
-fn raft_config(config: &NodeConfig) -> Result<openraft::Config, openraft::ConfigError> {
-    let r = &config.raft;
-    openraft::Config {
-        cluster_name: format!("registry-{:x}", config.cluster_id),
-        heartbeat_interval: r.heartbeat_ms,
-        // etcd's --election-timeout E: a follower that hears nothing for a random [E, 2E)
-        // campaigns. openraft (0.9 and 0.10) makes a follower that had a leader wait its leader lease
-        // (= election_timeout_max) plus its election timeout (random in [min, max), drawn once
-        // per process; checked on a tick of 1.5 heartbeats), and a voter refuses a candidate
-        // within that lease. With both taken as E (the old setting) failover took 2.5–3 s
-        // where etcd takes 1–2 s. With max = 3E/5 and min = 2E/5 a follower campaigns after
-        // [E, 1.2E): never before etcd's earliest, the timeouts of two members still differ by
-        // up to E/5 (so they rarely split a vote), and the lease is 6 heartbeats by default.
-        election_timeout_min: (r.election_timeout_ms * 2 / 5).max(r.heartbeat_ms + 1),
-        election_timeout_max: (r.election_timeout_ms * 3 / 5).max(r.heartbeat_ms + 2),
-        install_snapshot_timeout: 10_000,
-        max_payload_entries: 1_000,
-        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(r.snapshot_logs),
-        max_in_snapshot_log_to_keep: r.logs_to_keep,
-        purge_batch_size: 256,
-        // The leader replicates its entries as soon as they are submitted to its log, not
-        // after its own fsync (leader and follower syncs overlap); the leader still counts
-        // itself toward a commit only once its flush is done.
-        broadcast_submitted_on_append: Some(true),
-        // A member that was leader when it stopped comes back as a follower and must win an
-        // election before it leads again. A restored leader may lack entries of its own term
-        // that followers hold and acknowledged (it replicated them before its own flush): it
-        // would serve linearizable reads at a stale committed index (found by the fault suite,
-        // issue 13) and could append entries whose (term, index) collide with those.
-        enable_leader_restore: Some(false),
-        ..Default::default()
-    }
-    .validate()
-}
-
-impl NodeHandle {
-    pub fn id(&self) -> NodeId {
-        self.config.id
-    }
-
-    pub fn name(&self) -> &str {
-        &self.config.name
-    }
-
-    pub(crate) fn raft(&self) -> &Raft {
-        self.router.raft()
-    }
-
-    /// Cancelled when the member stops (also when it finds itself removed from the cluster).
-    pub(crate) fn stopping(&self) -> CancellationToken {
-        self.shutdown.clone()
-    }
-
-    /// What this member's Raft knows now (openraft's metrics, in plain numbers).
-    pub fn raft_status(&self) -> RaftStatus {
-        let m = self.router.raft().metrics();
-        let m = m.borrow_watched();
-        RaftStatus {
-            id: m.id,
-            term: m.current_term,
-            leader: m.current_leader,
-            last_log_index: m.last_log_index,
-            applied: m.last_applied.map(|l| l.index()),
-            purged: m.purged.map(|l| l.index()),
-            snapshot: m.snapshot.map(|l| l.index()),
-        }
-    }
-
-    /// Where this member served linearizable reads so far (tests of follower reads).
-    pub fn read_counts(&self) -> crate::routing::ReadCounts {
-        self.router.read_stats().counts()
-    }
-
-    /// How many writes this member, as a follower, carried to the leader and in how many calls.
-    pub fn forward_counts(&self) -> crate::routing::ForwardCounts {
-        self.router.forward_queue().counts()
-    }
-
-    /// `http://<client addr>` (`https://` with TLS), for clients.
-    pub fn client_url(&self) -> String {
-        let tls = self.client_tls;
-        format!(
-            "{}://{}",
-            if tls { "https" } else { "http" },
-            self.client_addr
-        )
-    }
-
-    /// Cuts (or restores) every Raft link of this member, both ways.
-    pub fn set_isolated(&self, isolated: bool) {
-        self.isolated
-            .store(isolated, std::sync::atomic::Ordering::SeqCst);
-    }
-
-    pub fn is_isolated(&self) -> bool {
-        self.isolated.load(std::sync::atomic::Ordering::SeqCst)
-    }
-
-    /// Stops serving and stops Raft; the data directory is kept.
-    pub async fn shutdown(self) {
-        self.shutdown.cancel();
-        if let Err(e) = self.router.raft().shutdown().await {
-            tracing::warn!(error = %e, "raft shutdown");
-        }
-        drop(self.raft_rt.stop);
-        for task in self.tasks {
-            let abort = task.abort_handle();
-            if tokio::time::timeout(Duration::from_secs(2), task)
-                .await
-                .is_err()
-            {
-                abort.abort();
-            }
-        }
     }
 }
