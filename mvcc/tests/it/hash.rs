@@ -1,9 +1,7 @@
 //! HashKV, Hash and the size estimate: deterministic across replicas, sensitive to content,
 //! bounded by revision, lowered by compaction.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use mvcc::Error;
 
 fn writes(s: &mut mvcc::Store) {

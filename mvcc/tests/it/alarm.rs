@@ -1,8 +1,6 @@
 //! Alarms applied through the log and etcd's capped apply while NOSPACE is raised.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use mvcc::{Error, Response, Store};
 use proto::etcdserverpb::alarm_request::AlarmAction;
 use proto::etcdserverpb::{AlarmMember, AlarmRequest, AlarmType};

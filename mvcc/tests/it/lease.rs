@@ -1,8 +1,6 @@
 //! The lease table: grants, revokes (single and batch), key attachment, checkpoints.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use mvcc::{Change, Config, Error, Response, Store, MAX_LEASE_TTL};
 use proto::etcdserverpb::{LeaseCheckpoint, LeaseCheckpointRequest, PutRequest};
 use proto::mvccpb::event::EventType;

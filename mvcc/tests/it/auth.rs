@@ -1,9 +1,7 @@
 //! etcd's auth requests applied through the log: root rules, tokens, permission checks, and
 //! the auth state in snapshots (an old snapshot without it still loads).
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use mvcc::{AuthError, AuthResponse, Config, Error, Need, Response, Store};
 use prost::Message;
 use proto::authpb::permission::Type as PermType;

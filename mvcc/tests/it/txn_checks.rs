@@ -1,8 +1,6 @@
 //! Txn validation: duplicate keys (etcd's checkIntervals), op limits, empty keys and ops.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use mvcc::{Config, Error, Store};
 use proto::etcdserverpb::compare::CompareResult::*;
 use proto::etcdserverpb::RequestOp;

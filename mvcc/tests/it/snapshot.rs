@@ -1,10 +1,8 @@
 //! Persistence: full snapshots and incremental change records rebuild identical stores.
 
-mod common;
-
 use std::collections::BTreeMap;
 
-use common::*;
+use crate::common::*;
 use mvcc::{Change, Config, KeyRecord, LeaseRecord, Snapshot, Store};
 use proto::etcdserverpb::{
     LeaseCheckpoint, LeaseCheckpointRequest, LeaseGrantRequest, LeaseGrantResponse,

@@ -1,8 +1,6 @@
 //! Puts and deletes: revision counting, create/mod/version, put options, events, changes.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use mvcc::{Change, Error, Response, Revision};
 use proto::etcdserverpb::{DeleteRangeRequest, PutRequest, RangeRequest};
 use proto::mvccpb::event::EventType;

@@ -1,8 +1,6 @@
 //! Compaction and retained history (events_since).
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use mvcc::{Change, Error, Response, Revision};
 use proto::etcdserverpb::RangeRequest;
 use proto::mvccpb::event::EventType;

@@ -1,8 +1,6 @@
 //! Transactions: revisions, compares, branch execution, validation errors.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use mvcc::{Change, Error, Store};
 use proto::etcdserverpb::compare::{CompareResult::*, CompareTarget, TargetUnion};
 use proto::etcdserverpb::request_op::Request as Op;

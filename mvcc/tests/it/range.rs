@@ -1,9 +1,7 @@
 //! Range reads: key spans, limit/more/count, keys_only/count_only, sorting, filters,
 //! historical revisions and hostile option values.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use mvcc::{Error, Store};
 use proto::etcdserverpb::range_request::{SortOrder, SortTarget};
 use proto::etcdserverpb::RangeRequest;
