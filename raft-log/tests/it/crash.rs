@@ -3,12 +3,10 @@
 //! SIGKILLs it mid-stream, reopens the log and checks that every acknowledged entry is there
 //! and the log is contiguous. Repeated a few rounds on the same directory.
 
-mod common;
-
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 
-use common::*;
+use crate::common::*;
 
 const ENV: &str = "RAFT_LOG_CRASH_DIR";
 
@@ -54,7 +52,13 @@ fn acknowledged_entries_survive_kill9() {
     let exe = std::env::current_exe().expect("exe");
     for round in 0..4 {
         let mut child = Command::new(&exe)
-            .args(["--exact", "crash_child", "--nocapture", "--test-threads=1"])
+            // Its full name in the package's one test binary (tests/it/main.rs).
+            .args([
+                "--exact",
+                "crash::crash_child",
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env(ENV, dir.path())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())

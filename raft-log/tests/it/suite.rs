@@ -1,12 +1,10 @@
 //! openraft 0.10's storage conformance suite (`openraft::testing::log::Suite`), run against
 //! `LogStore` paired with a tiny in-memory state machine (the suite needs both).
 
-mod common;
-
 use std::io::{self, Cursor};
 use std::sync::{Arc, Mutex};
 
-use common::TestConfig;
+use crate::common::TestConfig;
 use futures::{Stream, TryStreamExt};
 use openraft::storage::{EntryResponder, RaftStateMachine};
 use openraft::testing::log::{StoreBuilder, Suite};

@@ -7,9 +7,7 @@
 //! `EntryPayload::{Blank, Normal, Membership}` in that order. bincode is positional, so the
 //! files are byte-identical and the format needs no new version.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use openraft::storage::RaftLogStorage;
 use openraft::RaftLogReader;
 use raft_log::LogOptions;

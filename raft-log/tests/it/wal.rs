@@ -1,14 +1,12 @@
 //! Crate-level tests of the WAL: persistence across reopen, truncate, purge, segment roll,
 //! torn-tail recovery, vote/committed persistence, callback ordering and group commit.
 
-mod common;
-
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use common::*;
+use crate::common::*;
 use openraft::storage::{RaftLogStorage, RaftLogStorageExt};
 use openraft::RaftLogReader;
 use raft_log::{Error, LogOptions};
