@@ -1,8 +1,11 @@
 //! Random frames against our gRPC server and client on h2: nothing a peer sends may panic either
-//! end. This file is its own test process, so a panic hook can count panics in any task.
+//! end. A panic hook counts the panics of any task of these tests: each runs on its test's own
+//! thread (a current-thread runtime), and the hook counts only on those threads, as the package's
+//! other tests share this process (tests/it) and one of them panics a handler on purpose.
 
-mod common;
+use crate::common;
 
+use std::cell::Cell;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,10 +22,18 @@ use tonic::Status;
 
 static PANICS: AtomicUsize = AtomicUsize::new(0);
 
+thread_local! {
+    /// Set on the threads of these tests, whose runtimes run every task they spawn.
+    static COUNTED: Cell<bool> = const { Cell::new(false) };
+}
+
 fn count_panics() {
+    COUNTED.with(|c| c.set(true));
     let previous = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
-        PANICS.fetch_add(1, Ordering::SeqCst);
+        if COUNTED.with(Cell::get) {
+            PANICS.fetch_add(1, Ordering::SeqCst);
+        }
         previous(info);
     }));
 }
@@ -81,6 +92,7 @@ fn echo() -> Routes {
 
 #[tokio::test]
 async fn random_frames_neither_panic_the_server_nor_stop_it_serving() {
+    let _process = common::beside_others().await;
     count_panics();
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let address = listener.local_addr().expect("address").to_string();
@@ -131,6 +143,7 @@ async fn random_frames_neither_panic_the_server_nor_stop_it_serving() {
 
 #[tokio::test]
 async fn random_frames_from_a_server_fail_calls_without_panics() {
+    let _process = common::beside_others().await;
     count_panics();
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let address = listener.local_addr().expect("address").to_string();

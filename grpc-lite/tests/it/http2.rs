@@ -3,7 +3,7 @@
 //! the peers' flow-control windows, the server's stream limit, callers that give up, graceful
 //! stops, and peers that send garbage.
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -135,11 +135,13 @@ async fn until(what: &str, mut done: impl FnMut() -> bool) {
 
 #[tokio::test]
 async fn many_concurrent_calls_share_one_connection() {
+    let _process = common::beside_others().await;
     many_concurrent_calls().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_concurrent_calls_share_one_connection_multi_threaded() {
+    let _process = common::beside_others().await;
     many_concurrent_calls().await;
 }
 
@@ -162,6 +164,7 @@ async fn many_concurrent_calls() {
 
 #[tokio::test]
 async fn large_messages_wait_for_the_peers_windows() {
+    let _process = common::beside_others().await;
     let big = "x".repeat(3 * 1024 * 1024);
     // hyper's server opens 1 MiB per stream and connection: the client must wait for its
     // WINDOW_UPDATEs. Ours answers a hyper client the same way (tests in server.rs).
@@ -199,11 +202,13 @@ async fn large_messages_wait_for_the_peers_windows() {
 
 #[tokio::test]
 async fn a_caller_that_gives_up_cancels_the_handler() {
+    let _process = common::beside_others().await;
     giving_up().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_caller_that_gives_up_cancels_the_handler_multi_threaded() {
+    let _process = common::beside_others().await;
     giving_up().await;
 }
 
@@ -222,6 +227,7 @@ async fn giving_up() {
 
 #[tokio::test]
 async fn a_graceful_stop_finishes_calls_then_refuses() {
+    let _process = common::beside_others().await;
     let running = Running::default();
     let server = start(echo(&running)).await;
     let conn = Connection::connect(&server.address, DEADLINE)
@@ -246,6 +252,7 @@ async fn a_graceful_stop_finishes_calls_then_refuses() {
 
 #[tokio::test]
 async fn a_server_that_hangs_up_is_unavailable() {
+    let _process = common::beside_others().await;
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let address = listener.local_addr().expect("address").to_string();
     tokio::spawn(async move {
@@ -271,6 +278,7 @@ async fn a_server_that_hangs_up_is_unavailable() {
 
 #[tokio::test]
 async fn garbage_ends_only_its_own_connection() {
+    let _process = common::beside_others().await;
     let server = start(echo(&Running::default())).await;
     // Not HTTP/2 at all: h2 ends the handshake (it sends no GOAWAY before a preface).
     let mut socket = TcpStream::connect(&server.address).await.expect("connect");
@@ -337,6 +345,7 @@ async fn garbage_ends_only_its_own_connection() {
 
 #[tokio::test]
 async fn unknown_paths_and_statuses_reach_the_caller() {
+    let _process = common::beside_others().await;
     let server = start(
         echo(&Running::default()).unary("/t.T/Fail", |_: Hello| async move {
             Err::<Answer, _>(Status::with_details(
@@ -370,11 +379,13 @@ async fn unknown_paths_and_statuses_reach_the_caller() {
 
 #[tokio::test]
 async fn a_panicking_handler_fails_only_its_call() {
+    let _process = common::beside_others().await;
     panicking().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panicking_handler_fails_only_its_call_multi_threaded() {
+    let _process = common::beside_others().await;
     panicking().await;
 }
 

@@ -5,7 +5,7 @@
 //! cannot write) and is dropped when its keep-alive PING goes unanswered; the resets leave no
 //! handler running and no growth of this process's resident memory (server and peers share it).
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -25,9 +25,6 @@ const HELLO: &str = "/go.micro.srv.greeter.Say/Hello";
 const DEADLINE: Duration = Duration::from_secs(30);
 /// Resident memory the server may gain under an attack (its buffers are a few MiB at most).
 const RSS_SLACK_KIB: u64 = 64 * 1024;
-
-/// The two attacks measure this process's memory: one at a time.
-static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// Handlers running now, and the most seen at once.
 #[derive(Default)]
@@ -104,7 +101,8 @@ async fn bystander(address: String, stop: CancellationToken) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_ping_flood_that_never_reads_stalls_and_is_dropped() {
-    let _serial = SERIAL.lock().await;
+    // The two attacks measure this process's memory: one at a time, and no other test beside.
+    let _alone = common::alone().await;
     let limits = Limits {
         keepalive_interval: Duration::from_millis(500),
         keepalive_timeout: Duration::from_millis(500),
@@ -152,7 +150,8 @@ async fn a_ping_flood_that_never_reads_stalls_and_is_dropped() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streams_opened_and_reset_in_a_loop_leave_nothing_behind() {
-    let _serial = SERIAL.lock().await;
+    // The two attacks measure this process's memory: one at a time, and no other test beside.
+    let _alone = common::alone().await;
     let running = Arc::new(Running::default());
     let limits = Limits::default();
     let max_streams = limits.max_streams as usize;

@@ -1,6 +1,7 @@
 //! `serve_tls`: unary handlers (the h2-only routes, served on hyper once TLS is in front) over a
 //! rustls handshake with ALPN h2; a client speaking plain HTTP/2 to the TLS port is refused.
 
+use crate::common;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -91,6 +92,7 @@ where
 
 #[tokio::test]
 async fn unary_calls_over_tls_and_plain_http2_refused() {
+    let _process = common::beside_others().await;
     let (address, cert, _stop) = start().await;
     let mut roots = rustls::RootCertStore::empty();
     roots.add(cert).expect("root");

@@ -8,6 +8,22 @@ use std::time::Duration;
 
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
+use tokio::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+/// The hostile-peer tests measure this process's resident memory, and every test of the package
+/// shares this one process (tests/it): they hold `PROCESS` exclusively, every other test holds it
+/// shared, so nothing else allocates while they measure (as when they had a process of their own).
+static PROCESS: RwLock<()> = RwLock::const_new(());
+
+/// For a test that measures the whole process: waits until no other test runs.
+pub async fn alone() -> RwLockWriteGuard<'static, ()> {
+    PROCESS.write().await
+}
+
+/// For every other test: runs beside any test but one that measures the process.
+pub async fn beside_others() -> RwLockReadGuard<'static, ()> {
+    PROCESS.read().await
+}
 
 /// What a client sends first.
 pub const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";

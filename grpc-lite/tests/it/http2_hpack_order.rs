@@ -6,6 +6,7 @@
 //! 63"). The client here is h2's, with its default 65,535-byte windows and 4,096-byte table,
 //! like grpc-go's 64 KiB connection window.
 
+use crate::common;
 use std::time::Duration;
 
 use grpc_lite::grpc;
@@ -82,6 +83,7 @@ async fn read(response: http::Response<h2::RecvStream>) -> String {
 
 #[tokio::test]
 async fn trailers_queued_behind_data_do_not_reorder_the_hpack_table() {
+    let _process = common::beside_others().await;
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let address = listener.local_addr().expect("address").to_string();
     let stop = CancellationToken::new();

@@ -2,6 +2,7 @@
 //! full even while it waits on the client's flow-control window, idle connections are closed,
 //! and the connection cap holds further clients back until a slot frees.
 
+use crate::common;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -78,6 +79,7 @@ async fn read(response: h2::client::ResponseFuture) -> (Answer, HeaderMap) {
 
 #[tokio::test]
 async fn a_stop_delivers_every_accepted_answer_through_a_small_window() {
+    let _process = common::beside_others().await;
     let answered = Arc::new(AtomicUsize::new(0));
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let address = listener.local_addr().expect("address").to_string();
@@ -153,6 +155,7 @@ async fn start(limits: Limits) -> (String, CancellationToken) {
 
 #[tokio::test]
 async fn idle_connections_are_closed_but_not_under_a_call() {
+    let _process = common::beside_others().await;
     let limits = Limits {
         idle_timeout: Duration::from_millis(200),
         ..Limits::default()
@@ -174,6 +177,7 @@ async fn idle_connections_are_closed_but_not_under_a_call() {
 
 #[tokio::test]
 async fn the_connection_cap_holds_clients_back_until_a_slot_frees() {
+    let _process = common::beside_others().await;
     let limits = Limits {
         max_connections: 2,
         ..Limits::default()
