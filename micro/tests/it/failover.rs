@@ -3,12 +3,11 @@
 //! the watch, without registry reads per call; calls to it are retried on the live one; a killed
 //! registry member does not stop registration, lookups or the cache's watch.
 
-mod common;
-
 use std::collections::HashSet;
 use std::time::Duration;
 
-use common::*;
+use crate::both_backends;
+use crate::common::*;
 use micro::registry;
 use micro::selector::{Kind, Strategy};
 use micro::testing::{wait_for, Backend};

@@ -3,7 +3,8 @@
 //! grace), unreachable once stopped; a call and a failed call counted per endpoint on
 //! `/metrics`.
 
-mod common;
+use crate::both_backends;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -16,7 +17,7 @@ use micro::{Service, ServiceOptions};
 use proto::greeter::{Request as HelloRequest, Response as HelloResponse};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
-use common::{FAST, SRV};
+use crate::common::{FAST, SRV};
 
 const CHECK: Duration = Duration::from_secs(2);
 

@@ -10,13 +10,11 @@
 //!
 //! Each test starts one etcd member in a temporary directory (killed on drop).
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use micro::registry::{Credentials, Pem, RegistryOptions, TlsOptions};
 use micro::selector::{Kind, Strategy};
 use micro::testing::{etcd_binary, free_port, wait_for};

@@ -3,12 +3,11 @@
 //! stop, self-healing (hand-deleted key, revoked lease) and the watch's events.
 //! TTL 3 s, interval 1 s; every wait has a deadline.
 
-mod common;
-
 use std::collections::HashSet;
 use std::time::Duration;
 
-use common::*;
+use crate::both_backends;
+use crate::common::*;
 use micro::registry::{self, Node, RegisterOptions, WatchEvent};
 use micro::testing::{wait_for, Backend};
 use serde_json::Value;
