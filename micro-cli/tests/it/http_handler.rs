@@ -2,12 +2,12 @@
 //! HTTP service (`micro greeter web`): the path's first segment names the service, the request
 //! reaches a node unchanged, its answer comes back unchanged.
 
-mod procs;
+use crate::procs;
 
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use procs::{run_ok, Cluster, Proc};
+use crate::procs::{run_ok, Cluster, Proc};
 use tokio::time::Instant;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,11 +2,11 @@
 //! the catalog (`micro greeter catalog`), whose request nests a message and repeats a field, is
 //! found by gRPC server reflection and answered as JSON.
 
-mod procs;
+use crate::procs;
 
 use std::time::Duration;
 
-use procs::{run, run_ok, Cluster, Proc};
+use crate::procs::{run, run_ok, Cluster, Proc};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn micro_call_finds_the_messages_by_reflection() {

@@ -1,11 +1,9 @@
 //! `micro up` under failures: a crashed srv (its lease expires), a stopped api (it deregisters
 //! at once), a killed registry leader (requests go on).
 
-mod common;
-
 use std::time::Duration;
 
-use common::{have_etcdctl, hello_many, Demo, Options};
+use crate::common::{have_etcdctl, hello_many, Demo, Options};
 use nix::sys::signal::Signal;
 use tokio::time::Instant;
 

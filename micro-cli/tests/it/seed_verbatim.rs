@@ -10,12 +10,12 @@
 //! seed's. `micro --registry=etcdv3 list services` has no address on the seed's line either:
 //! the seed's user had it in the environment or the default, ours is `MICRO_REGISTRY_ADDRESS`.
 
-mod procs;
+use crate::procs;
 
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use procs::{run_ok, Cluster, Proc};
+use crate::procs::{run_ok, Cluster, Proc};
 use tokio::time::Instant;
 
 /// The seed's addresses: cd0's client URL, cd1's (the gateway's and the apis' registry), the

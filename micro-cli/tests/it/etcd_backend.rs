@@ -2,9 +2,7 @@
 //! three-member etcd that the test starts. Skipped with a notice without an `etcd` binary
 //! (failed when `CI` is set).
 
-mod common;
-
-use common::{assert_pairings_and_leases, have_etcdctl, Demo, Options};
+use crate::common::{assert_pairings_and_leases, have_etcdctl, Demo, Options};
 use micro::testing::{Backend, BackendKind};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,11 +4,11 @@
 //! (what is registered), `--client_request_timeout` and `--client_retries` (an api whose backend
 //! never answers gives up after that timeout), and the gateway's CORS flags.
 
-mod procs;
+use crate::procs;
 
 use std::time::Duration;
 
-use procs::{run, run_ok, Cluster, Proc};
+use crate::procs::{run, run_ok, Cluster, Proc};
 use tokio::time::Instant;
 
 fn have(tool: &str, version: &str) -> bool {

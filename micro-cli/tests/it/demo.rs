@@ -1,9 +1,9 @@
 //! `micro up` on the embedded registry: balancing over all pairings with the seed's leases,
 //! go-micro's gateway errors, and the `micro list/get/call` commands.
 
-mod common;
+use crate::common;
 
-use common::{assert_pairings_and_leases, have_etcdctl, http, Demo, Options};
+use crate::common::{assert_pairings_and_leases, have_etcdctl, http, Demo, Options};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn up_balances_over_all_pairings_with_one_lease_per_instance() {

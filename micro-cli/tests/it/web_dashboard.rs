@@ -4,22 +4,21 @@
 //! leases with their keys; drop a node without a reload when its instance stops; and answer
 //! Say.Hello from its form.
 //!
-//! `MICRO_WEB_SCREENSHOT=docs/dashboard.png cargo test -p micro-cli --test web_dashboard
-//! dashboard_against_our_registry` also writes the page with its four nodes to that file
+//! `MICRO_WEB_SCREENSHOT=docs/dashboard.png cargo test -p micro-cli --test it
+//! web_dashboard::dashboard_against_our_registry` also writes the page with its four nodes to that file
 //! (relative to the workspace root), the screenshot in README.
 
 mod browser;
-mod procs;
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::procs::{micro_bin, Proc};
 use browser::Browser;
 use clap::Parser;
 use greeter::{GreeterCli, Instance};
 use micro::testing::{Backend, BackendKind};
-use procs::{micro_bin, Proc};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
