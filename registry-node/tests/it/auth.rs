@@ -3,13 +3,11 @@
 //! ours shows: a token issued through one member works on the others, and the auth state
 //! survives a restart of every member and a member catching up through a snapshot.
 
-mod common;
-
 use std::time::Duration;
 
 use openraft::async_runtime::WatchReceiver;
 
-use common::{etcdctl, wait_for, RealEtcd};
+use crate::common::{etcdctl, wait_for, RealEtcd};
 use proto::authpb::permission::Type as PermType;
 use proto::authpb::Permission;
 use proto::etcdserverpb::auth_client::AuthClient;

@@ -2,7 +2,7 @@
 //! events of one revision in one response, cancel, progress requests, and a stalled old leader
 //! that must stop renewing leases.
 
-mod common;
+use crate::common;
 
 use openraft::async_runtime::WatchReceiver;
 use std::time::Duration;

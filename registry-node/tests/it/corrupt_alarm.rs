@@ -5,11 +5,9 @@
 //! TTLs still answer, every member lists the alarm, and after `etcdctl alarm disarm` writes
 //! pass again. The same script runs against a real etcd 3.4 and must print the same.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{etcdctl, etcdctl_ok, wait_for, RealEtcd};
+use crate::common::{etcdctl, etcdctl_ok, wait_for, RealEtcd};
 use proto::etcdserverpb::alarm_request::AlarmAction;
 use proto::etcdserverpb::kv_client::KvClient;
 use proto::etcdserverpb::maintenance_client::MaintenanceClient;

@@ -3,15 +3,13 @@
 //! `kill -9` and quick restart of the leader (its first linearizable reads are not stale), and
 //! clear errors for a bad file or an unknown member name.
 
-mod common;
-
 use std::path::Path;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{free_port, registry_node_bin, wait_for};
+use crate::common::{free_port, registry_node_bin, wait_for};
 use proto::etcdserverpb::kv_client::KvClient;
 use proto::etcdserverpb::maintenance_client::MaintenanceClient;
 use proto::etcdserverpb::{PutRequest, RangeRequest, StatusRequest};

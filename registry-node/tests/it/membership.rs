@@ -7,13 +7,11 @@
 //! its value at the end. Each step's output (ids, ports and the order of ids normalised) and
 //! each error must be the same for both.
 
-mod common;
-#[path = "membership/harness.rs"]
 mod harness;
 
 use std::time::Duration;
 
-use common::{etcdctl, free_port, wait_for, Out};
+use crate::common::{etcdctl, free_port, wait_for, Out};
 use harness::{Cluster, Kind, Load};
 
 /// The whole script on one kind of cluster; returns its transcript.

@@ -2,7 +2,7 @@
 //! prefix each receiving every one of 1,000 puts in order, and 10,000 keys on leases that lapse
 //! together all gone shortly after their TTL.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Duration;

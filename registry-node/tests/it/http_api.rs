@@ -2,13 +2,11 @@
 //! with curl and with the etcd3gw Python client, `/version`, `/health`, `/metrics`, and
 //! grpc.health.v1; `etcd_server_has_leader` and `/health` flip on an isolated member.
 
-mod common;
-
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{wait_for, RealEtcd};
+use crate::common::{wait_for, RealEtcd};
 use registry_node::testing::TestCluster;
 use serde_json::Value;
 use tokio::io::AsyncReadExt;

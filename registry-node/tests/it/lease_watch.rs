@@ -1,11 +1,11 @@
 //! Leases and watches with etcd's semantics, checked with the real `etcdctl` (and side by side
 //! with a real etcd where the answers are deterministic).
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
-use common::{etcdctl, etcdctl_ok, Background, RealEtcd};
+use crate::common::{etcdctl, etcdctl_ok, Background, RealEtcd};
 use registry_node::testing::TestCluster;
 
 const LEADER_WAIT: Duration = Duration::from_secs(20);

@@ -14,13 +14,11 @@
 //!   `--insecure-skip-tls-verify` accepts and our CA does not; an `https://` URL without
 //!   certificates is refused at start with etcd's words.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::{etcdctl, free_port, registry_node_bin, wait_for, Out};
+use crate::common::{etcdctl, free_port, registry_node_bin, wait_for, Out};
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
     KeyUsagePurpose,

@@ -2,11 +2,9 @@
 //! history older than the retention, so a read at an old revision gets etcd's "compacted"
 //! answer on every member while the current value stays.
 
-mod common;
-
 use std::time::Duration;
 
-use common::wait_for;
+use crate::common::wait_for;
 use proto::etcdserverpb::kv_client::KvClient;
 use proto::etcdserverpb::{PutRequest, RangeRequest};
 use registry_node::compaction::CompactionSection;

@@ -2,11 +2,9 @@
 //! ours, beside a real etcd: every member at the same revision gives the same HashKV, a
 //! write changes it, a compacted revision is refused as etcd refuses it.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{etcdctl, etcdctl_ok, wait_for, RealEtcd};
+use crate::common::{etcdctl, etcdctl_ok, wait_for, RealEtcd};
 use registry_node::testing::TestCluster;
 
 /// `url, hash` lines of `etcdctl endpoint hashkv` as (url, hash).

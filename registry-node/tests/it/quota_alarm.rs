@@ -3,12 +3,10 @@
 //! and compaction still work, and after `etcdctl compact`, `defrag` and `alarm disarm` writes
 //! pass again. A real etcd with a tiny quota answers the same texts.
 
-mod common;
-
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::{etcdctl, etcdctl_ok, free_port, wait_for};
+use crate::common::{etcdctl, etcdctl_ok, free_port, wait_for};
 use proto::etcdserverpb::kv_client::KvClient;
 use proto::etcdserverpb::PutRequest;
 use registry_node::testing::TestCluster;

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::common::{etcdctl, etcdctl_ok, wait_for};
+use crate::common::{etcdctl, etcdctl_ok, wait_for};
 
 /// One key as `etcdctl get -w json` shows it; the lease only as "has one" (ids differ).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -2,7 +2,7 @@
 //! acknowledged writes, full restarts, a member catching up (also through a snapshot), and
 //! etcd's errors for bad input.
 
-mod common;
+use crate::common;
 
 use openraft::async_runtime::WatchReceiver;
 use std::collections::BTreeMap;

@@ -5,16 +5,14 @@
 //! snapshot restore` and an etcd started on the restored dir) must give the same facts, so
 //! ours restores as etcd does. A truncated or damaged file and a non-empty data dir are refused.
 
-#[path = "snapshot_restore/checks.rs"]
 mod checks;
-mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
+use crate::common::{etcdctl, etcdctl_ok, free_port, registry_node_bin};
 use checks::{applied, check_restored, facts, healthy, stream_shape, workload, Facts};
-use common::{etcdctl, etcdctl_ok, free_port, registry_node_bin};
 use tokio::process::{Child, Command};
 
 /// Three `registry-node` processes from one cluster file.

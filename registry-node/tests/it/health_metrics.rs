@@ -1,11 +1,11 @@
 //! `/version`, `/health`, `/livez`, `/readyz`, `/metrics` and grpc.health.v1 on the client
 //! port, beside a real etcd 3.4 where it serves them; an isolated member reports no leader.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
-use common::{wait_for, RealEtcd};
+use crate::common::{wait_for, RealEtcd};
 use registry_node::testing::TestCluster;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;

@@ -2,11 +2,9 @@
 //! etcd 3.4 side by side: `etcdctl lock` / `etcdctl elect` (clientv3/concurrency on our KV,
 //! lease and watch) and the Lock and Election gRPC services (`v3lockpb`, `v3electionpb`).
 
-mod common;
-
 use std::time::Duration;
 
-use common::{etcdctl_ok, wait_for, RealEtcd};
+use crate::common::{etcdctl_ok, wait_for, RealEtcd};
 use proto::etcdserverpb::lease_client::LeaseClient;
 use proto::etcdserverpb::{LeaseGrantRequest, LeaseRevokeRequest};
 use proto::v3electionpb::election_client::ElectionClient;

@@ -1,11 +1,9 @@
 //! The real `etcdctl` against a three-member cluster of ours, side by side with a real `etcd`:
 //! the same commands must give the same answers (ids and terms aside).
 
-mod common;
-
 use std::time::Duration;
 
-use common::{etcdctl, etcdctl_ok, RealEtcd};
+use crate::common::{etcdctl, etcdctl_ok, RealEtcd};
 use registry_node::testing::TestCluster;
 use serde_json::Value;
 
