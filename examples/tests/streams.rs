@@ -10,7 +10,8 @@ use micro::stream::BoxStream;
 use micro::{Client, ClientOptions, Selector, SelectorOptions, Service, ServiceOptions};
 
 mod pb {
-    #![allow(clippy::all)]
+    // Generated: the test uses what it needs.
+    #![allow(clippy::all, unreachable_pub)]
     micro::include_proto!("examples.streams");
 }
 

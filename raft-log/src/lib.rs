@@ -10,7 +10,7 @@
 //!
 //! The format is the one the openraft 0.9 build wrote: with openraft's default leader id the
 //! serde layouts of `Vote`, `LogId` and `Entry` did not change, so a 0.9 directory opens as is
-//! (pinned by `tests/format.rs`).
+//! (pinned by `tests/it/format.rs`).
 //!
 //! Writes go through one background writer thread doing group commit: all queued appends
 //! are written and then made durable with a single `fdatasync`, after which their

@@ -22,100 +22,13 @@ use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
-use serde::Deserialize;
 
 use super::tls::{self, AutoTls};
 
-/// The whole file as `micro up` sees it: the registry's own sections are checked by
-/// registry-node's `ClusterFile` (only when members are started), so they stay opaque here.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct UpFile {
-    #[serde(default)]
-    cluster: Option<toml::Value>,
-    #[serde(default, rename = "raft")]
-    _raft: Option<toml::Value>,
-    #[serde(default, rename = "compaction")]
-    _compaction: Option<toml::Value>,
-    #[serde(default, rename = "member")]
-    _member: Option<toml::Value>,
-    #[serde(default)]
-    registry: RegistrySection,
-    #[serde(default)]
-    service: Option<Vec<ServiceSection>>,
-    #[serde(default)]
-    gateway: GatewaySection,
-}
+mod sections;
 
-/// Where the registry is.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub(crate) enum Backend {
-    /// The file's `[[member]]`s, started by `micro up`.
-    #[default]
-    Embedded,
-    /// An etcd cluster already running at `endpoints`.
-    Etcd,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RegistrySection {
-    #[serde(default)]
-    backend: Backend,
-    #[serde(default)]
-    endpoints: Vec<String>,
-}
-
-/// One service instance: a role of the `micro` binary.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct ServiceSection {
-    /// Label of the process in logs (`[srv-one] ...`).
-    pub name: String,
-    /// Arguments of the `micro` binary, e.g. `["greeter", "srv", "--name", "one"]`.
-    pub command: Vec<String>,
-    /// Extra arguments appended after `command`.
-    #[serde(default)]
-    pub args: Vec<String>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct GatewaySection {
-    #[serde(default = "default_gateway_address")]
-    address: String,
-    #[serde(default = "default_handler")]
-    handler: String,
-    /// The request that must answer 200 before the system counts as up.
-    #[serde(default = "default_ready_path")]
-    ready_path: String,
-    #[serde(default)]
-    args: Vec<String>,
-}
-
-impl Default for GatewaySection {
-    fn default() -> Self {
-        GatewaySection {
-            address: default_gateway_address(),
-            handler: default_handler(),
-            ready_path: default_ready_path(),
-            args: Vec::new(),
-        }
-    }
-}
-
-fn default_gateway_address() -> String {
-    "127.0.0.1:8080".to_owned()
-}
-
-fn default_handler() -> String {
-    "api".to_owned()
-}
-
-fn default_ready_path() -> String {
-    "/greeter/say/hello?name=John".to_owned()
-}
+pub(crate) use sections::{Backend, ServiceSection};
+use sections::{GatewaySection, RegistrySection, UpFile};
 
 /// One child process to run: a label and the arguments of the `micro` binary.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -2,7 +2,7 @@
 
 Usage: check.py HOST PORT. Prints one JSON line per step with what the client returned, with
 ids and revisions left out, so the output of ours and of a real etcd compare equal.
-Run by registry-node/tests/http_api.rs with PYTHONPATH at the etcd3gw install
+Run by registry-node/tests/it/http_api.rs with PYTHONPATH at the etcd3gw install
 (registry-node/tests/etcd3gw/install.sh).
 """
 import json

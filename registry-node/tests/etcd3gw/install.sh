@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the etcd3gw Python client (etcd's grpc-gateway JSON API) into the target directory,
-# never system-wide, for registry-node/tests/http_api.rs (its PYTHONPATH). Pinned; a second
+# never system-wide, for registry-node/tests/it/http_api.rs (its PYTHONPATH). Pinned; a second
 # run finds it and returns. Needs python3 with pip and the PyPI registry.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../../.." && pwd)"
