@@ -16,7 +16,6 @@
 //! back; the Raft log starts empty after the snapshot, as etcd's restored WAL holds only the
 //! new membership.
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -25,7 +24,7 @@ use sha2::{Digest, Sha256};
 use crate::config::ClusterState;
 use crate::config::NodeConfig;
 use crate::store::SnapshotStore;
-use crate::types::{LogId, MemberNode, SnapshotMeta, StoredMembership};
+use crate::types::{LogId, SnapshotMeta, StoredMembership};
 
 /// The file is padded to a multiple of this (etcd: "a minimum disk sector size").
 pub(crate) const SECTOR: u64 = 512;
@@ -137,18 +136,7 @@ pub(crate) fn restore(file: &Path, configs: &[NodeConfig]) -> Result<Vec<Restore
         },
         index,
     );
-    let members: BTreeMap<_, _> = first
-        .members
-        .iter()
-        .map(|m| {
-            let node = MemberNode {
-                name: m.name.clone(),
-                peer_url: m.peer_url.clone(),
-                client_url: m.client_url.clone(),
-            };
-            (m.id, node)
-        })
-        .collect();
+    let members = crate::types::initial_members(&first.members);
     let new_meta = SnapshotMeta {
         last_log_id: Some(log_id),
         last_membership: StoredMembership::new(Some(log_id), openraft::Membership::from(members)),

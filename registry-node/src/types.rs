@@ -180,6 +180,24 @@ impl<'de> Deserialize<'de> for CommandResult {
     }
 }
 
+/// The Raft membership a cluster file lists: each member's id with its name and URLs (what a
+/// new cluster is formed with, and what a restored one starts from).
+pub(crate) fn initial_members(
+    members: &[crate::config::MemberSpec],
+) -> std::collections::BTreeMap<NodeId, MemberNode> {
+    members
+        .iter()
+        .map(|m| {
+            let node = MemberNode {
+                name: m.name.clone(),
+                peer_url: m.peer_url.clone(),
+                client_url: m.client_url.clone(),
+            };
+            (m.id, node)
+        })
+        .collect()
+}
+
 /// bincode settings of the snapshot file's metadata.
 pub(crate) fn codec() -> bincode::config::Configuration {
     bincode::config::standard()

@@ -1,10 +1,8 @@
 //! The Raft side of starting a member: openraft's configuration from ours, and forming the
 //! cluster on a first start.
 
-use std::collections::BTreeMap;
-
 use crate::config::NodeConfig;
-use crate::raft::{MemberNode, NodeId, Raft};
+use crate::raft::Raft;
 
 /// On a member's first start (empty log) every member of the file is written into the initial
 /// membership; every member doing so with the same list is safe in openraft.
@@ -13,18 +11,7 @@ pub(super) async fn form_cluster(raft: &Raft, config: &NodeConfig) {
         Ok(true) | Err(_) => return,
         Ok(false) => {}
     }
-    let members: BTreeMap<NodeId, MemberNode> = config
-        .members
-        .iter()
-        .map(|m| {
-            let node = MemberNode {
-                name: m.name.clone(),
-                peer_url: m.peer_url.clone(),
-                client_url: m.client_url.clone(),
-            };
-            (m.id, node)
-        })
-        .collect();
+    let members = crate::types::initial_members(&config.members);
     if let Err(e) = raft.initialize(members).await {
         tracing::debug!(error = %e, "cluster already formed");
     }
