@@ -14,17 +14,18 @@
 //!           implemented by routing                                  (mvcc + snapshot)
 //!  lease: the lessor on the leader, fed the grants and revokes by the state machine
 //!         (store::LeaseFeed); expiries and checkpoints are proposed through Raft
-//!  watch: every member streams the events it applies (api::watch, watch::Watcher)
-//!  auth (api::auth*, mvcc's auth), membership (member add/remove/..., joining a running
-//!  cluster), tls (etcd's TLS flags, both ports), restore (--restore FILE), http (JSON
+//!  watch: every member streams the events it applies (the hub: watch::WatchStream,
+//!         watch::Watcher)
+//!  auth (api::auth*; access: every call's permission check; mvcc's auth), membership
+//!  (member add/remove/..., joining a running cluster), tls (etcd's TLS flags, both ports), restore (--restore FILE), http (JSON
 //!  gateway, /metrics, /health), compaction (auto-compaction), errors (the one mapping to
 //!  etcd's gRPC errors), types (openraft's type configuration), config (cluster.toml and
 //!  its sections)
 //! ```
 //!
 //! The top-level modules form no cycle (checked by the `layering` test): `types`, `config`,
-//! `errors` at the bottom; `store`, `raft`, `routing` above them; `api`, `http`, `lease`,
-//! `membership` above those; `node` assembles a member ([`Node::serve`]);
+//! `errors` at the bottom; `store`, `raft`, `routing` above them; `access`, `watch`, `lease`,
+//! `membership`, then `api` and `http` above those; `node` assembles a member ([`Node::serve`]);
 //! [`testing::TestCluster`] runs several in one process. ARCHITECTURE.md, at the repository
 //! root, follows a request through these modules.
 
@@ -34,6 +35,7 @@
 // The public API is small: a member ([`Node`], [`NodeConfig`], the cluster file), the
 // command line ([`cli`]) and in-process clusters for tests ([`testing`]). Everything else is
 // this crate's own business (`unreachable_pub` is warned in the workspace).
+mod access;
 mod api;
 mod batching;
 pub mod cli;

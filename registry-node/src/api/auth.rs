@@ -20,8 +20,8 @@ use proto::registrypb::InternalRequest;
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
-use super::auth_check::{status, Caller};
 use super::auth_login::{forward, hash};
+use crate::access::{status, Caller};
 use crate::routing::Router;
 use crate::routing::{CallCtx, Redirect};
 

@@ -11,7 +11,7 @@ use proto::registrypb::{InternalAuthenticateRequest, InternalRequest};
 use rand::Rng;
 use tonic::{Request, Response, Status};
 
-use super::auth_check::{status, Caller, TOKEN};
+use crate::access::{status, Caller, TOKEN};
 use crate::routing::Router;
 use crate::routing::{forwarded_request, CallCtx, Redirect};
 

@@ -20,8 +20,8 @@ use proto::etcdserverpb::{
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
-use super::auth_check::Caller;
 use super::unary::handler;
+use crate::access::Caller;
 use crate::membership;
 use crate::raft::NodeId;
 use crate::routing::Router;

@@ -13,8 +13,8 @@ use tonic::{Request, Response, Status};
 
 use grpc_lite::server::Routes;
 
-use super::auth_check::Caller;
 use super::unary::handler;
+use crate::access::Caller;
 use crate::errors as error;
 use crate::routing::Router;
 use crate::routing::{forwarded_request, CallCtx, Redirect};

@@ -16,7 +16,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::errors as error;
 use crate::lease::LeaseManager;
-use crate::routing::{forwarded_request, CallCtx, Redirect, Router};
+use crate::routing::{forwarded_request, requires_leader, CallCtx, Redirect, Router};
 
 #[derive(Clone)]
 pub(crate) struct LeaseService {
@@ -74,9 +74,7 @@ impl Lease for LeaseService {
         req: Request<LeaseGrantRequest>,
     ) -> Result<Response<LeaseGrantResponse>, Status> {
         let ctx = CallCtx::of(&req);
-        super::auth_check::Caller::of(&req)
-            .known(&self.router)
-            .await?;
+        crate::access::Caller::of(&req).known(&self.router).await?;
         let r = req.into_inner();
         let ir = InternalRequest {
             request: Some(Ir::LeaseGrant(r)),
@@ -101,7 +99,7 @@ impl Lease for LeaseService {
         req: Request<LeaseRevokeRequest>,
     ) -> Result<Response<LeaseRevokeResponse>, Status> {
         let ctx = CallCtx::of(&req);
-        let caller = super::auth_check::Caller::of(&req);
+        let caller = crate::access::Caller::of(&req);
         caller.may_revoke(&self.router, req.get_ref().id).await?;
         let r = req.into_inner();
         let ir = InternalRequest {
@@ -200,14 +198,6 @@ impl Lease for LeaseService {
         let header = Some(router.restamp(None));
         Ok(Response::new(LeaseLeasesResponse { header, leases }))
     }
-}
-
-/// Whether a stream asked to fail fast without a leader (etcd's `hasleader` metadata).
-pub(crate) fn requires_leader<T>(req: &Request<T>) -> bool {
-    req.metadata()
-        .get("hasleader")
-        .and_then(|v| v.to_str().ok())
-        == Some("true")
 }
 
 impl LeaseService {

@@ -60,7 +60,7 @@ impl Maintenance for MaintenanceService {
         req: Request<SnapshotRequest>,
     ) -> Result<Response<SnapshotStream>, Status> {
         // Root only, answered as etcd 3.4's authMaintenanceServer (UNKNOWN "auth: ...").
-        super::auth_check::Caller::of(&req)
+        crate::access::Caller::of(&req)
             .admin_raw(&self.router)
             .await?;
         snapshot::fresh(&self.router).await?;
@@ -72,7 +72,7 @@ impl Maintenance for MaintenanceService {
     async fn alarm(&self, req: Request<AlarmRequest>) -> Result<Response<AlarmResponse>, Status> {
         let ctx = CallCtx::of(&req);
         // etcd proposes every Alarm call, a Get too, so a bad token is refused for each.
-        super::auth_check::Caller::of(&req)
+        crate::access::Caller::of(&req)
             .known_raw(&self.router)
             .await?;
         let r = req.into_inner();
@@ -141,7 +141,7 @@ impl Maintenance for MaintenanceService {
         req: Request<DefragmentRequest>,
     ) -> Result<Response<DefragmentResponse>, Status> {
         // Root only once auth is on, answered as etcd's authMaintenanceServer answers.
-        super::auth_check::Caller::of(&req)
+        crate::access::Caller::of(&req)
             .admin_raw(&self.router)
             .await?;
         let revision = self.router.sm().read(|s| s.revision());
@@ -151,7 +151,7 @@ impl Maintenance for MaintenanceService {
     }
 
     async fn hash(&self, req: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
-        super::auth_check::Caller::of(&req)
+        crate::access::Caller::of(&req)
             .admin_raw(&self.router)
             .await?;
         let (hash, revision) = self.router.sm().read(|s| (s.hash(), s.revision()));

@@ -2,7 +2,6 @@
 //! read barrier, or a local read) and map errors. The routing itself lives in [`route`].
 
 pub(crate) mod auth;
-pub(crate) mod auth_check;
 pub(crate) mod auth_login;
 pub(crate) mod cluster;
 pub(crate) mod election;

@@ -18,11 +18,8 @@ pub use handle::{NodeHandle, RaftStatus};
 use raft_setup::{form_cluster, raft_config};
 
 use crate::api::{
-    cluster::ClusterService,
-    kv::KvService,
-    lease::LeaseService,
-    maintenance::MaintenanceService,
-    watch::{WatchService, WatchSettings},
+    cluster::ClusterService, kv::KvService, lease::LeaseService, maintenance::MaintenanceService,
+    watch::WatchService,
 };
 use crate::config::NodeConfig;
 use crate::http::MemberDisk;
@@ -34,6 +31,7 @@ use crate::raft::peer::Identity;
 use crate::raft::{Raft, TypeConfig};
 use crate::routing::{Router, RouterParts};
 use crate::store::StateMachine;
+use crate::watch::WatchSettings;
 
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {

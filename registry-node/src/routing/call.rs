@@ -79,3 +79,11 @@ pub(crate) fn forwarded_request<T>(msg: T, ctx: &CallCtx) -> Request<T> {
     }
     req
 }
+
+/// Whether a stream asked to fail fast without a leader (etcd's `hasleader` metadata).
+pub(crate) fn requires_leader<T>(req: &Request<T>) -> bool {
+    req.metadata()
+        .get("hasleader")
+        .and_then(|v| v.to_str().ok())
+        == Some("true")
+}

@@ -11,7 +11,9 @@ mod forward;
 mod peer_side;
 mod reads;
 
-pub(crate) use call::{forwarded_request, CallCtx, Redirect, DEFAULT_DEADLINE, FORWARDED, TOKEN};
+pub(crate) use call::{
+    forwarded_request, requires_leader, CallCtx, Redirect, DEFAULT_DEADLINE, FORWARDED, TOKEN,
+};
 pub use forward::ForwardCounts;
 pub(crate) use forward::{response_of, ForwardQueue};
 pub use reads::ReadCounts;

@@ -1,5 +1,12 @@
-//! What one watch wants and which events it gets: key range matching, filters, `prev_kv`.
-//! Pure; the stream handling lives in `api::watch`.
+//! The watch hub: every member publishes the events it applies (a broadcast channel of the
+//! state machine, `StateMachine::subscribe_events`); each client stream is a task
+//! ([`stream::WatchStream`]) that serves its watches from them and from the store's history;
+//! [`Watcher`] (pure, below) is what one watch wants and which events it gets: key range,
+//! filters, `prev_kv`. The gRPC service that opens streams is `api::watch`.
+
+mod stream;
+
+pub(crate) use stream::{WatchSettings, WatchStream};
 
 use proto::etcdserverpb::watch_create_request::FilterType;
 use proto::etcdserverpb::WatchCreateRequest;
