@@ -4,7 +4,8 @@
 # The caller sets: ETCD, NODE_BIN, TMP (removed on exit unless KEEP_TMP=1), CLUSTER_TAG (names
 # the clusters' tokens), ETCD_CLIENT/ETCD_PEER/OURS_CLIENT/OURS_PEER (three ports each, below the
 # ephemeral range and apart from the other scripts'), and optionally MEMBER_FLAGS (an array of
-# flags both sides' members get, e.g. the soak's auto-compaction).
+# flags both sides' members get, e.g. the soak's auto-compaction) and OURS_RAFT (extra
+# `key = value` lines for our members' [raft] section). Used by compare.sh too.
 
 PIDS=()
 stop_cluster() {
@@ -47,6 +48,7 @@ start_ours() { # data dir
   mkdir -p "$1"
   {
     echo '[cluster]'; echo "token = \"$CLUSTER_TAG-ours\""; echo 'data_dir = "data"'
+    if [[ -n "${OURS_RAFT:-}" ]]; then echo '[raft]'; printf '%b\n' "$OURS_RAFT"; fi
     for i in 0 1 2; do
       echo '[[member]]'; echo "name = \"cd$i\""
       echo "client_url = \"http://127.0.0.1:${OURS_CLIENT[$i]}\""

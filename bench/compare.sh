@@ -43,73 +43,21 @@ for b in "$NODE_BIN" "$BIN/bench" "$ETCD"; do
 done
 
 TMP="$(mktemp -d "${BENCH_TMP:-/var/tmp}/compare.XXXXXX")"
-PIDS_ETCD=(); PIDS_OURS=()
-cleanup() {
-  local all=("${PIDS_ETCD[@]}" "${PIDS_OURS[@]}")
-  for p in "${all[@]}"; do kill "$p" 2>/dev/null || true; done
-  # A leader whose peers are gone may wait long on SIGTERM: give up after 5 s.
-  for _ in $(seq 1 50); do
-    local alive=0
-    for p in "${all[@]}"; do kill -0 "$p" 2>/dev/null && alive=1; done
-    [[ $alive == 0 ]] && break
-    sleep 0.1
-  done
-  for p in "${all[@]}"; do kill -9 "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
-  [[ "${KEEP_TMP:-0}" == 1 ]] || rm -rf "$TMP"
-}
-trap cleanup EXIT
-
 # Fixed loopback ports below the ephemeral range (32768+ here: a port in it can be taken by any
-# process's outgoing connection), distinct for the two clusters; refuse to start on a busy one.
+# process's outgoing connection), distinct for the two clusters; cluster.sh refuses busy ones,
+# starts and stops the clusters (both run at once here) and removes $TMP on exit.
 ETCD_CLIENT=(32379 32479 32579); ETCD_PEER=(32380 32480 32580)
 OURS_CLIENT=(22379 22479 22579); OURS_PEER=(22380 22480 22580)
-for p in "${ETCD_CLIENT[@]}" "${ETCD_PEER[@]}" "${OURS_CLIENT[@]}" "${OURS_PEER[@]}"; do
-  if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "port $p is busy" >&2; exit 1; fi
-done
-ETCD_EPS="127.0.0.1:${ETCD_CLIENT[0]},127.0.0.1:${ETCD_CLIENT[1]},127.0.0.1:${ETCD_CLIENT[2]}"
-OURS_EPS="127.0.0.1:${OURS_CLIENT[0]},127.0.0.1:${OURS_CLIENT[1]},127.0.0.1:${OURS_CLIENT[2]}"
+CLUSTER_TAG=bench
+# shellcheck source=bench/cluster.sh
+source "$ROOT/bench/cluster.sh"
+ETCD_EPS="$(eps ETCD_CLIENT)"
+OURS_EPS="$(eps OURS_CLIENT)"
 
-# --- start real etcd
-init=""
-for i in 0 1 2; do init+="${init:+,}e$i=http://127.0.0.1:${ETCD_PEER[$i]}"; done
-mkdir -p "$TMP/etcd"
-for i in 0 1 2; do
-  "$ETCD" --name "e$i" --data-dir "$TMP/etcd/e$i" \
-    --listen-client-urls "http://127.0.0.1:${ETCD_CLIENT[$i]}" \
-    --advertise-client-urls "http://127.0.0.1:${ETCD_CLIENT[$i]}" \
-    --listen-peer-urls "http://127.0.0.1:${ETCD_PEER[$i]}" \
-    --initial-advertise-peer-urls "http://127.0.0.1:${ETCD_PEER[$i]}" \
-    --initial-cluster "$init" --initial-cluster-token bench-etcd --initial-cluster-state new \
-    --log-level warn >"$TMP/etcd/e$i.log" 2>&1 &
-  PIDS_ETCD+=($!)
-done
-
-# --- start ours, one process per member
-mkdir -p "$TMP/ours"
-{
-  echo '[cluster]'; echo 'token = "bench-ours"'; echo 'data_dir = "data"'
-  if [[ -n "${OURS_RAFT:-}" ]]; then echo '[raft]'; printf '%b\n' "$OURS_RAFT"; fi
-  for i in 0 1 2; do
-    echo '[[member]]'; echo "name = \"cd$i\""
-    echo "client_url = \"http://127.0.0.1:${OURS_CLIENT[$i]}\""
-    echo "peer_url = \"http://127.0.0.1:${OURS_PEER[$i]}\""
-  done
-} >"$TMP/ours/cluster.toml"
-for i in 0 1 2; do
-  RUST_LOG="${RUST_LOG:-warn}" "$NODE_BIN" --config "$TMP/ours/cluster.toml" --name "cd$i" \
-    >"$TMP/ours/cd$i.log" 2>&1 &
-  PIDS_OURS+=($!)
-done
-
-wait_healthy() { # endpoints
-  for _ in $(seq 1 100); do
-    if ETCDCTL_API=3 etcdctl --endpoints "$1" --command-timeout=2s endpoint health >/dev/null 2>&1; then
-      return 0
-    fi
-    sleep 0.3
-  done
-  echo "cluster $1 did not become healthy" >&2; exit 1
-}
+start_etcd "$TMP/etcd"
+PIDS_ETCD=("${PIDS[@]}")
+start_ours "$TMP/ours"
+PIDS_OURS=("${PIDS[@]:3}")
 wait_healthy "$ETCD_EPS"
 wait_healthy "$OURS_EPS"
 if [[ "${UP_ONLY:-0}" == 1 ]]; then
